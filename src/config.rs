@@ -1,0 +1,284 @@
+//! The TOML configuration: serde structs, built-in defaults and validation.
+//!
+//! Every key has a default, so the server runs with no file at all. Unknown keys, values of the
+//! wrong type and values out of range are errors that name the file, the key and (for TOML
+//! errors) the line. `config/uringseed.example.toml` documents every key with its default; a test
+//! checks that file parses to exactly [`Config::default`].
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Hard ceiling for `server.max_request_bytes` (larger requests are never served).
+pub const MAX_REQUEST_CEILING: u32 = 128 << 10;
+/// The standard block size; requests up to this size must always be served.
+pub const BLOCK_SIZE: u32 = 16 << 10;
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub hashing: HashingConfig,
+    /// Torrents to seed.
+    #[serde(rename = "torrent")]
+    pub torrents: Vec<TorrentConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Addresses to listen on; empty means every IPv4 and IPv6 address on the first free port
+    /// of 6881..=6889.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads, each with its own io_uring runtime and listener (0 = one per core).
+    pub workers: usize,
+    /// Largest block a peer may request, in bytes (16384..=131072).
+    pub max_request_bytes: u32,
+    /// Peers unchoked at once per torrent (0 = unlimited).
+    pub upload_slots: usize,
+    /// Connected peers across all torrents.
+    pub max_connections: usize,
+    /// Connected peers per torrent.
+    pub max_connections_per_torrent: usize,
+    /// Requests a peer may have queued; more are rejected.
+    pub max_queued_requests: usize,
+    /// Bytes of unsent output a peer may hold before it is dropped.
+    pub max_send_buffer_bytes: usize,
+    /// Seconds a new connection has to complete the handshake.
+    pub handshake_timeout_secs: u64,
+    /// Seconds of silence after which a peer is dropped.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: Vec::new(),
+            workers: 0,
+            max_request_bytes: BLOCK_SIZE,
+            upload_slots: 8,
+            max_connections: 4096,
+            max_connections_per_torrent: 1024,
+            max_queued_requests: 500,
+            max_send_buffer_bytes: 4 << 20,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashingConfig {
+    /// Threads hashing pieces (0 = one per core).
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TorrentConfig {
+    /// Path of the .torrent file (relative paths are relative to the config file).
+    pub torrent: PathBuf,
+    /// Directory holding the torrent's content, as a client's save path.
+    pub data: PathBuf,
+}
+
+/// A configuration problem: the file, the key and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}: key `{}`: {}", self.file, self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, parses and validates a config file; relative torrent paths are resolved
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let mut config = Config::parse(&text, &file)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for t in &mut config.torrents {
+            t.torrent = base.join(&t.torrent);
+            t.data = base.join(&t.data);
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text; `file` names the source in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| toml_error(&e, text, file))?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// Checks ranges and combinations that the types alone cannot express.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.to_string(),
+            key: key.to_string(),
+            reason,
+        };
+        let s = &self.server;
+        if !(BLOCK_SIZE..=MAX_REQUEST_CEILING).contains(&s.max_request_bytes) {
+            return Err(err(
+                "server.max_request_bytes",
+                format!(
+                    "{} is outside {BLOCK_SIZE}..={MAX_REQUEST_CEILING}",
+                    s.max_request_bytes
+                ),
+            ));
+        }
+        let positive = [
+            ("server.max_connections", s.max_connections as u64),
+            (
+                "server.max_connections_per_torrent",
+                s.max_connections_per_torrent as u64,
+            ),
+            ("server.max_queued_requests", s.max_queued_requests as u64),
+            ("server.handshake_timeout_secs", s.handshake_timeout_secs),
+            ("server.idle_timeout_secs", s.idle_timeout_secs),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(err(key, "must be greater than zero".into()));
+            }
+        }
+        if s.max_send_buffer_bytes < 2 * s.max_request_bytes as usize {
+            return Err(err(
+                "server.max_send_buffer_bytes",
+                format!(
+                    "{} is less than twice server.max_request_bytes",
+                    s.max_send_buffer_bytes
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("server.workers", s.workers),
+            ("hashing.threads", self.hashing.threads),
+        ] {
+            if v > 1024 {
+                return Err(err(key, format!("{v} is more than 1024")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns a TOML error into one naming the file, the line and the offending key.
+fn toml_error(e: &toml::de::Error, text: &str, file: &str) -> ConfigError {
+    let (key, place) = match e.span() {
+        Some(span) => {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            let key = line.split('=').next().unwrap_or("").trim().to_string();
+            (key, format!("line {line_no}: "))
+        }
+        None => (String::new(), String::new()),
+    };
+    let key = if key.starts_with('[') {
+        String::new()
+    } else {
+        key
+    };
+    ConfigError {
+        file: file.to_string(),
+        key,
+        reason: format!("{place}{}", e.message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("", "t.toml").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn example_file_documents_the_defaults() {
+        let text = include_str!("../config/uringseed.example.toml");
+        let parsed = Config::parse(text, "example").unwrap();
+        assert_eq!(parsed.server, ServerConfig::default());
+        assert_eq!(parsed.hashing, HashingConfig::default());
+        // Every key of the example must appear (commented or not) in the file.
+        for key in [
+            "listen",
+            "workers",
+            "max_request_bytes",
+            "upload_slots",
+            "max_connections",
+            "max_connections_per_torrent",
+            "max_queued_requests",
+            "max_send_buffer_bytes",
+            "handshake_timeout_secs",
+            "idle_timeout_secs",
+            "threads",
+            "torrent",
+            "data",
+        ] {
+            assert!(text.contains(&format!("{key} =")), "example lacks {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::parse("[server]\nworkers = 2\nbogus_key = 1\n", "c.toml").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("c.toml") && msg.contains("bogus_key") && msg.contains("line 3"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_type_names_key_and_line() {
+        let e = Config::parse("[server]\nworkers = \"many\"\n", "c.toml").unwrap_err();
+        assert_eq!(e.key, "workers");
+        assert!(e.reason.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let e = Config::parse("[server]\nmax_request_bytes = 200000\n", "c.toml").unwrap_err();
+        assert_eq!(e.key, "server.max_request_bytes");
+        let e = Config::parse("[server]\nidle_timeout_secs = 0\n", "c.toml").unwrap_err();
+        assert_eq!(e.key, "server.idle_timeout_secs");
+        let e = Config::parse("[server]\nlisten = [\"nowhere\"]\n", "c.toml").unwrap_err();
+        assert_eq!(e.key, "listen", "{e}");
+    }
+
+    #[test]
+    fn torrents_resolve_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.toml");
+        std::fs::write(
+            &path,
+            "[[torrent]]\ntorrent = \"a.torrent\"\ndata = \"d\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.torrents[0].torrent, dir.path().join("a.torrent"));
+        assert_eq!(c.torrents[0].data, dir.path().join("d"));
+    }
+}

@@ -1,0 +1,431 @@
+//! BitTorrent v1 metainfo (.torrent) parsing and validation.
+//!
+//! The info-hash is the SHA-1 of the `info` value's bytes exactly as they appear in the file
+//! (found by [`crate::bencode`]'s spans), never of a re-encoding, so unknown keys, odd key order
+//! or `private=0` keep the hash other clients compute. Everything that would make the torrent
+//! unsafe to serve (path traversal, inconsistent piece counts, absurd sizes) is rejected with an
+//! error naming the file, the field and the reason.
+
+use crate::bencode::{self, Node, Value};
+use sha1::{Digest, Sha1};
+use std::fmt;
+use std::path::Path;
+
+/// Largest .torrent file read from disk.
+pub const MAX_TORRENT_FILE_BYTES: u64 = 64 << 20;
+/// Largest piece length accepted (the verifier holds whole pieces in memory).
+pub const MAX_PIECE_LENGTH: u64 = 256 << 20;
+
+/// A 20-byte SHA-1 info-hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InfoHash(pub [u8; 20]);
+
+impl InfoHash {
+    /// Lower-case 40-character hex form, as clients and trackers display it.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl fmt::Display for InfoHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for InfoHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InfoHash({})", self.to_hex())
+    }
+}
+
+/// Lower-case hex encoding of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// One file of a torrent, in torrent order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path components below the torrent's root (for a single-file torrent: just the name).
+    pub path: Vec<String>,
+    pub length: u64,
+    /// BEP 47 pad file (attr contains 'p'): served as zeros, never read from disk.
+    pub pad: bool,
+}
+
+/// A parsed and validated v1 torrent.
+#[derive(Debug, Clone)]
+pub struct Torrent {
+    pub info_hash: InfoHash,
+    pub name: String,
+    pub piece_length: u64,
+    pub piece_hashes: Vec<[u8; 20]>,
+    pub files: Vec<FileEntry>,
+    /// True for a single-file torrent (`length` in info), whose data lives at DIR/NAME.
+    pub single_file: bool,
+    pub total_length: u64,
+    pub private: bool,
+    pub source: Option<String>,
+    pub announce: Option<String>,
+    /// BEP 12 tiers; when absent in the file, a single tier holding `announce` (if any).
+    pub trackers: Vec<Vec<String>>,
+    pub comment: Option<String>,
+    pub created_by: Option<String>,
+    pub creation_date: Option<i64>,
+}
+
+impl Torrent {
+    pub fn num_pieces(&self) -> usize {
+        self.piece_hashes.len()
+    }
+
+    /// Length of piece `index` (the last one may be short).
+    pub fn piece_size(&self, index: usize) -> u64 {
+        let start = index as u64 * self.piece_length;
+        self.piece_length.min(self.total_length - start)
+    }
+
+    /// Magnet link with the info-hash, name and trackers.
+    pub fn magnet(&self) -> String {
+        let mut m = format!(
+            "magnet:?xt=urn:btih:{}&dn={}",
+            self.info_hash,
+            pct(&self.name)
+        );
+        for url in self.trackers.iter().flatten() {
+            m.push_str("&tr=");
+            m.push_str(&pct(url));
+        }
+        m
+    }
+}
+
+fn pct(s: &str) -> String {
+    let mut out = String::new();
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A rejected torrent: which file, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetainfoError {
+    pub file: String,
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for MetainfoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}: field `{}`: {}", self.file, self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for MetainfoError {}
+
+/// Reads and parses a .torrent file from disk.
+pub fn load(path: &Path) -> Result<Torrent, MetainfoError> {
+    let file = path.display().to_string();
+    let io_err = |e: std::io::Error| MetainfoError {
+        file: file.clone(),
+        field: String::new(),
+        reason: format!("cannot read: {e}"),
+    };
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if meta.len() > MAX_TORRENT_FILE_BYTES {
+        return Err(MetainfoError {
+            file,
+            field: String::new(),
+            reason: format!("file is larger than {MAX_TORRENT_FILE_BYTES} bytes"),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io_err)?;
+    parse(&bytes, &file)
+}
+
+/// Parses torrent bytes; `file` names the source in errors.
+pub fn parse(bytes: &[u8], file: &str) -> Result<Torrent, MetainfoError> {
+    Ctx { file }.torrent(bytes)
+}
+
+struct Ctx<'f> {
+    file: &'f str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: &str, reason: impl Into<String>) -> MetainfoError {
+        MetainfoError {
+            file: self.file.to_string(),
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn torrent(&self, bytes: &[u8]) -> Result<Torrent, MetainfoError> {
+        let root = bencode::decode(bytes).map_err(|e| self.err("", e.to_string()))?;
+        if !matches!(root.value, Value::Dict(_)) {
+            return Err(self.err("", "top level is not a dictionary"));
+        }
+        let info = self.required(&root, "info", "info")?;
+        if !matches!(info.value, Value::Dict(_)) {
+            return Err(self.err(
+                "info",
+                format!("expected a dictionary, found {}", info.kind()),
+            ));
+        }
+        let info_hash = InfoHash(Sha1::digest(&bytes[info.span.clone()]).into());
+
+        let name = self.string(self.required(info, "name", "info.name")?, "info.name")?;
+        self.check_component(&name, "info.name")?;
+        let piece_length = self.uint(
+            self.required(info, "piece length", "info.piece length")?,
+            "info.piece length",
+        )?;
+        if piece_length == 0 {
+            return Err(self.err("info.piece length", "must be greater than zero"));
+        }
+        if piece_length > MAX_PIECE_LENGTH {
+            return Err(self.err(
+                "info.piece length",
+                format!("{piece_length} is larger than the supported {MAX_PIECE_LENGTH}"),
+            ));
+        }
+        let pieces = self.bytes(self.required(info, "pieces", "info.pieces")?, "info.pieces")?;
+        if pieces.len() % 20 != 0 {
+            return Err(self.err(
+                "info.pieces",
+                format!("length {} is not a multiple of 20", pieces.len()),
+            ));
+        }
+        let piece_hashes: Vec<[u8; 20]> = pieces
+            .chunks_exact(20)
+            .map(|c| c.try_into().expect("chunk of 20"))
+            .collect();
+
+        let (files, single_file) = match (info.get("length"), info.get("files")) {
+            (Some(_), Some(_)) => {
+                return Err(self.err("info", "has both `length` and `files`"));
+            }
+            (None, None) => return Err(self.err("info", "has neither `length` nor `files`")),
+            (Some(len), None) => {
+                let length = self.uint(len, "info.length")?;
+                let pad = self.attr_pad(info, "info.attr")?;
+                let entry = FileEntry {
+                    path: vec![name.clone()],
+                    length,
+                    pad,
+                };
+                (vec![entry], true)
+            }
+            (None, Some(list)) => (self.files(list)?, false),
+        };
+
+        let mut total_length: u64 = 0;
+        for f in &files {
+            total_length = total_length
+                .checked_add(f.length)
+                .ok_or_else(|| self.err("info.files", "total length overflows"))?;
+        }
+        if total_length == 0 {
+            return Err(self.err("info", "torrent holds no data (total length is zero)"));
+        }
+        let expected = total_length.div_ceil(piece_length);
+        if expected != piece_hashes.len() as u64 {
+            return Err(self.err(
+                "info.pieces",
+                format!(
+                    "holds {} piece hashes but {total_length} bytes in pieces of {piece_length} need {expected}",
+                    piece_hashes.len()
+                ),
+            ));
+        }
+
+        let private = match info.get("private") {
+            None => false,
+            Some(n) => self.int(n, "info.private")? == 1,
+        };
+        let source = self.opt_string(info, "source", "info.source")?;
+        let announce = self.opt_string(&root, "announce", "announce")?;
+        let mut trackers = match root.get("announce-list") {
+            Some(list) => self.tiers(list)?,
+            None => Vec::new(),
+        };
+        if trackers.is_empty() {
+            if let Some(url) = &announce {
+                trackers.push(vec![url.clone()]);
+            }
+        }
+        Ok(Torrent {
+            info_hash,
+            name,
+            piece_length,
+            piece_hashes,
+            files,
+            single_file,
+            total_length,
+            private,
+            source,
+            announce,
+            trackers,
+            comment: self.opt_string(&root, "comment", "comment")?,
+            created_by: self.opt_string(&root, "created by", "created by")?,
+            creation_date: match root.get("creation date") {
+                Some(n) => Some(self.int(n, "creation date")?),
+                None => None,
+            },
+        })
+    }
+
+    fn files(&self, list: &Node<'_>) -> Result<Vec<FileEntry>, MetainfoError> {
+        let Value::List(items) = &list.value else {
+            return Err(self.err(
+                "info.files",
+                format!("expected a list, found {}", list.kind()),
+            ));
+        };
+        if items.is_empty() {
+            return Err(self.err("info.files", "list is empty"));
+        }
+        let mut files = Vec::with_capacity(items.len());
+        let mut seen = std::collections::HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("info.files[{i}]");
+            if !matches!(item.value, Value::Dict(_)) {
+                return Err(self.err(
+                    &field,
+                    format!("expected a dictionary, found {}", item.kind()),
+                ));
+            }
+            let length = self.uint(
+                self.required(item, "length", &format!("{field}.length"))?,
+                &format!("{field}.length"),
+            )?;
+            let path_field = format!("{field}.path");
+            let path_node = self.required(item, "path", &path_field)?;
+            let Value::List(parts) = &path_node.value else {
+                return Err(self.err(&path_field, "expected a list of strings"));
+            };
+            if parts.is_empty() {
+                return Err(self.err(&path_field, "path is empty"));
+            }
+            let mut path = Vec::with_capacity(parts.len());
+            for part in parts {
+                let part = self.string(part, &path_field)?;
+                self.check_component(&part, &path_field)?;
+                path.push(part);
+            }
+            let pad = self.attr_pad(item, &format!("{field}.attr"))?;
+            if !pad && !seen.insert(path.clone()) {
+                return Err(self.err(&path_field, format!("duplicate path {:?}", path.join("/"))));
+            }
+            files.push(FileEntry { path, length, pad });
+        }
+        Ok(files)
+    }
+
+    fn tiers(&self, list: &Node<'_>) -> Result<Vec<Vec<String>>, MetainfoError> {
+        let field = "announce-list";
+        let Value::List(tiers) = &list.value else {
+            return Err(self.err(field, "expected a list of lists"));
+        };
+        let mut out = Vec::new();
+        for tier in tiers {
+            let Value::List(urls) = &tier.value else {
+                return Err(self.err(field, "expected a list of lists"));
+            };
+            let urls = urls
+                .iter()
+                .map(|u| self.string(u, field))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !urls.is_empty() {
+                out.push(urls);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rejects names that could escape the data directory or are not portable file names.
+    fn check_component(&self, part: &str, field: &str) -> Result<(), MetainfoError> {
+        let bad = if part.is_empty() {
+            Some("empty path component")
+        } else if part == "." || part == ".." {
+            Some("path component is `.` or `..` (path traversal)")
+        } else if part.contains('/') || part.contains('\\') {
+            Some("path separator inside a path component (path traversal)")
+        } else if part.contains('\0') {
+            Some("NUL byte inside a path component")
+        } else {
+            None
+        };
+        match bad {
+            Some(reason) => Err(self.err(field, format!("{reason}: {part:?}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn attr_pad(&self, dict: &Node<'_>, field: &str) -> Result<bool, MetainfoError> {
+        match dict.get("attr") {
+            None => Ok(false),
+            Some(n) => Ok(self.bytes(n, field)?.contains(&b'p')),
+        }
+    }
+
+    fn required<'n, 'a>(
+        &self,
+        dict: &'n Node<'a>,
+        key: &str,
+        field: &str,
+    ) -> Result<&'n Node<'a>, MetainfoError> {
+        dict.get(key)
+            .ok_or_else(|| self.err(field, "missing required key"))
+    }
+
+    fn bytes<'a>(&self, node: &Node<'a>, field: &str) -> Result<&'a [u8], MetainfoError> {
+        match node.value {
+            Value::Bytes(b) => Ok(b),
+            _ => Err(self.err(field, format!("expected a string, found {}", node.kind()))),
+        }
+    }
+
+    fn string(&self, node: &Node<'_>, field: &str) -> Result<String, MetainfoError> {
+        let b = self.bytes(node, field)?;
+        String::from_utf8(b.to_vec()).map_err(|_| self.err(field, "is not valid UTF-8"))
+    }
+
+    fn opt_string(
+        &self,
+        dict: &Node<'_>,
+        key: &str,
+        field: &str,
+    ) -> Result<Option<String>, MetainfoError> {
+        dict.get(key).map(|n| self.string(n, field)).transpose()
+    }
+
+    fn int(&self, node: &Node<'_>, field: &str) -> Result<i64, MetainfoError> {
+        match node.value {
+            Value::Int(n) => Ok(n),
+            _ => Err(self.err(field, format!("expected an integer, found {}", node.kind()))),
+        }
+    }
+
+    fn uint(&self, node: &Node<'_>, field: &str) -> Result<u64, MetainfoError> {
+        let n = self.int(node, field)?;
+        u64::try_from(n).map_err(|_| self.err(field, format!("must not be negative (got {n})")))
+    }
+}
