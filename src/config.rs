@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub handshake_timeout_secs: u64,
     /// Seconds of silence after which a peer is dropped.
     pub idle_timeout_secs: u64,
+    /// I/O backend: "auto" (io_uring when the kernel allows it), "io_uring" or "portable".
+    pub io_backend: String,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +66,7 @@ impl Default for ServerConfig {
             max_send_buffer_bytes: 4 << 20,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 300,
+            io_backend: "auto".into(),
         }
     }
 }

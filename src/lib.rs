@@ -9,8 +9,12 @@
 //! - [`progress`]: progress display for long jobs.
 
 pub mod bencode;
+pub mod choke;
 pub mod config;
+pub mod io;
 pub mod make;
 pub mod metainfo;
 pub mod progress;
+pub mod server;
 pub mod storage;
+pub mod wire;

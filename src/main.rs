@@ -1,10 +1,11 @@
-//! Command line entry point: `uringseed make`, and the other subcommands.
+//! Command line entry point: `uringseed serve`, `make` and `check-config`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use uringseed::config::Config;
 use uringseed::make::{self, MakeOptions};
+use uringseed::server::{self, TorrentSpec};
 
 #[derive(Parser)]
 #[command(
@@ -50,11 +51,48 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Seed: a file or directory (a torrent is made for it), one --torrent with --data, or the
+    /// torrents of a --config file.
+    Serve(ServeArgs),
     /// Check a configuration file and print the effective settings.
     CheckConfig {
         /// The TOML file.
         file: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// File or directory to seed; its .torrent is written to the current directory (or
+    /// --torrent-out) and its path, info-hash and magnet link are printed.
+    path: Option<PathBuf>,
+    /// A .torrent file to seed (with --data).
+    #[arg(long, requires = "data", conflicts_with = "path")]
+    torrent: Option<PathBuf>,
+    /// Directory holding the torrent's content (single-file: DIR/NAME; multi-file: DIR/NAME/...).
+    #[arg(long, requires = "torrent")]
+    data: Option<PathBuf>,
+    /// TOML configuration file (settings, and torrents in [[torrent]] tables).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (repeatable); default: all addresses, first free port of 6881-6889.
+    #[arg(long)]
+    listen: Vec<std::net::SocketAddr>,
+    /// Worker threads (0 = one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Peers unchoked at once per torrent (0 = unlimited).
+    #[arg(long)]
+    upload_slots: Option<usize>,
+    /// With PATH: where to write the .torrent.
+    #[arg(long)]
+    torrent_out: Option<PathBuf>,
+    /// With PATH: tracker URLs for the made torrent (repeatable).
+    #[arg(short = 't', long = "tracker")]
+    trackers: Vec<String>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
 }
 
 fn main() -> ExitCode {
@@ -114,10 +152,112 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{}", torrent.info_hash);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             println!("{config:#?}");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn tiers(trackers: &[String]) -> Vec<Vec<String>> {
+    trackers
+        .iter()
+        .map(|t| {
+            t.split(',')
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect()
+        })
+        .filter(|tier: &Vec<String>| !tier.is_empty())
+        .collect()
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if !args.listen.is_empty() {
+        config.server.listen = args.listen.clone();
+    }
+    if let Some(w) = args.workers {
+        config.server.workers = w;
+    }
+    if let Some(u) = args.upload_slots {
+        config.server.upload_slots = u;
+    }
+    config.validate("command line")?;
+    let mut specs = Vec::new();
+    for t in &config.torrents {
+        specs.push(TorrentSpec::load(&t.torrent, t.data.clone())?);
+    }
+    if let (Some(torrent), Some(data)) = (&args.torrent, &args.data) {
+        specs.push(TorrentSpec::load(torrent, data.clone())?);
+    }
+    if let Some(path) = &args.path {
+        let opts = MakeOptions {
+            path: path.clone(),
+            trackers: tiers(&args.trackers),
+            threads: config.hashing.threads,
+            ..Default::default()
+        };
+        let (bytes, torrent) = make::make(&opts)?;
+        let out = args
+            .torrent_out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name)));
+        make::write_atomic(&out, &bytes)
+            .map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
+        let data_dir = path
+            .canonicalize()?
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        println!("torrent: {}", out.display());
+        println!("info-hash: {}", torrent.info_hash);
+        println!("magnet: {}", torrent.magnet());
+        specs.push(TorrentSpec {
+            torrent,
+            data_dir,
+            just_hashed: true,
+        });
+    }
+    if specs.is_empty() {
+        return Err("nothing to seed: give PATH, --torrent with --data, or --config with [[torrent]] tables".into());
+    }
+    let handle = server::start(config, specs)?;
+    for addr in &handle.local_addrs {
+        println!("listening: {addr}");
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    wait_for_signal()?;
+    tracing::info!("shutting down");
+    handle.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    })
 }

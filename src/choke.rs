@@ -1,0 +1,258 @@
+//! Seed choking decisions, pure (time is passed in, results are returned).
+//!
+//! A seed has nothing to gain from a peer, so slots rotate round-robin: an interested peer is
+//! unchoked at once when a regular slot is free; every 10 s, peers that have held a slot for at
+//! least [`ROTATE_AFTER`] give it to the interested peers that have waited longest; and one extra
+//! optimistic slot moves every [`OPTIMISTIC_EVERY`] to the longest-waiting peer. Peers that lose
+//! interest are choked and their slot refilled at once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How often [`Choker::tick`] should run.
+pub const TICK: Duration = Duration::from_secs(10);
+/// A regular slot is handed on after being held this long, if someone is waiting.
+pub const ROTATE_AFTER: Duration = Duration::from_secs(30);
+/// The optimistic slot moves this often.
+pub const OPTIMISTIC_EVERY: Duration = Duration::from_secs(30);
+
+/// A connection's id, unique in the process.
+pub type PeerKey = u64;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    interested: bool,
+    unchoked: bool,
+    /// When the peer last became unchoked (if unchoked) or started waiting (if interested).
+    since: Instant,
+}
+
+/// A change to apply to a peer: `true` = choke, `false` = unchoke.
+pub type Change = (PeerKey, bool);
+
+/// Choking state of one torrent's peers.
+#[derive(Debug)]
+pub struct Choker {
+    slots: usize,
+    peers: BTreeMap<PeerKey, Entry>,
+    optimistic: Option<PeerKey>,
+    last_optimistic: Option<Instant>,
+}
+
+impl Choker {
+    /// `slots` regular upload slots (0 = unlimited), plus one optimistic slot.
+    pub fn new(slots: usize) -> Choker {
+        Choker {
+            slots,
+            peers: BTreeMap::new(),
+            optimistic: None,
+            last_optimistic: None,
+        }
+    }
+
+    pub fn add(&mut self, key: PeerKey, now: Instant) {
+        self.peers.insert(
+            key,
+            Entry {
+                interested: false,
+                unchoked: false,
+                since: now,
+            },
+        );
+    }
+
+    /// Forgets a peer; its slot goes to a waiting peer.
+    pub fn remove(&mut self, key: PeerKey, now: Instant) -> Vec<Change> {
+        let was = self.peers.remove(&key);
+        if self.optimistic == Some(key) {
+            self.optimistic = None;
+        }
+        let mut changes = Vec::new();
+        if was.is_some_and(|e| e.unchoked) {
+            self.fill(now, &mut changes);
+        }
+        changes
+    }
+
+    pub fn set_interested(&mut self, key: PeerKey, interested: bool, now: Instant) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let Some(e) = self.peers.get_mut(&key) else {
+            return changes;
+        };
+        if e.interested == interested {
+            return changes;
+        }
+        e.interested = interested;
+        e.since = now;
+        if !interested && e.unchoked {
+            e.unchoked = false;
+            changes.push((key, true));
+            if self.optimistic == Some(key) {
+                self.optimistic = None;
+            }
+        }
+        self.fill(now, &mut changes);
+        changes
+    }
+
+    /// Periodic round-robin rotation and optimistic unchoke.
+    pub fn tick(&mut self, now: Instant) -> Vec<Change> {
+        let mut changes = Vec::new();
+        if self.slots > 0 {
+            let mut waiting = self.waiting();
+            waiting.retain(|k| Some(*k) != self.optimistic);
+            let mut expired: Vec<(Instant, PeerKey)> = self
+                .peers
+                .iter()
+                .filter(|(k, e)| e.unchoked && Some(**k) != self.optimistic)
+                .filter(|(_, e)| now.saturating_duration_since(e.since) >= ROTATE_AFTER)
+                .map(|(k, e)| (e.since, *k))
+                .collect();
+            expired.sort();
+            for ((_, out), incoming) in expired.into_iter().zip(waiting) {
+                self.set(out, false, now, &mut changes);
+                self.set(incoming, true, now, &mut changes);
+            }
+            self.rotate_optimistic(now, &mut changes);
+        }
+        self.fill(now, &mut changes);
+        changes
+    }
+
+    fn rotate_optimistic(&mut self, now: Instant, changes: &mut Vec<Change>) {
+        let due = self
+            .last_optimistic
+            .is_none_or(|t| now.saturating_duration_since(t) >= OPTIMISTIC_EVERY);
+        if !due {
+            return;
+        }
+        let Some(next) = self
+            .waiting()
+            .into_iter()
+            .find(|k| Some(*k) != self.optimistic)
+        else {
+            return;
+        };
+        if let Some(old) = self.optimistic.take() {
+            self.set(old, false, now, changes);
+        }
+        self.set(next, true, now, changes);
+        self.optimistic = Some(next);
+        self.last_optimistic = Some(now);
+    }
+
+    /// Interested, choked peers, longest-waiting first.
+    fn waiting(&self) -> Vec<PeerKey> {
+        let mut w: Vec<(Instant, PeerKey)> = self
+            .peers
+            .iter()
+            .filter(|(_, e)| e.interested && !e.unchoked)
+            .map(|(k, e)| (e.since, *k))
+            .collect();
+        w.sort();
+        w.into_iter().map(|(_, k)| k).collect()
+    }
+
+    fn regular_unchoked(&self) -> usize {
+        self.peers
+            .iter()
+            .filter(|(k, e)| e.unchoked && Some(**k) != self.optimistic)
+            .count()
+    }
+
+    /// Unchokes waiting peers into free regular slots.
+    fn fill(&mut self, now: Instant, changes: &mut Vec<Change>) {
+        let free = if self.slots == 0 {
+            usize::MAX
+        } else {
+            self.slots.saturating_sub(self.regular_unchoked())
+        };
+        for k in self.waiting().into_iter().take(free) {
+            self.set(k, true, now, changes);
+        }
+    }
+
+    fn set(&mut self, key: PeerKey, unchoke: bool, now: Instant, changes: &mut Vec<Change>) {
+        if let Some(e) = self.peers.get_mut(&key) {
+            if e.unchoked != unchoke {
+                e.unchoked = unchoke;
+                e.since = now;
+                // A peer leaving the optimistic slot by being choked is no longer optimistic.
+                if !unchoke && self.optimistic == Some(key) {
+                    self.optimistic = None;
+                }
+                changes.push((key, !unchoke));
+            }
+        }
+    }
+
+    pub fn is_unchoked(&self, key: PeerKey) -> bool {
+        self.peers.get(&key).is_some_and(|e| e.unchoked)
+    }
+
+    pub fn unchoked_count(&self) -> usize {
+        self.peers.values().filter(|e| e.unchoked).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unchoked(c: &Choker) -> Vec<PeerKey> {
+        c.peers
+            .iter()
+            .filter(|(_, e)| e.unchoked)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    #[test]
+    fn fills_free_slots_at_once_and_refills_on_leave() {
+        let t0 = Instant::now();
+        let mut c = Choker::new(2);
+        for k in 1..=4 {
+            c.add(k, t0);
+        }
+        assert_eq!(c.set_interested(1, true, t0), vec![(1, false)]);
+        assert_eq!(c.set_interested(2, true, t0), vec![(2, false)]);
+        assert_eq!(c.set_interested(3, true, t0), vec![]);
+        assert_eq!(c.set_interested(1, false, t0), vec![(1, true), (3, false)]);
+        assert_eq!(c.remove(2, t0), vec![]);
+        assert_eq!(unchoked(&c), vec![3]);
+    }
+
+    #[test]
+    fn rotates_round_robin_with_one_optimistic_slot() {
+        let t0 = Instant::now();
+        let mut c = Choker::new(1);
+        for k in 1..=3 {
+            c.add(k, t0);
+            c.set_interested(k, true, t0);
+        }
+        assert_eq!(unchoked(&c), vec![1]);
+        // First tick: the optimistic slot goes to the longest-waiting peer.
+        c.tick(t0 + TICK);
+        assert_eq!(unchoked(&c), vec![1, 2]);
+        assert_eq!(c.optimistic, Some(2));
+        // After ROTATE_AFTER peer 1 hands its slot to 3; the optimistic slot is not yet due.
+        c.tick(t0 + ROTATE_AFTER);
+        assert_eq!(unchoked(&c), vec![2, 3]);
+        // Optimistic moves on: 2 is choked, the longest waiting (1) takes the extra slot.
+        c.tick(t0 + TICK + OPTIMISTIC_EVERY);
+        assert_eq!(unchoked(&c), vec![1, 3]);
+        assert!(c.unchoked_count() <= 2);
+    }
+
+    #[test]
+    fn unlimited_slots_unchoke_everyone_interested() {
+        let t0 = Instant::now();
+        let mut c = Choker::new(0);
+        for k in 1..=50 {
+            c.add(k, t0);
+            assert_eq!(c.set_interested(k, true, t0), vec![(k, false)]);
+        }
+        assert!(c.tick(t0 + ROTATE_AFTER * 2).is_empty());
+        assert_eq!(c.unchoked_count(), 50);
+    }
+}

@@ -1,0 +1,271 @@
+//! One peer connection, driven over any backend's stream and disk: handshake with a timeout,
+//! then a reader (bytes into the state machine) and a writer (control bytes, coalesced piece data
+//! read from disk and sent with one vectored write per run) running side by side.
+
+use crate::server::{PeerHandle, Shared, TorrentCtx};
+use crate::wire::handshake::{Handshake, HANDSHAKE_LEN};
+use crate::wire::message::piece_header;
+use crate::wire::{Event, Peer};
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest run of contiguous requested blocks read and sent in one go.
+pub const MAX_RUN_BYTES: u64 = 1 << 20;
+/// A write that makes no progress for this long drops the peer (it is not reading).
+pub const WRITE_STALL: Duration = Duration::from_secs(60);
+/// Bytes read from the socket per read.
+const READ_BUF: usize = 64 << 10;
+
+/// A connected socket as the connection driver needs it.
+#[allow(async_fn_in_trait)]
+pub trait Stream {
+    /// Reads into `buf` (from index 0, up to its length); returns the count and the buffer.
+    async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    /// Writes all of `bufs` in order, with vectored writes.
+    async fn write_all(&self, bufs: Vec<Bytes>) -> io::Result<()>;
+    /// Shuts the socket down both ways (ends any read or write in flight).
+    fn shutdown(&self);
+}
+
+/// Reading torrent bytes from the data files.
+#[allow(async_fn_in_trait)]
+pub trait Disk {
+    /// Reads `len` bytes of `ctx`'s torrent stream starting at `start` (pad files as zeros).
+    async fn read_run(&self, ctx: &TorrentCtx, start: u64, len: usize) -> io::Result<Vec<u8>>;
+}
+
+/// How a connection ended (a metrics label unless it is a plain close).
+enum End {
+    Closed,
+    Shutdown,
+    Dropped(&'static str),
+}
+
+/// Serves one incoming connection until it closes, misbehaves or the server shuts down.
+pub async fn serve<S: Stream, D: Disk>(shared: Arc<Shared>, stream: S, disk: &D, addr: SocketAddr) {
+    let end = match handshake(&shared, &stream).await {
+        Ok((hs, ctx)) => connected(&shared, &stream, disk, hs, ctx).await,
+        Err(reason) => End::Dropped(reason),
+    };
+    stream.shutdown();
+    match end {
+        End::Dropped(reason) => {
+            shared.stats.count_dropped(reason);
+            tracing::debug!(%addr, reason, "peer dropped");
+        }
+        End::Closed | End::Shutdown => tracing::trace!(%addr, "peer closed"),
+    }
+}
+
+async fn handshake<S: Stream>(
+    shared: &Shared,
+    stream: &S,
+) -> Result<(Handshake, Arc<TorrentCtx>), &'static str> {
+    let read = async {
+        let mut got = Vec::with_capacity(HANDSHAKE_LEN);
+        loop {
+            let (res, buf) = stream.read(vec![0u8; HANDSHAKE_LEN - got.len()]).await;
+            let n = res.map_err(|_| "closed_in_handshake")?;
+            if n == 0 {
+                return Err("closed_in_handshake");
+            }
+            got.extend_from_slice(&buf[..n]);
+            match Handshake::decode(&got) {
+                Ok(Some(hs)) => return Ok(hs),
+                Ok(None) => {}
+                Err(_) => return Err("bad_handshake"),
+            }
+        }
+    };
+    let hs = tokio::time::timeout(shared.handshake_timeout(), read)
+        .await
+        .map_err(|_| "handshake_timeout")??;
+    let ctx = shared
+        .torrents
+        .get(&hs.info_hash)
+        .ok_or("unknown_info_hash")?
+        .clone();
+    if ctx.peers.load(Ordering::Relaxed) >= shared.config.server.max_connections_per_torrent {
+        return Err("torrent_connection_cap");
+    }
+    Ok((hs, ctx))
+}
+
+async fn connected<S: Stream, D: Disk>(
+    shared: &Shared,
+    stream: &S,
+    disk: &D,
+    hs: Handshake,
+    ctx: Arc<TorrentCtx>,
+) -> End {
+    let key = shared.next_key.fetch_add(1, Ordering::Relaxed);
+    let now = Instant::now();
+    let peer = RefCell::new(Peer::new(
+        ctx.view.clone(),
+        shared.limits.clone(),
+        &hs,
+        shared.peer_id,
+        true,
+        now,
+    ));
+    let handle = ctx.join(key, now);
+    ctx.peers.fetch_add(1, Ordering::Relaxed);
+    let end = tokio::select! {
+        end = reader(shared, stream, &peer, &ctx, key, &handle) => end,
+        end = writer(shared, stream, disk, &peer, &ctx, &handle) => end,
+    };
+    ctx.peers.fetch_sub(1, Ordering::Relaxed);
+    ctx.leave(key, Instant::now());
+    end
+}
+
+async fn reader<S: Stream>(
+    shared: &Shared,
+    stream: &S,
+    peer: &RefCell<Peer>,
+    ctx: &TorrentCtx,
+    key: u64,
+    handle: &PeerHandle,
+) -> End {
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        let n = match res {
+            Ok(0) | Err(_) => return End::Closed,
+            Ok(n) => n,
+        };
+        let now = Instant::now();
+        let (result, events) = {
+            let mut p = peer.borrow_mut();
+            let r = p.handle_bytes(now, &buf[..n]);
+            (r, p.take_events())
+        };
+        for ev in events {
+            match ev {
+                Event::Interested => ctx.set_interested(key, true, now),
+                Event::NotInterested => ctx.set_interested(key, false, now),
+                Event::Rejected(reason) => shared.stats.count_rejected(reason),
+            }
+        }
+        handle.wake.notify_one();
+        if let Err(reason) = result {
+            return End::Dropped(reason.as_str());
+        }
+    }
+}
+
+async fn writer<S: Stream, D: Disk>(
+    shared: &Shared,
+    stream: &S,
+    disk: &D,
+    peer: &RefCell<Peer>,
+    ctx: &TorrentCtx,
+    handle: &PeerHandle,
+) -> End {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        match handle.choke_cmd.swap(0, Ordering::AcqRel) {
+            1 => peer.borrow_mut().set_choking(true),
+            2 => peer.borrow_mut().set_choking(false),
+            _ => {}
+        }
+        let (control, run) = {
+            let mut p = peer.borrow_mut();
+            (p.poll_transmit(), p.next_run(MAX_RUN_BYTES))
+        };
+        if control.is_none() && run.is_none() {
+            if *shutdown.borrow() {
+                return End::Shutdown;
+            }
+            let deadline = peer.borrow().next_timeout();
+            tokio::select! {
+                _ = handle.wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = shutdown.changed() => {}
+            }
+            if let Err(reason) = peer.borrow_mut().handle_timeout(Instant::now()) {
+                return End::Dropped(reason.as_str());
+            }
+            continue;
+        }
+        let mut bufs = Vec::with_capacity(2 + 2 * run.as_ref().map_or(0, |r| r.blocks.len()));
+        let mut protocol = 0u64;
+        if let Some(c) = control {
+            protocol += c.len() as u64;
+            bufs.push(Bytes::from(c));
+        }
+        let mut payload = 0u64;
+        if let Some(run) = run {
+            let read_started = Instant::now();
+            match disk.read_run(ctx, run.start, run.len as usize).await {
+                Ok(data) => {
+                    shared
+                        .stats
+                        .piece_read_nanos
+                        .fetch_add(read_started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    let data = Bytes::from(data);
+                    let mut headers = Vec::with_capacity(13 * run.blocks.len());
+                    for b in &run.blocks {
+                        headers.extend_from_slice(&piece_header(b.index, b.begin, b.length));
+                    }
+                    let headers = Bytes::from(headers);
+                    let mut at = 0usize;
+                    for (i, b) in run.blocks.iter().enumerate() {
+                        bufs.push(headers.slice(i * 13..(i + 1) * 13));
+                        bufs.push(data.slice(at..at + b.length as usize));
+                        at += b.length as usize;
+                    }
+                    payload = run.len;
+                    protocol += 13 * run.blocks.len() as u64;
+                    shared
+                        .stats
+                        .requests_served
+                        .fetch_add(run.blocks.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    shared
+                        .stats
+                        .piece_read_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(torrent = %ctx.name, start = run.start, len = run.len, "piece read failed: {e}");
+                    return End::Dropped("piece_read_error");
+                }
+            }
+        }
+        match tokio::time::timeout(WRITE_STALL, stream.write_all(bufs)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return End::Closed,
+            Err(_) => return End::Dropped("write_stall"),
+        }
+        peer.borrow_mut().on_sent(Instant::now());
+        shared
+            .stats
+            .uploaded_payload_bytes
+            .fetch_add(payload, Ordering::Relaxed);
+        shared
+            .stats
+            .uploaded_protocol_bytes
+            .fetch_add(protocol, Ordering::Relaxed);
+    }
+}
+
+/// Drops the first `n` bytes of a list of buffers (after a partial vectored write).
+pub fn advance(bufs: &mut Vec<Bytes>, mut n: usize) {
+    let mut done = 0;
+    for b in bufs.iter_mut() {
+        if n >= b.len() {
+            n -= b.len();
+            done += 1;
+        } else {
+            bytes::Buf::advance(b, n);
+            break;
+        }
+    }
+    bufs.drain(..done);
+}

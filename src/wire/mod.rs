@@ -1,0 +1,10 @@
+//! The BitTorrent peer wire protocol, sans I/O: handshake, message codec and the per-peer state
+//! machine. Nothing here touches sockets or reads the clock; time is passed in.
+
+pub mod handshake;
+pub mod message;
+pub mod peer;
+
+pub use handshake::Handshake;
+pub use message::{Block, Message};
+pub use peer::{DropReason, Event, Limits, Peer, Run, TorrentView};

@@ -1,0 +1,435 @@
+//! Per-peer protocol state machine for a seed, without I/O or clocks.
+//!
+//! The I/O layer feeds it received bytes with [`Peer::handle_bytes`] and the current time, asks
+//! for control bytes to send with [`Peer::poll_transmit`], for the next run of requested data
+//! with [`Peer::next_run`], and calls [`Peer::handle_timeout`] at [`Peer::next_timeout`].
+//! Every limit of the wire protocol is enforced here: message size cap, request size and range,
+//! availability, queue length, bitfield shape, idle time and buffered control output.
+
+use super::handshake::{reserved, Handshake};
+use super::message::{self, Block, Decoded, Message, WireError};
+use crate::metainfo::InfoHash;
+use crate::storage::Layout;
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Interval between keep-alives when nothing else is sent.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(120);
+/// Cap on BEP 10 extension messages from a peer.
+pub const EXTENSION_MESSAGE_CAP: u32 = 64 << 10;
+/// Absolute cap on any incoming message.
+pub const MESSAGE_CAP_CEILING: u32 = 1 << 20;
+
+/// What a torrent looks like to its peers: the layout and which pieces may be served.
+#[derive(Debug)]
+pub struct TorrentView {
+    pub info_hash: InfoHash,
+    pub layout: Layout,
+    /// Verified pieces, as a BEP 3 bitfield (high bit first, spare bits zero).
+    pub have: Vec<u8>,
+}
+
+impl TorrentView {
+    pub fn has_piece(&self, index: usize) -> bool {
+        self.have
+            .get(index / 8)
+            .is_some_and(|b| b & (0x80 >> (index % 8)) != 0)
+    }
+
+    pub fn is_complete(&self) -> bool {
+        (0..self.layout.num_pieces()).all(|i| self.has_piece(i))
+    }
+
+    /// Largest incoming message accepted for this torrent (id + payload).
+    pub fn message_cap(&self, max_request: u32) -> u32 {
+        let bitfield = 1 + self.layout.num_pieces().div_ceil(8) as u32;
+        (9 + max_request)
+            .max(bitfield)
+            .clamp(EXTENSION_MESSAGE_CAP, MESSAGE_CAP_CEILING)
+    }
+}
+
+/// Per-peer limits, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_request: u32,
+    pub max_queued: usize,
+    pub max_control_bytes: usize,
+    pub idle_timeout: Duration,
+}
+
+/// Why a peer was disconnected (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    MessageTooLong,
+    MalformedMessage,
+    BadBitfield,
+    BadHave,
+    OversizedRequest,
+    RequestOutOfRange,
+    UnavailablePiece,
+    QueueFull,
+    OutputBacklog,
+    IdleTimeout,
+}
+
+impl DropReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DropReason::MessageTooLong => "message_too_long",
+            DropReason::MalformedMessage => "malformed_message",
+            DropReason::BadBitfield => "bad_bitfield",
+            DropReason::BadHave => "bad_have",
+            DropReason::OversizedRequest => "oversized_request",
+            DropReason::RequestOutOfRange => "request_out_of_range",
+            DropReason::UnavailablePiece => "unavailable_piece",
+            DropReason::QueueFull => "queue_full",
+            DropReason::OutputBacklog => "output_backlog",
+            DropReason::IdleTimeout => "idle_timeout",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something the rest of the server should know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Interested,
+    NotInterested,
+    /// A request refused with BEP 6 reject; the string is the reason label.
+    Rejected(&'static str),
+}
+
+/// A contiguous stretch of the torrent to read and send as piece messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// Offset of the first byte in the torrent stream.
+    pub start: u64,
+    pub len: u64,
+    pub blocks: Vec<Block>,
+}
+
+pub struct Peer {
+    torrent: std::sync::Arc<TorrentView>,
+    limits: Limits,
+    cap: u32,
+    fast: bool,
+    interested: bool,
+    choking: bool,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    queue: VecDeque<Block>,
+    events: Vec<Event>,
+    last_recv: Instant,
+    last_send: Instant,
+}
+
+impl Peer {
+    /// Starts a connection after the peer's handshake `theirs` was accepted. If `send_handshake`
+    /// (incoming connections), our handshake is queued first; then our extension handshake (BEP
+    /// 10, when the peer supports it) and have_all (BEP 6) or our bitfield.
+    pub fn new(
+        torrent: std::sync::Arc<TorrentView>,
+        limits: Limits,
+        theirs: &Handshake,
+        our_id: [u8; 20],
+        send_handshake: bool,
+        now: Instant,
+    ) -> Peer {
+        let ours = Handshake::ours(torrent.info_hash, our_id);
+        let mut out = Vec::with_capacity(256 + torrent.have.len());
+        if send_handshake {
+            out.extend_from_slice(&ours.encode());
+        }
+        let fast = theirs.has(reserved::FAST);
+        if theirs.has(reserved::EXTENSION) {
+            let payload = format!(
+                "d1:md{}e4:reqqi{}e1:v{}:{}e",
+                "",
+                limits.max_queued,
+                VERSION.len(),
+                VERSION
+            );
+            message::encode(
+                &Message::Extended {
+                    id: 0,
+                    payload: payload.as_bytes(),
+                },
+                &mut out,
+            );
+        }
+        if fast && torrent.is_complete() {
+            message::encode(&Message::HaveAll, &mut out);
+        } else if fast && torrent.have.iter().all(|&b| b == 0) {
+            message::encode(&Message::HaveNone, &mut out);
+        } else {
+            message::encode(&Message::Bitfield(&torrent.have), &mut out);
+        }
+        let cap = torrent.message_cap(limits.max_request);
+        Peer {
+            torrent,
+            limits,
+            cap,
+            fast,
+            interested: false,
+            choking: true,
+            inbuf: Vec::new(),
+            out,
+            queue: VecDeque::new(),
+            events: Vec::new(),
+            last_recv: now,
+            last_send: now,
+        }
+    }
+
+    pub fn is_fast(&self) -> bool {
+        self.fast
+    }
+
+    pub fn is_interested(&self) -> bool {
+        self.interested
+    }
+
+    pub fn is_choking(&self) -> bool {
+        self.choking
+    }
+
+    pub fn queued_requests(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Consumes bytes received from the peer.
+    pub fn handle_bytes(&mut self, now: Instant, data: &[u8]) -> Result<(), DropReason> {
+        self.last_recv = now;
+        self.inbuf.extend_from_slice(data);
+        let mut at = 0;
+        let result = loop {
+            match message::decode(&self.inbuf[at..], self.cap) {
+                Ok(Decoded::NeedMore(_)) => break Ok(()),
+                Ok(Decoded::Message(msg, used)) => {
+                    // Messages borrow from inbuf; handle a copy of the small fields only.
+                    let msg = Owned::from(&msg, self.torrent.layout.num_pieces());
+                    at += used;
+                    if let Err(e) = self.handle_message(msg) {
+                        break Err(e);
+                    }
+                }
+                Err(WireError::TooLong { .. }) => break Err(DropReason::MessageTooLong),
+                Err(WireError::BadLength { .. }) => break Err(DropReason::MalformedMessage),
+            }
+        };
+        self.inbuf.drain(..at);
+        result?;
+        if self.out.len() > self.limits.max_control_bytes {
+            return Err(DropReason::OutputBacklog);
+        }
+        Ok(())
+    }
+
+    fn handle_message(&mut self, msg: Owned) -> Result<(), DropReason> {
+        let pieces = self.torrent.layout.num_pieces();
+        match msg {
+            Owned::Interested if !self.interested => {
+                self.interested = true;
+                self.events.push(Event::Interested);
+            }
+            Owned::NotInterested if self.interested => {
+                self.interested = false;
+                self.events.push(Event::NotInterested);
+            }
+            Owned::Have(i) if i as usize >= pieces => return Err(DropReason::BadHave),
+            Owned::Bitfield(false) => return Err(DropReason::BadBitfield),
+            Owned::Request(b) => self.request(b)?,
+            Owned::Cancel(b) => {
+                if let Some(pos) = self.queue.iter().position(|q| *q == b) {
+                    self.queue.remove(pos);
+                    if self.fast {
+                        message::encode(&Message::Reject(b), &mut self.out);
+                    }
+                }
+            }
+            Owned::Other => {}
+            Owned::Interested | Owned::NotInterested | Owned::Have(_) | Owned::Bitfield(true) => {}
+        }
+        Ok(())
+    }
+
+    fn request(&mut self, b: Block) -> Result<(), DropReason> {
+        if self.choking {
+            // BEP 3: requests while choked are dropped; BEP 6 peers get an explicit reject.
+            return self.refuse(b, "choked", None);
+        }
+        if b.length > self.limits.max_request {
+            return self.refuse(b, "oversized", Some(DropReason::OversizedRequest));
+        }
+        let layout = &self.torrent.layout;
+        if layout
+            .block_spans(b.index as usize, b.begin.into(), b.length.into())
+            .is_err()
+        {
+            return self.refuse(b, "out_of_range", Some(DropReason::RequestOutOfRange));
+        }
+        if !self.torrent.has_piece(b.index as usize) {
+            return self.refuse(b, "unavailable", Some(DropReason::UnavailablePiece));
+        }
+        if self.queue.len() >= self.limits.max_queued {
+            return self.refuse(b, "queue_full", Some(DropReason::QueueFull));
+        }
+        if !self.queue.contains(&b) {
+            self.queue.push_back(b);
+        }
+        Ok(())
+    }
+
+    /// Rejects a request (BEP 6 peers) or, for others, drops the peer with `drop` (or silently
+    /// ignores the request when `drop` is `None`).
+    fn refuse(
+        &mut self,
+        b: Block,
+        label: &'static str,
+        drop: Option<DropReason>,
+    ) -> Result<(), DropReason> {
+        if self.fast {
+            message::encode(&Message::Reject(b), &mut self.out);
+            self.events.push(Event::Rejected(label));
+            return Ok(());
+        }
+        match drop {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// Chokes or unchokes the peer (decided by the choker).
+    pub fn set_choking(&mut self, choke: bool) {
+        if choke == self.choking {
+            return;
+        }
+        self.choking = choke;
+        if choke {
+            message::encode(&Message::Choke, &mut self.out);
+            for b in std::mem::take(&mut self.queue) {
+                if self.fast {
+                    message::encode(&Message::Reject(b), &mut self.out);
+                }
+            }
+        } else {
+            message::encode(&Message::Unchoke, &mut self.out);
+        }
+    }
+
+    /// Checks timers; queues a keep-alive when due.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), DropReason> {
+        if now.saturating_duration_since(self.last_recv) >= self.limits.idle_timeout {
+            return Err(DropReason::IdleTimeout);
+        }
+        if self.out.is_empty()
+            && now.saturating_duration_since(self.last_send) >= KEEPALIVE_INTERVAL
+        {
+            message::encode(&Message::KeepAlive, &mut self.out);
+        }
+        Ok(())
+    }
+
+    /// When [`Peer::handle_timeout`] should next be called.
+    pub fn next_timeout(&self) -> Instant {
+        (self.last_recv + self.limits.idle_timeout).min(self.last_send + KEEPALIVE_INTERVAL)
+    }
+
+    /// Takes the control bytes waiting to be sent (handshake, chokes, rejects, keep-alives).
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        (!self.out.is_empty()).then(|| std::mem::take(&mut self.out))
+    }
+
+    /// Records that bytes went out (for the keep-alive timer).
+    pub fn on_sent(&mut self, now: Instant) {
+        self.last_send = now;
+    }
+
+    /// Takes the longest run of queued requests that are contiguous in the torrent stream,
+    /// starting with the oldest, up to `max_bytes` (at least one request).
+    pub fn next_run(&mut self, max_bytes: u64) -> Option<Run> {
+        let pl = self.torrent.layout.piece_length();
+        let offset = |b: &Block| u64::from(b.index) * pl + u64::from(b.begin);
+        let first = self.queue.pop_front()?;
+        let start = offset(&first);
+        let mut run = Run {
+            start,
+            len: first.length.into(),
+            blocks: vec![first],
+        };
+        while let Some(next) = self.queue.front() {
+            let len = u64::from(next.length);
+            if offset(next) != start + run.len || run.len + len > max_bytes {
+                break;
+            }
+            run.len += len;
+            run.blocks.push(*next);
+            self.queue.pop_front();
+        }
+        Some(run)
+    }
+
+    /// Takes the events raised since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+/// Version string sent in the extension handshake.
+pub const VERSION: &str = concat!("uringseed ", env!("CARGO_PKG_VERSION"));
+
+/// The parts of a message the state machine acts on, detached from the input buffer.
+enum Owned {
+    Interested,
+    NotInterested,
+    Have(u32),
+    /// Whether the bitfield had the right length and zero spare bits.
+    Bitfield(bool),
+    Request(Block),
+    Cancel(Block),
+    Other,
+}
+
+impl Owned {
+    fn from(msg: &Message<'_>, pieces: usize) -> Owned {
+        match msg {
+            Message::Interested => Owned::Interested,
+            Message::NotInterested => Owned::NotInterested,
+            Message::Have(i) => Owned::Have(*i),
+            Message::Request(b) => Owned::Request(*b),
+            Message::Cancel(b) => Owned::Cancel(*b),
+            Message::Bitfield(bits) => Owned::Bitfield(valid_bitfield(bits, pieces)),
+            _ => Owned::Other,
+        }
+    }
+}
+
+/// A bitfield must be exactly ceil(pieces / 8) bytes with the spare bits of the last byte zero.
+pub fn valid_bitfield(bits: &[u8], pieces: usize) -> bool {
+    if bits.len() != pieces.div_ceil(8) {
+        return false;
+    }
+    let spare = (8 - pieces % 8) % 8;
+    spare == 0
+        || bits
+            .last()
+            .is_none_or(|last| last & ((1u8 << spare) - 1) == 0)
+}
+
+/// A complete bitfield for `pieces` pieces.
+pub fn full_bitfield(pieces: usize) -> Vec<u8> {
+    let mut bits = vec![0xff; pieces.div_ceil(8)];
+    if pieces % 8 != 0 {
+        if let Some(last) = bits.last_mut() {
+            *last = 0xff << (8 - pieces % 8);
+        }
+    }
+    bits
+}
