@@ -1,0 +1,162 @@
+//! `uringseed serve` as an operator runs it: one command seeds a directory, clear errors for bad
+//! input, and a graceful exit on SIGTERM.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use uringseed::metainfo;
+use uringseed::wire::Handshake;
+
+/// Kills the child (by PID) if the test ends early.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn serve_path_makes_torrent_prints_magnet_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = write_tree(dir.path(), "tree");
+    let child = uringseed()
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "tree",
+            "--listen",
+            "127.0.0.1:0",
+            "-t",
+            "http://127.0.0.1:1/announce",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(Some(child));
+    let child = guard.0.as_mut().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut got = std::collections::HashMap::new();
+    while got.len() < 4 {
+        let line = lines.next().expect("serve printed too little").unwrap();
+        let (k, v) = line.split_once(": ").unwrap();
+        got.insert(k.to_string(), v.to_string());
+    }
+    let torrent = metainfo::load(&dir.path().join(&got["torrent"])).unwrap();
+    assert_eq!(got["torrent"], "tree.torrent");
+    assert_eq!(got["info-hash"], torrent.info_hash.to_hex());
+    assert!(got["magnet"].starts_with(&format!(
+        "magnet:?xt=urn:btih:{}&dn=tree&tr=http",
+        torrent.info_hash
+    )));
+    // A peer gets the first block of the data it was made from.
+    let mut s = TcpStream::connect(got["listening"].as_str()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&Handshake::ours(torrent.info_hash, [3; 20]).encode())
+        .unwrap();
+    let mut msgs = Vec::new();
+    uringseed::wire::message::encode(&uringseed::wire::Message::Interested, &mut msgs);
+    s.write_all(&msgs).unwrap();
+    // Wait for the unchoke (a request sent before it would be rejected), then ask for a block.
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !received.windows(5).any(|w| w == [0, 0, 0, 1, 1]) && Instant::now() < deadline {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let mut msgs = Vec::new();
+    let req = uringseed::wire::Block {
+        index: 0,
+        begin: 0,
+        length: 16384,
+    };
+    uringseed::wire::message::encode(&uringseed::wire::Message::Request(req), &mut msgs);
+    s.write_all(&msgs).unwrap();
+    let first = std::fs::read(tree.join("a.bin")).unwrap();
+    while !received.windows(64).any(|w| w == &first[..64]) && Instant::now() < deadline {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        received.windows(64).any(|w| w == &first[..64]),
+        "block data not received"
+    );
+    // SIGTERM: exits 0 within the shutdown bound, closing the peer.
+    run(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let status =
+        wait_exit(child, Duration::from_secs(10)).expect("serve did not exit after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    guard.0 = None;
+}
+
+#[test]
+fn serve_reports_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(&bad_toml, "[server]\nupload_slotz = 3\n").unwrap();
+    let broken = dir.path().join("broken.torrent");
+    std::fs::write(&broken, b"d4:infoi1ee").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--config".into(), bad_toml.display().to_string()],
+            "bad.toml: key `upload_slotz`: line 2",
+        ),
+        (
+            vec![
+                "--torrent".into(),
+                broken.display().to_string(),
+                "--data".into(),
+                ".".into(),
+            ],
+            "broken.torrent: field `info`",
+        ),
+        (vec![], "nothing to seed"),
+        (
+            vec![
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                dir.path().join("nope").display().to_string(),
+            ],
+            "nope: cannot read",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = uringseed()
+            .arg("serve")
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

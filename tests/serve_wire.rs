@@ -1,0 +1,357 @@
+//! The wire rules over real sockets: an in-process server on 127.0.0.1:0 and raw test peers,
+//! on both I/O backends.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use uringseed::config::Config;
+use uringseed::metainfo::InfoHash;
+use uringseed::server::{self, ServerHandle, TorrentSpec};
+use uringseed::wire::handshake::{reserved, Handshake};
+use uringseed::wire::message::{self, Block, Message};
+
+const BACKENDS: [&str; 2] = ["io_uring", "portable"];
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    server: Option<ServerHandle>,
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    /// The torrent's bytes end to end.
+    stream: Vec<u8>,
+    piece_length: u64,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+}
+
+fn fixture(backend: &str, tweak: impl FnOnce(&mut Config)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = write_tree(dir.path(), "tree");
+    let opts = uringseed::make::MakeOptions {
+        path: tree,
+        piece_length: Some(32768),
+        quiet: true,
+        ..Default::default()
+    };
+    let (_, torrent) = uringseed::make::make(&opts).unwrap();
+    let mut stream = Vec::new();
+    for f in &torrent.files {
+        stream.extend(std::fs::read(dir.path().join("tree").join(f.path.join("/"))).unwrap());
+    }
+    let mut config = Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.workers = 2;
+    config.server.io_backend = backend.into();
+    tweak(&mut config);
+    let spec = TorrentSpec {
+        torrent: torrent.clone(),
+        data_dir: dir.path().to_path_buf(),
+        just_hashed: false,
+    };
+    let server = server::start(config, vec![spec]).unwrap();
+    assert_eq!(server.backend, backend);
+    Fixture {
+        addr: server.local_addrs[0],
+        server: Some(server),
+        _dir: dir,
+        info_hash: torrent.info_hash,
+        stream,
+        piece_length: torrent.piece_length,
+    }
+}
+
+struct RawPeer {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawPeer {
+    fn connect(addr: SocketAddr) -> RawPeer {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        RawPeer { s, buf: Vec::new() }
+    }
+
+    /// Handshakes; returns the server's handshake.
+    fn handshake(addr: SocketAddr, info_hash: InfoHash, fast: bool) -> (RawPeer, Handshake) {
+        let mut p = RawPeer::connect(addr);
+        let mut hs = Handshake::ours(info_hash, *b"-TT0001-testpeer0001");
+        if !fast {
+            hs.reserved = [0; 8];
+        }
+        p.s.write_all(&hs.encode()).unwrap();
+        let mut theirs = [0u8; 68];
+        p.s.read_exact(&mut theirs).unwrap();
+        (p, Handshake::decode(&theirs).unwrap().unwrap())
+    }
+
+    fn send(&mut self, msgs: &[Message<'_>]) {
+        let mut v = Vec::new();
+        for m in msgs {
+            message::encode(m, &mut v);
+        }
+        self.s.write_all(&v).unwrap();
+    }
+
+    /// Next message as (id, payload); None when the server closed the connection.
+    fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
+                if self.buf.len() >= 4 + len {
+                    let msg: Vec<u8> = self.buf.drain(..4 + len).collect();
+                    if len == 0 {
+                        continue; // keep-alive
+                    }
+                    return Some((msg[4], msg[5..].to_vec()));
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            match self.s.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// Skips messages until one with `id` arrives.
+    fn expect(&mut self, id: u8) -> Vec<u8> {
+        loop {
+            let (got, payload) = self
+                .recv()
+                .unwrap_or_else(|| panic!("closed while waiting for message {id}"));
+            if got == id {
+                return payload;
+            }
+        }
+    }
+
+    fn expect_closed(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.recv().is_none() {
+                return;
+            }
+        }
+        panic!("server did not close the connection");
+    }
+}
+
+fn block_payload(index: u32, begin: u32, data: &[u8]) -> Vec<u8> {
+    let mut v = index.to_be_bytes().to_vec();
+    v.extend(begin.to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+#[test]
+fn serves_correct_blocks_and_refuses_bad_requests_with_reject() {
+    for backend in BACKENDS {
+        let f = fixture(backend, |_| {});
+        let (mut p, hs) = RawPeer::handshake(f.addr, f.info_hash, true);
+        assert_eq!(hs.info_hash, f.info_hash);
+        assert!(hs.has(reserved::FAST));
+        p.expect(message::HAVE_ALL);
+        p.send(&[Message::Interested]);
+        p.expect(message::UNCHOKE);
+        // Every block of piece 1 and the short last block of the torrent.
+        let pl = f.piece_length as u32;
+        let last_piece = ((f.stream.len() as u64 - 1) / f.piece_length) as u32;
+        let last_len = f.stream.len() as u32 - last_piece * pl;
+        let mut wanted: Vec<Block> = (0..2)
+            .map(|i| Block {
+                index: 1,
+                begin: i * 16384,
+                length: 16384,
+            })
+            .collect();
+        wanted.push(Block {
+            index: last_piece,
+            begin: 0,
+            length: last_len.min(16384),
+        });
+        p.send(
+            &wanted
+                .iter()
+                .map(|b| Message::Request(*b))
+                .collect::<Vec<_>>(),
+        );
+        for b in &wanted {
+            let start = (u64::from(b.index) * f.piece_length + u64::from(b.begin)) as usize;
+            let payload = p.expect(message::PIECE);
+            assert_eq!(
+                payload,
+                block_payload(
+                    b.index,
+                    b.begin,
+                    &f.stream[start..start + b.length as usize]
+                ),
+                "{backend}"
+            );
+        }
+        // Refused with BEP 6 reject, counted; the connection stays up.
+        let bad = [
+            Block {
+                index: 0,
+                begin: 0,
+                length: 16385,
+            },
+            Block {
+                index: last_piece + 1,
+                begin: 0,
+                length: 16384,
+            },
+            Block {
+                index: 0,
+                begin: pl - 1,
+                length: 2,
+            },
+        ];
+        for b in bad {
+            p.send(&[Message::Request(b)]);
+            let payload = p.expect(message::REJECT);
+            assert_eq!(
+                payload,
+                [
+                    b.index.to_be_bytes(),
+                    b.begin.to_be_bytes(),
+                    b.length.to_be_bytes()
+                ]
+                .concat()
+            );
+        }
+        // A request cancelled in the same packet is never served: reject instead of piece.
+        let c = Block {
+            index: 0,
+            begin: 0,
+            length: 16384,
+        };
+        p.send(&[
+            Message::Request(c),
+            Message::Cancel(c),
+            Message::Request(Block {
+                index: 0,
+                begin: 16384,
+                length: 16384,
+            }),
+        ]);
+        let (id, _) = p.recv().unwrap();
+        assert_eq!(
+            id,
+            message::REJECT,
+            "{backend}: cancelled request must not be served"
+        );
+        assert_eq!(p.expect(message::PIECE)[4..8], 16384u32.to_be_bytes());
+        let stats = f.server.as_ref().unwrap().stats();
+        assert_eq!(stats.rejected("oversized"), 1);
+        assert_eq!(stats.rejected("out_of_range"), 2);
+    }
+}
+
+#[test]
+fn misbehaving_peers_are_dropped_without_harming_others() {
+    for backend in BACKENDS {
+        let f = fixture(backend, |c| c.server.handshake_timeout_secs = 1);
+        let (mut good, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+        good.send(&[Message::Interested]);
+        good.expect(message::UNCHOKE);
+        // Oversized request from a peer without the fast extension: disconnected.
+        let (mut plain, _) = RawPeer::handshake(f.addr, f.info_hash, false);
+        plain.expect(message::BITFIELD);
+        plain.send(&[Message::Interested]);
+        plain.expect(message::UNCHOKE);
+        plain.send(&[Message::Request(Block {
+            index: 0,
+            begin: 0,
+            length: 1 << 17,
+        })]);
+        plain.expect_closed();
+        // A 4 GiB length prefix.
+        let (mut huge, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+        huge.s.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+        huge.expect_closed();
+        // Garbage instead of a handshake; unknown info-hash; silence past the handshake timeout.
+        let mut garbage = RawPeer::connect(f.addr);
+        garbage
+            .s
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        garbage.expect_closed();
+        let mut unknown = RawPeer::connect(f.addr);
+        unknown
+            .s
+            .write_all(&Handshake::ours(InfoHash([0xee; 20]), [1; 20]).encode())
+            .unwrap();
+        unknown.expect_closed();
+        let mut silent = RawPeer::connect(f.addr);
+        silent.expect_closed();
+        // The honest peer is still served.
+        good.send(&[Message::Request(Block {
+            index: 0,
+            begin: 0,
+            length: 16384,
+        })]);
+        assert_eq!(good.expect(message::PIECE)[8..], f.stream[..16384]);
+        let stats = f.server.as_ref().unwrap().stats();
+        for reason in [
+            "oversized_request",
+            "message_too_long",
+            "bad_handshake",
+            "unknown_info_hash",
+            "handshake_timeout",
+        ] {
+            assert_eq!(stats.dropped(reason), 1, "{backend}: {reason}");
+        }
+    }
+}
+
+#[test]
+fn connection_cap_refuses_extra_peers() {
+    let f = fixture("io_uring", |c| c.server.max_connections = 2);
+    let (_a, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+    let (_b, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+    let mut c = RawPeer::connect(f.addr);
+    c.expect_closed();
+    assert_eq!(
+        f.server.as_ref().unwrap().stats().dropped("connection_cap"),
+        1
+    );
+}
+
+#[test]
+fn choker_limits_upload_slots() {
+    let f = fixture("io_uring", |c| c.server.upload_slots = 1);
+    let (mut a, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+    a.send(&[Message::Interested]);
+    a.expect(message::UNCHOKE);
+    let (mut b, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+    b.send(&[Message::Interested]);
+    // b waits; when a loses interest its slot passes to b at once.
+    b.s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut chunk = [0u8; 1024];
+    let mut early = Vec::new();
+    while let Ok(n) = b.s.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        early.extend_from_slice(&chunk[..n]);
+    }
+    b.buf = early;
+    b.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    a.send(&[Message::NotInterested]);
+    a.expect(message::CHOKE);
+    b.expect(message::UNCHOKE);
+}
