@@ -355,3 +355,17 @@ fn choker_limits_upload_slots() {
     a.expect(message::CHOKE);
     b.expect(message::UNCHOKE);
 }
+
+#[test]
+fn listens_on_ipv4_and_ipv6_loopback() {
+    let f = fixture("io_uring", |c| {
+        c.server.listen = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
+    });
+    let addrs = f.server.as_ref().unwrap().local_addrs.clone();
+    assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6(), "{addrs:?}");
+    for addr in addrs {
+        let (mut p, hs) = RawPeer::handshake(addr, f.info_hash, true);
+        assert_eq!(hs.info_hash, f.info_hash);
+        p.expect(message::HAVE_ALL);
+    }
+}
