@@ -169,7 +169,12 @@ fn serve_config_seeds_every_listed_torrent() {
         let data = dir.path().join(format!("data-{name}"));
         std::fs::create_dir(&data).unwrap();
         write_tree(&data, name);
-        let out = stdout(&run(uringseed().arg("make").arg(data.join(name)).arg("-o").arg(dir.path().join(format!("{name}.torrent"))).arg("-q")));
+        let out = stdout(&run(uringseed()
+            .arg("make")
+            .arg(data.join(name))
+            .arg("-o")
+            .arg(dir.path().join(format!("{name}.torrent")))
+            .arg("-q")));
         hashes.push(out.trim().to_string());
     }
     let config = dir.path().join("seed.toml");
@@ -178,10 +183,21 @@ fn serve_config_seeds_every_listed_torrent() {
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[[torrent]]\ntorrent = \"one.torrent\"\ndata = \"data-one\"\n\n[[torrent]]\ntorrent = \"two.torrent\"\ndata = \"data-two\"\n",
     )
     .unwrap();
-    let child = uringseed().arg("serve").arg("--config").arg(&config).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let child = uringseed()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut guard = Guard(Some(child));
     let child = guard.0.as_mut().unwrap();
-    let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
     let addr = line.strip_prefix("listening: ").unwrap().to_string();
     for hex in &hashes {
         let mut ih = [0u8; 20];
@@ -190,9 +206,17 @@ fn serve_config_seeds_every_listed_torrent() {
         }
         let mut s = TcpStream::connect(addr.as_str()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(&Handshake::ours(metainfo::InfoHash(ih), [4; 20]).encode()).unwrap();
+        s.write_all(&Handshake::ours(metainfo::InfoHash(ih), [4; 20]).encode())
+            .unwrap();
         let mut theirs = [0u8; 68];
         s.read_exact(&mut theirs).unwrap();
-        assert_eq!(Handshake::decode(&theirs).unwrap().unwrap().info_hash.to_hex(), *hex);
+        assert_eq!(
+            Handshake::decode(&theirs)
+                .unwrap()
+                .unwrap()
+                .info_hash
+                .to_hex(),
+            *hex
+        );
     }
 }

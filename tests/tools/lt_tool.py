@@ -6,7 +6,15 @@
   lt_tool.py rehash TORRENT PATH           hash PATH's data with libtorrent at TORRENT's piece length,
                                            print those piece hashes, then add TORRENT to a session over
                                            the data and print its state after a full check
-Output is one "key value" pair per line. No network: DHT, LSD, UPnP, NAT-PMP off, no listening.
+  lt_tool.py download TORRENT SAVE_DIR HOST:PORT TIMEOUT
+                                           download TORRENT into SAVE_DIR from the one peer HOST:PORT
+                                           (dialled with connect_peer, TCP only); print "state ...",
+                                           "downloaded BYTES" (payload) and "seconds ..." once it is
+                                           finished or seeding with progress 1.0; exit 1 on timeout
+                                           (TIMEOUT seconds) or a torrent error, 2 on bad arguments
+Output is one "key value" pair per line. DHT, LSD, UPnP, NAT-PMP off; create/info/rehash do no
+networking and do not listen; download listens on 127.0.0.1 (random port) only and dials only the
+peer it is given. Progress and peer/error alerts of download go to stderr.
 """
 import os
 import sys
@@ -73,6 +81,79 @@ def rehash(torrent, path):
     print("infohash", v1_hash(ti))
 
 
+def parse_peer(peer):
+    host, sep, port = peer.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        sys.stderr.write("lt_tool.py download: peer must be HOST:PORT, not %r\n" % peer)
+        sys.exit(2)
+    return host.strip("[]"), int(port)
+
+
+def log(t0, msg):
+    sys.stderr.write("[lt %.1fs] %s\n" % (time.time() - t0, msg))
+    sys.stderr.flush()
+
+
+def download(torrent, save_dir, peer, timeout):
+    t0 = time.time()
+    host, port = parse_peer(peer)
+    cats = lt.alert.category_t
+    ses = lt.session({
+        "enable_dht": False, "enable_lsd": False, "enable_upnp": False,
+        "enable_natpmp": False,
+        "listen_interfaces": "127.0.0.1:0",
+        "outgoing_interfaces": "127.0.0.1",
+        # Several peers (and other tests' clients) share 127.0.0.1.
+        "allow_multiple_connections_per_ip": True,
+        # TCP only: uringseed speaks TCP; libtorrent would try uTP first otherwise.
+        "enable_outgoing_utp": False, "enable_incoming_utp": False,
+        "alert_mask": cats.status_notification | cats.error_notification
+                      | cats.peer_notification | cats.connect_notification,
+    })
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.save_path = save_dir
+    h = ses.add_torrent(params)
+    deadline = t0 + timeout
+    done_states = (lt.torrent_status.seeding, lt.torrent_status.finished)
+    connected_at = None
+    last_report = 0.0
+    st = h.status()
+    while True:
+        now = time.time()
+        st = h.status()
+        if st.state in done_states and st.progress >= 1.0:
+            break
+        if now >= deadline:
+            log(t0, "timeout after %ss: state %s progress %.4f peers %d"
+                % (timeout, st.state, st.progress, st.num_peers))
+            print("state", str(st.state))
+            print("downloaded", st.total_payload_download)
+            sys.exit(1)
+        checking = (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
+        # Dial once the initial check is over; again every 5 s while no peer is connected.
+        if st.state not in checking and st.num_peers == 0 and (
+                connected_at is None or now - connected_at > 5):
+            h.connect_peer((host, port))
+            connected_at = now
+            log(t0, "connect_peer %s:%d" % (host, port))
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.torrent_error_alert):
+                log(t0, "torrent error: " + a.message())
+                print("state", str(st.state))
+                sys.exit(1)
+            log(t0, "alert %s: %s" % (type(a).__name__, a.message()))
+        if now - last_report >= 1:
+            last_report = now
+            log(t0, "state %s progress %.4f peers %d down %d B/s"
+                % (st.state, st.progress, st.num_peers, st.download_payload_rate))
+        ses.wait_for_alert(100)
+    print("state", str(st.state))
+    print("downloaded", st.total_payload_download)
+    print("seconds", "%.2f" % (time.time() - t0))
+    ses.remove_torrent(h)  # closes its files
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "create":
@@ -81,5 +162,17 @@ if __name__ == "__main__":
         info(sys.argv[2])
     elif cmd == "rehash":
         rehash(sys.argv[2], sys.argv[3])
+    elif cmd == "download":
+        if len(sys.argv) != 6:
+            sys.stderr.write("usage: lt_tool.py download TORRENT SAVE_DIR HOST:PORT TIMEOUT\n")
+            sys.exit(2)
+        try:
+            secs = float(sys.argv[5])
+        except ValueError:
+            secs = 0
+        if not secs > 0:
+            sys.stderr.write("lt_tool.py download: TIMEOUT must be a positive number\n")
+            sys.exit(2)
+        download(sys.argv[2], sys.argv[3], sys.argv[4], secs)
     else:
         sys.exit("unknown command " + cmd)
