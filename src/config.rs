@@ -71,11 +71,60 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HashingConfig {
     /// Threads hashing pieces (0 = one per core).
     pub threads: usize,
+    /// Torrents checked at the same time at startup.
+    pub parallel_torrents: usize,
+    /// Keep fast-resume records so restarts skip hashing unchanged files.
+    pub resume: bool,
+    /// Directory of fast-resume records; empty = $STATE_DIRECTORY/resume (systemd), else
+    /// $XDG_STATE_HOME/uringseed/resume, else ~/.local/state/uringseed/resume.
+    pub resume_dir: PathBuf,
+}
+
+impl Default for HashingConfig {
+    fn default() -> Self {
+        HashingConfig {
+            threads: 0,
+            parallel_torrents: 2,
+            resume: true,
+            resume_dir: PathBuf::new(),
+        }
+    }
+}
+
+impl HashingConfig {
+    /// Where resume records go, or `None` when resume is off or no directory can be found.
+    pub fn resume_dir(&self) -> Option<PathBuf> {
+        if !self.resume {
+            return None;
+        }
+        if !self.resume_dir.as_os_str().is_empty() {
+            return Some(self.resume_dir.clone());
+        }
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(d) = env("STATE_DIRECTORY") {
+            // systemd may pass several, colon-separated; use the first.
+            let first = d
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            return Some(PathBuf::from(first).join("resume"));
+        }
+        if let Some(d) = env("XDG_STATE_HOME") {
+            return Some(d.join("uringseed/resume"));
+        }
+        env("HOME").map(|h| h.join(".local/state/uringseed/resume"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -122,6 +171,9 @@ impl Config {
         for t in &mut config.torrents {
             t.torrent = base.join(&t.torrent);
             t.data = base.join(&t.data);
+        }
+        if !config.hashing.resume_dir.as_os_str().is_empty() {
+            config.hashing.resume_dir = base.join(&config.hashing.resume_dir);
         }
         Ok(config)
     }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`bencode`]: strict, bounded bencode decoder that keeps byte spans (for the info-hash).
+//! - [`bitfield`]: piece bitfields, including the shared one of pieces a torrent may serve.
 //! - [`metainfo`]: .torrent parsing and validation into [`metainfo::Torrent`].
 //! - [`storage`]: pure piece/file layout math and parallel piece hashing.
 //! - [`make`]: building .torrent files (`uringseed make`).
@@ -9,6 +10,7 @@
 //! - [`progress`]: progress display for long jobs.
 
 pub mod bencode;
+pub mod bitfield;
 pub mod choke;
 pub mod config;
 pub mod io;
@@ -16,5 +18,7 @@ pub mod make;
 pub mod metainfo;
 pub mod progress;
 pub mod server;
+pub mod stats;
 pub mod storage;
+pub mod torrent;
 pub mod wire;

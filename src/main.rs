@@ -1,11 +1,13 @@
-//! Command line entry point: `uringseed serve`, `make` and `check-config`.
+//! Command line entry point: `uringseed serve`, `make`, `verify` and `check-config`.
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use uringseed::config::Config;
 use uringseed::make::{self, MakeOptions};
 use uringseed::server::{self, TorrentSpec};
+use uringseed::storage::verify::check;
+use uringseed::storage::Layout;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +56,25 @@ enum Command {
     /// Seed: a file or directory (a torrent is made for it), one --torrent with --data, or the
     /// torrents of a --config file.
     Serve(ServeArgs),
+    /// Check a torrent's data: prints a summary (or JSON); exit status 1 if any piece is bad or
+    /// any file missing or of the wrong size.
+    Verify {
+        /// The .torrent file.
+        #[arg(long)]
+        torrent: PathBuf,
+        /// Directory holding the torrent's content (as for serve).
+        #[arg(long)]
+        data: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Hashing threads (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// No progress display.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Check a configuration file and print the effective settings.
     CheckConfig {
         /// The TOML file.
@@ -153,6 +174,13 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(args),
+        Command::Verify {
+            torrent,
+            data,
+            json,
+            threads,
+            quiet,
+        } => verify(&torrent, &data, json, threads, quiet),
         Command::CheckConfig { file } => {
             let config = Config::load(&file)?;
             println!("{config:#?}");
@@ -234,11 +262,21 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Err("nothing to seed: give PATH, --torrent with --data, or --config with [[torrent]] tables".into());
     }
     let handle = server::start(config, specs)?;
+    use std::io::Write;
     for addr in &handle.local_addrs {
         println!("listening: {addr}");
     }
-    use std::io::Write;
     let _ = std::io::stdout().flush();
+    handle.on_ready(|r| {
+        println!(
+            "ready: {} {} ({} of {} pieces good)",
+            r.info_hash,
+            r.name,
+            r.pieces - r.bad_pieces,
+            r.pieces
+        );
+        let _ = std::io::stdout().flush();
+    });
     wait_for_signal()?;
     tracing::info!("shutting down");
     handle.shutdown();
@@ -259,5 +297,95 @@ fn wait_for_signal() -> std::io::Result<()> {
             _ = int.recv() => {}
         }
         Ok(())
+    })
+}
+
+fn verify(
+    torrent: &Path,
+    data: &Path,
+    json: bool,
+    threads: usize,
+    quiet: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let t = uringseed::metainfo::load(torrent)?;
+    let layout = Layout::new(&t);
+    let progress = uringseed::progress::Progress::start("verifying", t.total_length, quiet || json);
+    let report = check(&t, &layout, data, None, threads, &progress.done);
+    progress.finish();
+    let bad_by_file: std::collections::HashMap<usize, usize> =
+        report.bad_files(&layout).into_iter().collect();
+    let files: Vec<serde_json::Value> = layout
+        .files()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.pad)
+        .map(|(i, f)| {
+            let problem = report
+                .problems
+                .iter()
+                .find(|p| p.file == i)
+                .map(|p| p.reason.clone());
+            serde_json::json!({
+                "path": f.rel_path.display().to_string(),
+                "length": f.length,
+                "problem": problem,
+                "bad_pieces": bad_by_file.get(&i).copied().unwrap_or(0),
+            })
+        })
+        .collect();
+    let ok = report.bad_pieces.is_empty() && report.problems.is_empty();
+    let n = t.num_pieces();
+    if json {
+        let out = serde_json::json!({
+            "torrent": torrent.display().to_string(),
+            "info_hash": t.info_hash.to_hex(),
+            "name": t.name,
+            "pieces": n,
+            "good_pieces": n - report.bad_pieces.len(),
+            "bad_pieces": report.bad_pieces,
+            "files": files,
+            "ok": ok,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("torrent: {} ({})", t.name, t.info_hash);
+        println!(
+            "pieces: {n} total, {} good, {} bad",
+            n - report.bad_pieces.len(),
+            report.bad_pieces.len()
+        );
+        if !report.bad_pieces.is_empty() {
+            let list: Vec<String> = report
+                .bad_pieces
+                .iter()
+                .take(50)
+                .map(ToString::to_string)
+                .collect();
+            let more = if report.bad_pieces.len() > 50 {
+                " ..."
+            } else {
+                ""
+            };
+            println!("bad pieces: {}{more}", list.join(" "));
+        }
+        for p in &report.problems {
+            println!(
+                "file {}: {}",
+                layout.files()[p.file].rel_path.display(),
+                p.reason
+            );
+        }
+        for (i, bad) in report.bad_files(&layout) {
+            println!(
+                "file {}: {bad} bad piece(s)",
+                layout.files()[i].rel_path.display()
+            );
+        }
+        println!("result: {}", if ok { "OK" } else { "BAD" });
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }

@@ -56,7 +56,7 @@ fn serve_path_makes_torrent_prints_magnet_and_exits_cleanly_on_sigterm() {
     let child = guard.0.as_mut().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut got = std::collections::HashMap::new();
-    while got.len() < 4 {
+    while got.len() < 5 {
         let line = lines.next().expect("serve printed too little").unwrap();
         let (k, v) = line.split_once(": ").unwrap();
         got.insert(k.to_string(), v.to_string());
@@ -193,12 +193,16 @@ fn serve_config_seeds_every_listed_torrent() {
         .unwrap();
     let mut guard = Guard(Some(child));
     let child = guard.0.as_mut().unwrap();
-    let line = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
     let addr = line.strip_prefix("listening: ").unwrap().to_string();
+    let mut ready: Vec<String> = (0..2).map(|_| lines.next().unwrap().unwrap()).collect();
+    ready.sort();
+    let mut sorted = hashes.clone();
+    sorted.sort();
+    for (line, hex) in ready.iter().zip(&sorted) {
+        assert!(line.starts_with(&format!("ready: {hex} ")), "{line}");
+    }
     for hex in &hashes {
         let mut ih = [0u8; 20];
         for (i, b) in ih.iter_mut().enumerate() {

@@ -3,13 +3,15 @@
 
 mod common;
 
+use common::raw::RawPeer;
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 use uringseed::config::Config;
 use uringseed::metainfo::InfoHash;
 use uringseed::server::{self, ServerHandle, TorrentSpec};
+
 use uringseed::wire::handshake::{reserved, Handshake};
 use uringseed::wire::message::{self, Block, Message};
 
@@ -51,6 +53,7 @@ fn fixture(backend: &str, tweak: impl FnOnce(&mut Config)) -> Fixture {
     config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.server.workers = 2;
     config.server.io_backend = backend.into();
+    config.hashing.resume_dir = dir.path().join("resume");
     tweak(&mut config);
     let spec = TorrentSpec {
         torrent: torrent.clone(),
@@ -59,6 +62,7 @@ fn fixture(backend: &str, tweak: impl FnOnce(&mut Config)) -> Fixture {
     };
     let server = server::start(config, vec![spec]).unwrap();
     assert_eq!(server.backend, backend);
+    assert!(server.wait_ready(Duration::from_secs(30)));
     Fixture {
         addr: server.local_addrs[0],
         server: Some(server),
@@ -66,86 +70,6 @@ fn fixture(backend: &str, tweak: impl FnOnce(&mut Config)) -> Fixture {
         info_hash: torrent.info_hash,
         stream,
         piece_length: torrent.piece_length,
-    }
-}
-
-struct RawPeer {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl RawPeer {
-    fn connect(addr: SocketAddr) -> RawPeer {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        RawPeer { s, buf: Vec::new() }
-    }
-
-    /// Handshakes; returns the server's handshake.
-    fn handshake(addr: SocketAddr, info_hash: InfoHash, fast: bool) -> (RawPeer, Handshake) {
-        let mut p = RawPeer::connect(addr);
-        let mut hs = Handshake::ours(info_hash, *b"-TT0001-testpeer0001");
-        if !fast {
-            hs.reserved = [0; 8];
-        }
-        p.s.write_all(&hs.encode()).unwrap();
-        let mut theirs = [0u8; 68];
-        p.s.read_exact(&mut theirs).unwrap();
-        (p, Handshake::decode(&theirs).unwrap().unwrap())
-    }
-
-    fn send(&mut self, msgs: &[Message<'_>]) {
-        let mut v = Vec::new();
-        for m in msgs {
-            message::encode(m, &mut v);
-        }
-        self.s.write_all(&v).unwrap();
-    }
-
-    /// Next message as (id, payload); None when the server closed the connection.
-    fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            if self.buf.len() >= 4 {
-                let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
-                if self.buf.len() >= 4 + len {
-                    let msg: Vec<u8> = self.buf.drain(..4 + len).collect();
-                    if len == 0 {
-                        continue; // keep-alive
-                    }
-                    return Some((msg[4], msg[5..].to_vec()));
-                }
-            }
-            let mut chunk = [0u8; 65536];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-    }
-
-    /// Skips messages until one with `id` arrives.
-    fn expect(&mut self, id: u8) -> Vec<u8> {
-        loop {
-            let (got, payload) = self
-                .recv()
-                .unwrap_or_else(|| panic!("closed while waiting for message {id}"));
-            if got == id {
-                return payload;
-            }
-        }
-    }
-
-    fn expect_closed(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.recv().is_none() {
-                return;
-            }
-        }
-        panic!("server did not close the connection");
     }
 }
 

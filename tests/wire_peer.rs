@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use uringseed::bitfield::{full as full_bitfield, valid as valid_bitfield, SharedBitfield};
 use uringseed::metainfo::{FileEntry, InfoHash, Torrent};
 use uringseed::storage::Layout;
 use uringseed::wire::handshake::{reserved, Handshake};
 use uringseed::wire::message::{self, Block, Decoded, Message};
-use uringseed::wire::peer::{full_bitfield, valid_bitfield, KEEPALIVE_INTERVAL};
+use uringseed::wire::peer::KEEPALIVE_INTERVAL;
 use uringseed::wire::{DropReason, Event, Limits, Peer, TorrentView};
 
 const PL: u64 = 65536;
@@ -40,7 +41,7 @@ fn view(have_all: bool) -> Arc<TorrentView> {
     Arc::new(TorrentView {
         info_hash: t.info_hash,
         layout: Layout::new(&t),
-        have,
+        have: SharedBitfield::from_bytes(&have, 6),
     })
 }
 

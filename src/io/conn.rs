@@ -85,11 +85,7 @@ async fn handshake<S: Stream>(
     let hs = tokio::time::timeout(shared.handshake_timeout(), read)
         .await
         .map_err(|_| "handshake_timeout")??;
-    let ctx = shared
-        .torrents
-        .get(&hs.info_hash)
-        .ok_or("unknown_info_hash")?
-        .clone();
+    let ctx = shared.torrent(&hs.info_hash).ok_or("unknown_info_hash")?;
     if ctx.peers.load(Ordering::Relaxed) >= shared.config.server.max_connections_per_torrent {
         return Err("torrent_connection_cap");
     }
@@ -229,12 +225,25 @@ async fn writer<S: Stream, D: Disk>(
                         .fetch_add(run.blocks.len() as u64, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    shared
-                        .stats
-                        .piece_read_errors
-                        .fetch_add(1, Ordering::Relaxed);
+                    // The data changed under the server: withdraw the pieces, refuse the
+                    // blocks (or drop a peer that cannot be told), keep serving the rest.
+                    let stats = &shared.stats;
+                    stats.piece_read_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(torrent = %ctx.name, start = run.start, len = run.len, "piece read failed: {e}");
-                    return End::Dropped("piece_read_error");
+                    let withdrawn = ctx.withdraw(&run.blocks);
+                    stats
+                        .pieces_withdrawn
+                        .fetch_add(withdrawn as u64, Ordering::Relaxed);
+                    if !peer.borrow_mut().reject_all(&run.blocks) {
+                        return End::Dropped("piece_read_error");
+                    }
+                    for _ in &run.blocks {
+                        stats.count_rejected("read_error");
+                    }
+                    if let Some(c) = peer.borrow_mut().poll_transmit() {
+                        protocol += c.len() as u64;
+                        bufs.push(Bytes::from(c));
+                    }
                 }
             }
         }

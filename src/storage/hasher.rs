@@ -57,6 +57,19 @@ pub fn hash_pieces(
     threads: usize,
     progress: &AtomicU64,
 ) -> Vec<PieceDigest> {
+    let all: Vec<usize> = (0..layout.num_pieces()).collect();
+    hash_selected(layout, data_dir, access, threads, progress, &all)
+}
+
+/// Hashes the pieces listed in `pieces` (ascending); results are in the same order.
+pub fn hash_selected(
+    layout: &Layout,
+    data_dir: &Path,
+    access: Access,
+    threads: usize,
+    progress: &AtomicU64,
+    pieces: &[usize],
+) -> Vec<PieceDigest> {
     let files: Vec<Result<Source, String>> = (0..layout.files().len())
         .map(|i| {
             let path = layout.file_path(data_dir, i);
@@ -74,7 +87,7 @@ pub fn hash_pieces(
             open(&path).map_err(|e| format!("{}: {e}", path.display()))
         })
         .collect();
-    let n = layout.num_pieces();
+    let n = pieces.len();
     let per_batch = (BATCH_BYTES / layout.piece_length()).max(1) as usize;
     let batches = n.div_ceil(per_batch);
     let next = AtomicUsize::new(0);
@@ -91,14 +104,23 @@ pub fn hash_pieces(
                     if b >= batches {
                         break;
                     }
-                    let first = b * per_batch;
-                    let last = (first + per_batch).min(n);
+                    let batch = &pieces[b * per_batch..((b + 1) * per_batch).min(n)];
                     local.clear();
-                    hash_batch(layout, &files, first..last, &mut buf, &mut local);
-                    let bytes: u64 = (first..last).filter_map(|p| layout.piece_size(p)).sum();
+                    let mut bytes = 0;
+                    for &p in batch {
+                        let r = layout.piece_range(p).expect("piece in range");
+                        bytes += r.end - r.start;
+                        local.push(hash_range(
+                            layout,
+                            &files,
+                            r.start,
+                            r.end - r.start,
+                            &mut buf,
+                        ));
+                    }
                     let mut all = results.lock().unwrap_or_else(|e| e.into_inner());
                     for (i, digest) in local.drain(..).enumerate() {
-                        all[first + i] = digest;
+                        all[b * per_batch + i] = digest;
                     }
                     drop(all);
                     progress.fetch_add(bytes, Ordering::Relaxed);
@@ -107,19 +129,6 @@ pub fn hash_pieces(
         }
     });
     results.into_inner().unwrap_or_else(|e| e.into_inner())
-}
-
-fn hash_batch(
-    layout: &Layout,
-    files: &[Result<Source, String>],
-    pieces: std::ops::Range<usize>,
-    buf: &mut [u8],
-    out: &mut Vec<PieceDigest>,
-) {
-    for p in pieces {
-        let r = layout.piece_range(p).expect("piece in range");
-        out.push(hash_range(layout, files, r.start, r.end - r.start, buf));
-    }
 }
 
 /// SHA-1 of `len` torrent bytes from `start`, read in chunks of `buf`'s size. Chunks small enough

@@ -1,6 +1,9 @@
-//! Torrent data on disk: the layout of pieces over files and batched parallel piece hashing.
+//! Torrent data on disk: the layout of pieces over files, batched parallel piece hashing,
+//! checking data against a torrent, and fast-resume records.
 
 pub mod hasher;
 pub mod layout;
+pub mod resume;
+pub mod verify;
 
 pub use layout::{DataProblem, FileSlot, Layout, RangeError, Span};

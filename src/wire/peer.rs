@@ -8,6 +8,7 @@
 
 use super::handshake::{reserved, Handshake};
 use super::message::{self, Block, Decoded, Message, WireError};
+use crate::bitfield::{self, SharedBitfield};
 use crate::metainfo::InfoHash;
 use crate::storage::Layout;
 use std::collections::VecDeque;
@@ -26,19 +27,13 @@ pub const MESSAGE_CAP_CEILING: u32 = 1 << 20;
 pub struct TorrentView {
     pub info_hash: InfoHash,
     pub layout: Layout,
-    /// Verified pieces, as a BEP 3 bitfield (high bit first, spare bits zero).
-    pub have: Vec<u8>,
+    /// Verified pieces; a piece whose data can no longer be read is cleared at runtime.
+    pub have: SharedBitfield,
 }
 
 impl TorrentView {
     pub fn has_piece(&self, index: usize) -> bool {
-        self.have
-            .get(index / 8)
-            .is_some_and(|b| b & (0x80 >> (index % 8)) != 0)
-    }
-
-    pub fn is_complete(&self) -> bool {
-        (0..self.layout.num_pieces()).all(|i| self.has_piece(i))
+        self.have.has(index)
     }
 
     /// Largest incoming message accepted for this torrent (id + payload).
@@ -143,7 +138,8 @@ impl Peer {
         now: Instant,
     ) -> Peer {
         let ours = Handshake::ours(torrent.info_hash, our_id);
-        let mut out = Vec::with_capacity(256 + torrent.have.len());
+        let have = torrent.have.to_bytes();
+        let mut out = Vec::with_capacity(256 + have.len());
         if send_handshake {
             out.extend_from_slice(&ours.encode());
         }
@@ -164,12 +160,12 @@ impl Peer {
                 &mut out,
             );
         }
-        if fast && torrent.is_complete() {
+        if fast && torrent.have.is_full() {
             message::encode(&Message::HaveAll, &mut out);
-        } else if fast && torrent.have.iter().all(|&b| b == 0) {
+        } else if fast && have.iter().all(|&b| b == 0) {
             message::encode(&Message::HaveNone, &mut out);
         } else {
-            message::encode(&Message::Bitfield(&torrent.have), &mut out);
+            message::encode(&Message::Bitfield(&have), &mut out);
         }
         let cap = torrent.message_cap(limits.max_request);
         Peer {
@@ -306,6 +302,18 @@ impl Peer {
         }
     }
 
+    /// Refuses blocks that were taken for sending but cannot be served after all (their data
+    /// could not be read). False if the peer does not speak BEP 6 and must be dropped instead.
+    pub fn reject_all(&mut self, blocks: &[Block]) -> bool {
+        if !self.fast {
+            return false;
+        }
+        for b in blocks {
+            message::encode(&Message::Reject(*b), &mut self.out);
+        }
+        true
+    }
+
     /// Chokes or unchokes the peer (decided by the choker).
     pub fn set_choking(&mut self, choke: bool) {
         if choke == self.choking {
@@ -405,31 +413,8 @@ impl Owned {
             Message::Have(i) => Owned::Have(*i),
             Message::Request(b) => Owned::Request(*b),
             Message::Cancel(b) => Owned::Cancel(*b),
-            Message::Bitfield(bits) => Owned::Bitfield(valid_bitfield(bits, pieces)),
+            Message::Bitfield(bits) => Owned::Bitfield(bitfield::valid(bits, pieces)),
             _ => Owned::Other,
         }
     }
-}
-
-/// A bitfield must be exactly ceil(pieces / 8) bytes with the spare bits of the last byte zero.
-pub fn valid_bitfield(bits: &[u8], pieces: usize) -> bool {
-    if bits.len() != pieces.div_ceil(8) {
-        return false;
-    }
-    let spare = (8 - pieces % 8) % 8;
-    spare == 0
-        || bits
-            .last()
-            .is_none_or(|last| last & ((1u8 << spare) - 1) == 0)
-}
-
-/// A complete bitfield for `pieces` pieces.
-pub fn full_bitfield(pieces: usize) -> Vec<u8> {
-    let mut bits = vec![0xff; pieces.div_ceil(8)];
-    if pieces % 8 != 0 {
-        if let Some(last) = bits.last_mut() {
-            *last = 0xff << (8 - pieces % 8);
-        }
-    }
-    bits
 }

@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: external tools, test data trees, running the binary.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -54,9 +56,14 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The uringseed binary built for this test run.
+/// The uringseed binary built for this test run, keeping its fast-resume records in a
+/// directory of this test process (never the user's own state directory).
 pub fn uringseed() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_uringseed"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uringseed"));
+    let state = std::env::temp_dir().join(format!("uringseed-test-state-{}", std::process::id()));
+    cmd.env("XDG_STATE_HOME", state)
+        .env_remove("STATE_DIRECTORY");
+    cmd
 }
 
 /// Runs tests/tools/lt_tool.py with `args`; returns its "key value" lines.
@@ -337,7 +344,7 @@ pub struct Seed {
 
 impl Seed {
     /// Starts it and waits (at most `startup`, which includes verifying the data) for its
-    /// `listening: 127.0.0.1:PORT` line.
+    /// `listening: 127.0.0.1:PORT` line and then its `ready:` line (data checked, torrent served).
     pub fn start(torrent: &Path, data: &Path, log_dir: &Path, startup: Duration) -> Seed {
         let mut proc = Proc::spawn(
             "uringseed",
@@ -355,6 +362,7 @@ impl Seed {
             .strip_prefix("127.0.0.1:")
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("uringseed printed listening: {addr:?}"));
+        proc.wait_line("ready: ", startup);
         Seed { proc, port }
     }
 

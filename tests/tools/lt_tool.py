@@ -3,6 +3,8 @@
 
   lt_tool.py create PATH OUT [v1|hybrid]   make a torrent of PATH with libtorrent; print its v1 info-hash
   lt_tool.py info TORRENT                  print the info-hash and piece hashes libtorrent reads
+  lt_tool.py download TORRENT SAVE_DIR HOST:PORT TIMEOUT [EXPECT_PIECES]
+                                           download from one peer; print state, bytes, pieces held
   lt_tool.py rehash TORRENT PATH           hash PATH's data with libtorrent at TORRENT's piece length,
                                            print those piece hashes, then add TORRENT to a session over
                                            the data and print its state after a full check
@@ -94,7 +96,9 @@ def log(t0, msg):
     sys.stderr.flush()
 
 
-def download(torrent, save_dir, peer, timeout):
+def download(torrent, save_dir, peer, timeout, expect=None):
+    """Downloads until complete, or with EXPECT until it holds that many pieces (for a seed that
+    withholds bad pieces); then prints the indexes of the pieces it has as `have i,j,...`."""
     t0 = time.time()
     host, port = parse_peer(peer)
     cats = lt.alert.category_t
@@ -124,6 +128,8 @@ def download(torrent, save_dir, peer, timeout):
         st = h.status()
         if st.state in done_states and st.progress >= 1.0:
             break
+        if expect is not None and st.num_pieces >= expect:
+            break
         if now >= deadline:
             log(t0, "timeout after %ss: state %s progress %.4f peers %d"
                 % (timeout, st.state, st.progress, st.num_peers))
@@ -151,6 +157,7 @@ def download(torrent, save_dir, peer, timeout):
     print("state", str(st.state))
     print("downloaded", st.total_payload_download)
     print("seconds", "%.2f" % (time.time() - t0))
+    print("have", ",".join(str(i) for i, b in enumerate(h.status().pieces) if b))
     ses.remove_torrent(h)  # closes its files
 
 
@@ -163,8 +170,8 @@ if __name__ == "__main__":
     elif cmd == "rehash":
         rehash(sys.argv[2], sys.argv[3])
     elif cmd == "download":
-        if len(sys.argv) != 6:
-            sys.stderr.write("usage: lt_tool.py download TORRENT SAVE_DIR HOST:PORT TIMEOUT\n")
+        if len(sys.argv) not in (6, 7):
+            sys.stderr.write("usage: lt_tool.py download TORRENT SAVE_DIR HOST:PORT TIMEOUT [EXPECT_PIECES]\n")
             sys.exit(2)
         try:
             secs = float(sys.argv[5])
@@ -173,6 +180,6 @@ if __name__ == "__main__":
         if not secs > 0:
             sys.stderr.write("lt_tool.py download: TIMEOUT must be a positive number\n")
             sys.exit(2)
-        download(sys.argv[2], sys.argv[3], sys.argv[4], secs)
+        download(sys.argv[2], sys.argv[3], sys.argv[4], secs, int(sys.argv[6]) if len(sys.argv) == 7 else None)
     else:
         sys.exit("unknown command " + cmd)
