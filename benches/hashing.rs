@@ -6,7 +6,9 @@
 //! - `sha1sum`: coreutils on the file (the baseline the issue asks for);
 //! - `sha1 crate, 1 thread` and `ring, 1 thread`: one pass over the bytes in memory, to choose
 //!   between the two SHA-1 implementations and to know the per-core ceiling;
-//! - `make, 1 thread` / `make, N threads`: the full `make` path (layout, pread batches, SHA-1).
+//! - `make, 1 thread` / `make, N threads`: the full `make` path (layout, mmap, SHA-1);
+//! - `verify, 1 thread` / `verify, N threads`: the server's startup check (pread, no resume);
+//! - `libtorrent 2.0 recheck`: libtorrent checking the same torrent (Python bindings).
 
 use sha1::{Digest, Sha1};
 use std::io::Write;
@@ -99,6 +101,51 @@ fn main() {
         rows.push((format!("uringseed make, {threads} thread(s)"), t));
     }
 
+    // Startup verification: the server's check (pread, safe against files changing under it).
+    let opts = MakeOptions {
+        path: file.clone(),
+        quiet: true,
+        ..Default::default()
+    };
+    let (torrent_bytes, torrent) = make(&opts).unwrap();
+    let layout = uringseed::storage::Layout::new(&torrent);
+    for threads in [1, cores] {
+        let t = median_secs(runs, || {
+            let progress = std::sync::atomic::AtomicU64::new(0);
+            let r = uringseed::storage::verify::check(
+                &torrent,
+                &layout,
+                dir.path(),
+                None,
+                threads,
+                &progress,
+            );
+            assert!(r.bad_pieces.is_empty());
+        });
+        rows.push((format!("uringseed verify, {threads} thread(s)"), t));
+    }
+    // libtorrent's own recheck of the same torrent, where its Python bindings are installed.
+    let torrent_path = dir.path().join("bench.torrent");
+    std::fs::write(&torrent_path, torrent_bytes).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/lt_tool.py");
+    let lt = |_: ()| -> Option<f64> {
+        let out = Command::new("/usr/bin/python3")
+            .args([script, "recheck"])
+            .arg(&torrent_path)
+            .arg(dir.path())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix("seconds "))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    if lt(()).is_some() {
+        let mut times: Vec<f64> = (0..runs).filter_map(|_| lt(())).collect();
+        times.sort_by(f64::total_cmp);
+        rows.push(("libtorrent 2.0 recheck".into(), times[times.len() / 2]));
+    }
+
     let gbps = |secs: f64| bytes as f64 / secs / 1e9;
     let base = rows.first().map(|r| r.1).unwrap();
     println!(
@@ -115,9 +162,15 @@ fn main() {
         .find(|r| r.0.starts_with("sha1 crate"))
         .unwrap()
         .1;
-    let all = rows.last().unwrap().1;
-    println!(
-        "make on {cores} threads reaches {:.0}% of {cores} x single-thread sha1 crate speed",
-        100.0 * gbps(all) / (cores as f64 * gbps(one))
-    );
+    for what in ["uringseed make", "uringseed verify"] {
+        let all = rows
+            .iter()
+            .find(|r| r.0 == format!("{what}, {cores} thread(s)"))
+            .unwrap()
+            .1;
+        println!(
+            "{what} on {cores} threads reaches {:.0}% of {cores} x single-thread sha1 crate speed",
+            100.0 * gbps(all) / (cores as f64 * gbps(one))
+        );
+    }
 }

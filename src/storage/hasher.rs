@@ -1,11 +1,13 @@
 //! Parallel, batched SHA-1 hashing of a torrent's pieces from the data directory.
 //!
 //! Worker threads take batches of consecutive pieces (at least [`BATCH_BYTES`] each) from a shared
-//! counter, read each piece with sequential 256 KiB `pread`s, hashing each chunk while it is in cache, with the `sha1`
-//! crate (which uses SHA-NI where the CPU has it). Pad files are hashed as zeros without touching
-//! the disk. An unreadable file only costs the pieces that touch it. Used by `make` and by data verification.
+//! counter and hash each piece with the `sha1` crate (SHA-NI where the CPU has it), reading either
+//! straight from a guarded read-only mapping or with sequential 256 KiB `pread`s. Pad files are
+//! hashed as zeros without touching the disk. An unreadable file only costs the pieces that touch
+//! it. Used by `make`, `verify` and the server's startup check.
 
 use super::layout::Layout;
+use super::mapped::{self, GuardedMap};
 use sha1::{Digest, Sha1};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -22,18 +24,17 @@ pub const CHUNK_BYTES: usize = 256 << 10;
 /// How file bytes reach the hasher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// `pread` into a small buffer: safe if files shrink while being hashed (the read fails and
-    /// the piece is reported bad). Used wherever a server may be running.
+    /// `pread` into a small buffer (a copy out of the page cache).
     Pread,
-    /// Memory-map each file and hash straight from the page cache without a copy (about 25%
-    /// faster per core). A file truncated while mapped kills the process with SIGBUS, so this is
-    /// only for one-shot commands such as `make`, on data the operator is not changing.
+    /// Hash straight from a read-only mapping without a copy (about 25% faster per core). A
+    /// file that shrinks while mapped reads as zeros there ([`super::mapped`]) and the pieces
+    /// hashed meanwhile are reported unreadable, so this is safe inside a running server too.
     Mmap,
 }
 
 enum Source {
     Read(File),
-    Map(memmap2::Mmap),
+    Map(GuardedMap),
 }
 
 /// Result of hashing one piece: its SHA-1, or why its bytes could not be read.
@@ -78,11 +79,7 @@ pub fn hash_selected(
                 if access == Access::Pread || layout.files()[i].length == 0 {
                     return Ok(Source::Read(file));
                 }
-                // SAFETY: the map is read-only and private to this call; see `Access::Mmap` for
-                // the contract on concurrent modification of the file.
-                let map = unsafe { memmap2::Mmap::map(&file)? };
-                let _ = map.advise(memmap2::Advice::Sequential);
-                Ok(Source::Map(map))
+                Ok(Source::Map(GuardedMap::new(&file)?))
             };
             open(&path).map_err(|e| format!("{}: {e}", path.display()))
         })
@@ -141,6 +138,7 @@ fn hash_range(
     len: u64,
     buf: &mut [u8],
 ) -> PieceDigest {
+    let faults = mapped::faults();
     let mut sha = Sha1::new();
     for span in layout.spans(start, len) {
         let mut done = 0u64;
@@ -153,10 +151,13 @@ fn hash_range(
             } else {
                 match files[span.file].as_ref().map_err(Clone::clone)? {
                     Source::Map(map) => {
-                        let bytes = map.get(at as usize..at as usize + n).ok_or_else(|| {
-                            let path = layout.files()[span.file].rel_path.display();
-                            format!("{path}: shorter than the torrent says")
-                        })?;
+                        let bytes =
+                            map.bytes()
+                                .get(at as usize..at as usize + n)
+                                .ok_or_else(|| {
+                                    let path = layout.files()[span.file].rel_path.display();
+                                    format!("{path}: shorter than the torrent says")
+                                })?;
                         sha.update(bytes);
                         done += n as u64;
                         continue;
@@ -170,6 +171,11 @@ fn hash_range(
             sha.update(&*chunk);
             done += n as u64;
         }
+    }
+    if mapped::faults() != faults {
+        // Some mapped file shrank meanwhile (possibly one this piece does not touch, when
+        // threads overlap: reporting the piece unreadable errs on the safe side).
+        return Err("a data file shrank while it was being hashed".into());
     }
     Ok(sha.finalize().into())
 }

@@ -3,6 +3,7 @@
 
 pub mod hasher;
 pub mod layout;
+pub mod mapped;
 pub mod resume;
 pub mod verify;
 

@@ -100,7 +100,7 @@ pub fn check(
         }
     }
     let digests =
-        hasher::hash_selected(layout, data_dir, Access::Pread, threads, progress, &to_hash);
+        hasher::hash_selected(layout, data_dir, Access::Mmap, threads, progress, &to_hash);
     let mut hashed_bytes = 0;
     for (&p, d) in to_hash.iter().zip(&digests) {
         hashed_bytes += layout.piece_size(p).unwrap_or(0);
