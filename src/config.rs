@@ -20,6 +20,7 @@ pub const BLOCK_SIZE: u32 = 16 << 10;
 pub struct Config {
     pub server: ServerConfig,
     pub hashing: HashingConfig,
+    pub tracker: TrackerConfig,
     /// Torrents to seed.
     #[serde(rename = "torrent")]
     pub torrents: Vec<TorrentConfig>,
@@ -124,6 +125,36 @@ impl HashingConfig {
             return Some(d.join("uringseed/resume"));
         }
         env("HOME").map(|h| h.join(".local/state/uringseed/resume"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// Announce to the torrents' trackers.
+    pub announce: bool,
+    /// Peers asked for per announce.
+    pub numwant: u32,
+    /// Seconds an HTTP announce (or one UDP round trip) may take.
+    pub timeout_secs: u64,
+    /// UDP retransmissions after the first try (BEP 15 allows 8; each waits twice as long).
+    pub udp_max_retries: u32,
+    /// Connect out to peers the trackers return.
+    pub connect_out: bool,
+    /// Seconds allowed at shutdown for announcing `stopped`.
+    pub stop_timeout_secs: u64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            announce: true,
+            numwant: 50,
+            timeout_secs: 20,
+            udp_max_retries: 2,
+            connect_out: true,
+            stop_timeout_secs: 5,
+        }
     }
 }
 
@@ -276,6 +307,7 @@ mod tests {
         let parsed = Config::parse(text, "example").unwrap();
         assert_eq!(parsed.server, ServerConfig::default());
         assert_eq!(parsed.hashing, HashingConfig::default());
+        assert_eq!(parsed.tracker, TrackerConfig::default());
         // Every key of the example must appear (commented or not) in the file.
         for key in [
             "listen",

@@ -21,4 +21,5 @@ pub mod server;
 pub mod stats;
 pub mod storage;
 pub mod torrent;
+pub mod tracker;
 pub mod wire;

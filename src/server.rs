@@ -10,12 +10,13 @@ use crate::config::Config;
 use crate::metainfo::InfoHash;
 use crate::stats::Stats;
 pub use crate::torrent::{PeerHandle, TorrentCtx, TorrentSpec};
+use crate::tracker::TrackerStatus;
 use crate::wire::peer::Limits;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// Everything the workers share.
@@ -27,6 +28,21 @@ pub struct Shared {
     pub stats: Stats,
     pub next_key: AtomicU64,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The port announced to trackers (that of the first listen address).
+    pub listen_port: AtomicU16,
+    /// The tracker `key` of this session.
+    pub announce_key: u32,
+    /// Queues of outgoing connections, one per worker.
+    pub(crate) connectors: OnceLock<Vec<tokio::sync::mpsc::UnboundedSender<Outgoing>>>,
+    next_connector: AtomicUsize,
+    trackers: Mutex<HashMap<(InfoHash, String), TrackerStatus>>,
+}
+
+/// A connection to make: the torrent and the peer's address.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing {
+    pub info_hash: InfoHash,
+    pub addr: SocketAddr,
 }
 
 impl Shared {
@@ -50,6 +66,33 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
+            .collect()
+    }
+
+    /// Queues an outgoing connection on one of the workers (round robin).
+    pub fn connect_out(&self, info_hash: InfoHash, addr: SocketAddr) {
+        if let Some(c) = self.connectors.get() {
+            let i = self.next_connector.fetch_add(1, Ordering::Relaxed) % c.len();
+            let _ = c[i].send(Outgoing { info_hash, addr });
+        }
+    }
+
+    /// Updates the recorded state of one tracker of one torrent.
+    pub fn update_tracker(
+        &self,
+        info_hash: InfoHash,
+        url: &str,
+        f: impl FnOnce(&mut TrackerStatus),
+    ) {
+        let mut t = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        f(t.entry((info_hash, url.to_string())).or_default());
+    }
+
+    /// Every tracker's recorded state: (info-hash, URL, state).
+    pub fn tracker_status(&self) -> Vec<(InfoHash, String, TrackerStatus)> {
+        let t = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        t.iter()
+            .map(|((ih, url), st)| (*ih, url.clone(), st.clone()))
             .collect()
     }
 
@@ -196,9 +239,19 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         stats: Stats::default(),
         next_key: AtomicU64::new(1),
         shutdown: shutdown_rx,
+        listen_port: AtomicU16::new(0),
+        announce_key: crate::tracker::runner_random(),
+        connectors: OnceLock::new(),
+        next_connector: AtomicUsize::new(0),
+        trackers: Mutex::new(HashMap::new()),
     });
     let (mut threads, local_addrs, backend) = crate::io::spawn_workers(shared.clone())?;
+    shared.listen_port.store(
+        local_addrs.first().map_or(0, |a| a.port()),
+        Ordering::Relaxed,
+    );
     threads.push(spawn_choker(shared.clone()));
+    threads.push(crate::tracker::spawn(shared.clone()));
     let ready = Arc::new((Mutex::new(Vec::new()), std::sync::Condvar::new()));
     let expected = specs.len();
     threads.extend(spawn_checkers(shared.clone(), specs, ready.clone()));

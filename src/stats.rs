@@ -11,6 +11,8 @@ pub struct Stats {
     pub uploaded_protocol_bytes: AtomicU64,
     pub peers_connected: AtomicUsize,
     pub connections_accepted: AtomicU64,
+    pub connections_dialed: AtomicU64,
+    pub connections_dial_failed: AtomicU64,
     pub requests_served: AtomicU64,
     pub piece_read_errors: AtomicU64,
     pub piece_read_nanos: AtomicU64,
@@ -23,6 +25,10 @@ pub struct Stats {
     pub torrents_seeding: AtomicUsize,
     pub torrents_error: AtomicUsize,
     rejected: Mutex<HashMap<&'static str, u64>>,
+    /// Announces by result.
+    announces: Mutex<HashMap<&'static str, u64>>,
+    /// Sum of successful announces' latencies, in nanoseconds.
+    pub announce_latency_nanos: AtomicU64,
     dropped: Mutex<HashMap<&'static str, u64>>,
 }
 
@@ -43,6 +49,26 @@ impl Stats {
             .unwrap_or_else(|e| e.into_inner())
             .entry(reason)
             .or_default() += 1;
+    }
+
+    pub fn count_announce(&self, result: &'static str, latency: std::time::Duration) {
+        *self
+            .announces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(result)
+            .or_default() += 1;
+        self.announce_latency_nanos
+            .fetch_add(latency.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn announces(&self, result: &str) -> u64 {
+        self.announces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(result)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn rejected(&self, reason: &str) -> u64 {

@@ -11,10 +11,14 @@ use crate::storage::{verify, Layout};
 use crate::wire::peer::TorrentView;
 use crate::wire::Block;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// A peer from a tracker reply is not dialled again within this time.
+pub const REDIAL_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A torrent to seed: its parsed metainfo and the data directory (a client's "save path").
 #[derive(Debug, Clone)]
@@ -52,6 +56,14 @@ pub struct TorrentCtx {
     /// Open data files (None for pad files and files that could not be opened).
     pub files: Vec<Option<std::fs::File>>,
     pub peers: AtomicUsize,
+    /// Tracker tiers (BEP 12).
+    pub trackers: Vec<Vec<String>>,
+    /// Payload bytes sent to peers of this torrent in this session.
+    pub uploaded: AtomicU64,
+    /// Peer ids of connected peers (a second connection from the same peer is refused).
+    peer_ids: Mutex<std::collections::HashSet<[u8; 20]>>,
+    /// Outgoing connection attempts by address, to skip peers tried recently.
+    dialed: Mutex<HashMap<SocketAddr, Instant>>,
     choker: Mutex<Choker>,
     handles: Mutex<HashMap<PeerKey, Arc<PeerHandle>>>,
 }
@@ -123,6 +135,52 @@ impl TorrentCtx {
             .unchoked_count()
     }
 
+    /// Records a connected peer's id; false if that peer is already connected.
+    pub fn add_peer_id(&self, id: [u8; 20]) -> bool {
+        self.peer_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
+    }
+
+    pub fn remove_peer_id(&self, id: &[u8; 20]) {
+        self.peer_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Bytes of the torrent this seed cannot serve (the tracker's `left`).
+    pub fn left(&self) -> u64 {
+        let layout = &self.view.layout;
+        (0..layout.num_pieces())
+            .filter(|&p| !self.view.have.has(p))
+            .filter_map(|p| layout.piece_size(p))
+            .sum()
+    }
+
+    /// Whether to connect out to `addr` from a tracker reply: not ourselves (our port on a
+    /// loopback or unspecified address), not tried within [`REDIAL_AFTER`].
+    pub fn should_dial(&self, addr: SocketAddr, our_port: u16, now: Instant) -> bool {
+        if addr.port() == 0
+            || (addr.port() == our_port && (addr.ip().is_loopback() || addr.ip().is_unspecified()))
+        {
+            return false;
+        }
+        let mut dialed = self.dialed.lock().unwrap_or_else(|e| e.into_inner());
+        if dialed
+            .get(&addr)
+            .is_some_and(|t| now.saturating_duration_since(*t) < REDIAL_AFTER)
+        {
+            return false;
+        }
+        dialed.insert(addr, now);
+        if dialed.len() > 10_000 {
+            dialed.retain(|_, t| now.saturating_duration_since(*t) < REDIAL_AFTER);
+        }
+        true
+    }
+
     /// Stops advertising and serving the pieces holding `blocks` after their data could not be
     /// read (a file truncated, removed or failing under the server). Returns how many pieces
     /// were withdrawn now.
@@ -172,6 +230,14 @@ pub fn check_and_open(
         data_dir: spec.data_dir,
         files,
         peers: AtomicUsize::new(0),
+        trackers: if config.tracker.announce {
+            t.trackers.clone()
+        } else {
+            Vec::new()
+        },
+        uploaded: AtomicU64::new(0),
+        dialed: Mutex::new(HashMap::new()),
+        peer_ids: Mutex::new(std::collections::HashSet::new()),
         choker: Mutex::new(Choker::new(config.server.upload_slots)),
         handles: Mutex::new(HashMap::new()),
     }

@@ -238,6 +238,9 @@ fn malformed_input_drops_the_peer() {
         ),
         (enc(&[Message::Bitfield(&[0xff])]), DropReason::BadBitfield), // spare bits set
         (enc(&[Message::Have(6)]), DropReason::BadHave),
+        // Seeds have nothing to gain from a seed.
+        (enc(&[Message::Bitfield(&[0xfc])]), DropReason::PeerIsSeed),
+        (enc(&[Message::HaveAll]), DropReason::PeerIsSeed),
     ];
     for (bytes, want) in cases {
         let mut p = Peer::new(view(true), limits(), &theirs(true), [2; 20], true, t0);
@@ -247,7 +250,7 @@ fn malformed_input_drops_the_peer() {
     p.handle_bytes(
         t0,
         &enc(&[
-            Message::Bitfield(&[0xfc]),
+            Message::Bitfield(&[0xf8]),
             Message::Have(5),
             Message::HaveNone,
         ]),

@@ -2,6 +2,7 @@
 //! then a reader (bytes into the state machine) and a writer (control bytes, coalesced piece data
 //! read from disk and sent with one vectored write per run) running side by side.
 
+use crate::metainfo::InfoHash;
 use crate::server::{PeerHandle, Shared, TorrentCtx};
 use crate::wire::handshake::{Handshake, HANDSHAKE_LEN};
 use crate::wire::message::piece_header;
@@ -46,10 +47,17 @@ enum End {
     Dropped(&'static str),
 }
 
-/// Serves one incoming connection until it closes, misbehaves or the server shuts down.
-pub async fn serve<S: Stream, D: Disk>(shared: Arc<Shared>, stream: S, disk: &D, addr: SocketAddr) {
-    let end = match handshake(&shared, &stream).await {
-        Ok((hs, ctx)) => connected(&shared, &stream, disk, hs, ctx).await,
+/// Serves one connection until it closes, misbehaves or the server shuts down. `dialed` is
+/// the torrent of a connection we made (we send our handshake first), `None` for an incoming one.
+pub async fn serve<S: Stream, D: Disk>(
+    shared: Arc<Shared>,
+    stream: S,
+    disk: &D,
+    addr: SocketAddr,
+    dialed: Option<InfoHash>,
+) {
+    let end = match handshake(&shared, &stream, dialed).await {
+        Ok((hs, ctx)) => connected(&shared, &stream, disk, hs, ctx, dialed.is_none()).await,
         Err(reason) => End::Dropped(reason),
     };
     stream.shutdown();
@@ -65,8 +73,16 @@ pub async fn serve<S: Stream, D: Disk>(shared: Arc<Shared>, stream: S, disk: &D,
 async fn handshake<S: Stream>(
     shared: &Shared,
     stream: &S,
+    dialed: Option<InfoHash>,
 ) -> Result<(Handshake, Arc<TorrentCtx>), &'static str> {
     let read = async {
+        if let Some(ih) = dialed {
+            let ours = Handshake::ours(ih, shared.peer_id).encode();
+            stream
+                .write_all(vec![Bytes::copy_from_slice(&ours)])
+                .await
+                .map_err(|_| "closed_in_handshake")?;
+        }
         let mut got = Vec::with_capacity(HANDSHAKE_LEN);
         loop {
             let (res, buf) = stream.read(vec![0u8; HANDSHAKE_LEN - got.len()]).await;
@@ -85,6 +101,12 @@ async fn handshake<S: Stream>(
     let hs = tokio::time::timeout(shared.handshake_timeout(), read)
         .await
         .map_err(|_| "handshake_timeout")??;
+    if dialed.is_some_and(|ih| ih != hs.info_hash) {
+        return Err("wrong_info_hash");
+    }
+    if hs.peer_id == shared.peer_id {
+        return Err("self_connection");
+    }
     let ctx = shared.torrent(&hs.info_hash).ok_or("unknown_info_hash")?;
     if ctx.peers.load(Ordering::Relaxed) >= shared.config.server.max_connections_per_torrent {
         return Err("torrent_connection_cap");
@@ -98,7 +120,11 @@ async fn connected<S: Stream, D: Disk>(
     disk: &D,
     hs: Handshake,
     ctx: Arc<TorrentCtx>,
+    send_handshake: bool,
 ) -> End {
+    if !ctx.add_peer_id(hs.peer_id) {
+        return End::Dropped("duplicate_peer");
+    }
     let key = shared.next_key.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
     let peer = RefCell::new(Peer::new(
@@ -106,7 +132,7 @@ async fn connected<S: Stream, D: Disk>(
         shared.limits.clone(),
         &hs,
         shared.peer_id,
-        true,
+        send_handshake,
         now,
     ));
     let handle = ctx.join(key, now);
@@ -116,6 +142,7 @@ async fn connected<S: Stream, D: Disk>(
         end = writer(shared, stream, disk, &peer, &ctx, &handle) => end,
     };
     ctx.peers.fetch_sub(1, Ordering::Relaxed);
+    ctx.remove_peer_id(&hs.peer_id);
     ctx.leave(key, Instant::now());
     end
 }

@@ -10,7 +10,7 @@ pub mod conn;
 mod portable;
 mod uring;
 
-use crate::server::{Shared, StartError};
+use crate::server::{Outgoing, Shared, StartError};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::Cell;
 use std::io;
@@ -31,7 +31,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Worker {
     pub shared: Arc<Shared>,
     pub listeners: Vec<TcpListener>,
+    /// Connections to make (peers from trackers).
+    pub outgoing: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
 }
+
+/// How long an outgoing connection may take to be established.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Spawned = (
     Vec<std::thread::JoinHandle<()>>,
@@ -68,10 +73,14 @@ pub fn spawn_workers(shared: Arc<Shared>) -> Result<Spawned, StartError> {
     };
     tracing::info!(backend, workers, listen = ?addrs, "serving");
     let mut threads = Vec::new();
+    let mut senders = Vec::new();
     for (i, listeners) in per_worker.into_iter().enumerate() {
+        let (tx, outgoing) = tokio::sync::mpsc::unbounded_channel();
+        senders.push(tx);
         let worker = Worker {
             shared: shared.clone(),
             listeners,
+            outgoing,
         };
         let t = std::thread::Builder::new()
             .name(format!("worker-{i}"))
@@ -88,6 +97,7 @@ pub fn spawn_workers(shared: Arc<Shared>) -> Result<Spawned, StartError> {
             .map_err(|e| StartError(format!("cannot start worker thread: {e}")))?;
         threads.push(t);
     }
+    let _ = shared.connectors.set(senders);
     Ok((threads, addrs, backend))
 }
 
@@ -151,10 +161,26 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(s.into())
 }
 
-/// Counts a connection in; refuses it (returns None) above `server.max_connections`.
-fn admit(shared: &Arc<Shared>, active: &Rc<Cell<usize>>) -> Option<ConnGuard> {
+/// Counts a connection in; refuses it (returns None) above `server.max_connections` (and, for
+/// outgoing ones, above the torrent's cap).
+fn admit(
+    shared: &Arc<Shared>,
+    active: &Rc<Cell<usize>>,
+    dialing: Option<&Outgoing>,
+) -> Option<ConnGuard> {
     let stats = &shared.stats;
-    stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+    match dialing {
+        None => stats.connections_accepted.fetch_add(1, Ordering::Relaxed),
+        Some(o) => {
+            let full = shared.torrent(&o.info_hash).is_none_or(|t| {
+                t.peers.load(Ordering::Relaxed) >= shared.config.server.max_connections_per_torrent
+            });
+            if full {
+                return None;
+            }
+            stats.connections_dialed.fetch_add(1, Ordering::Relaxed)
+        }
+    };
     if stats.peers_connected.fetch_add(1, Ordering::AcqRel) >= shared.config.server.max_connections
     {
         stats.peers_connected.fetch_sub(1, Ordering::AcqRel);
@@ -182,6 +208,15 @@ impl Drop for ConnGuard {
             .fetch_sub(1, Ordering::AcqRel);
         self.active.set(self.active.get() - 1);
     }
+}
+
+/// Records a failed outgoing connection.
+fn dial_failed(shared: &Shared, o: &Outgoing, why: &str) {
+    shared
+        .stats
+        .connections_dial_failed
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(addr = %o.addr, "connecting out failed: {why}");
 }
 
 /// Backs off after a failed accept so that, e.g., running out of file descriptors does not spin.

@@ -93,17 +93,57 @@ pub fn run(worker: Worker) -> io::Result<()> {
                             continue;
                         }
                     };
-                    let Some(guard) = super::admit(&shared, &active) else {
+                    let Some(guard) = super::admit(&shared, &active, None) else {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
                     let shared = shared.clone();
                     tokio::task::spawn_local(async move {
-                        conn::serve(shared, TokioStream(stream), &PreadDisk, addr).await;
+                        conn::serve(shared, TokioStream(stream), &PreadDisk, addr, None).await;
                         drop(guard);
                     });
                 }
             }));
+        }
+        {
+            let (shared, active) = (worker.shared.clone(), active.clone());
+            let mut rx = worker.outgoing;
+            tokio::task::spawn_local(async move {
+                let mut shutdown = shared.shutdown.clone();
+                loop {
+                    let o = tokio::select! {
+                        o = rx.recv() => match o { Some(o) => o, None => break },
+                        _ = shutdown.changed() => break,
+                    };
+                    let Some(guard) = super::admit(&shared, &active, Some(&o)) else {
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    tokio::task::spawn_local(async move {
+                        match tokio::time::timeout(
+                            super::CONNECT_TIMEOUT,
+                            tokio::net::TcpStream::connect(o.addr),
+                        )
+                        .await
+                        {
+                            Ok(Ok(stream)) => {
+                                let _ = stream.set_nodelay(true);
+                                conn::serve(
+                                    shared,
+                                    TokioStream(stream),
+                                    &PreadDisk,
+                                    o.addr,
+                                    Some(o.info_hash),
+                                )
+                                .await;
+                            }
+                            Ok(Err(e)) => super::dial_failed(&shared, &o, &e.to_string()),
+                            Err(_) => super::dial_failed(&shared, &o, "timed out"),
+                        }
+                        drop(guard);
+                    });
+                }
+            });
         }
         for a in accepts {
             let _ = a.await;

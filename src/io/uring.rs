@@ -112,17 +112,59 @@ pub fn run(worker: Worker) -> io::Result<()> {
                             continue;
                         }
                     };
-                    let Some(guard) = super::admit(&shared, &active) else {
+                    let Some(guard) = super::admit(&shared, &active, None) else {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
                     let (shared, disk) = (shared.clone(), disk.clone());
                     tokio_uring::spawn(async move {
-                        conn::serve(shared, UringStream(stream), &*disk, addr).await;
+                        conn::serve(shared, UringStream(stream), &*disk, addr, None).await;
                         drop(guard);
                     });
                 }
             }));
+        }
+        {
+            let (shared, active) = (worker.shared.clone(), active.clone());
+            let disk = disk.clone();
+            let mut rx = worker.outgoing;
+            tokio_uring::spawn(async move {
+                let mut shutdown = shared.shutdown.clone();
+                loop {
+                    let o = tokio::select! {
+                        o = rx.recv() => match o { Some(o) => o, None => break },
+                        _ = shutdown.changed() => break,
+                    };
+                    let Some(guard) = super::admit(&shared, &active, Some(&o)) else {
+                        continue;
+                    };
+                    let (shared, disk) = (shared.clone(), disk.clone());
+                    tokio_uring::spawn(async move {
+                        let _ = &disk;
+                        match tokio::time::timeout(
+                            super::CONNECT_TIMEOUT,
+                            tokio_uring::net::TcpStream::connect(o.addr),
+                        )
+                        .await
+                        {
+                            Ok(Ok(stream)) => {
+                                let _ = stream.set_nodelay(true);
+                                conn::serve(
+                                    shared,
+                                    UringStream(stream),
+                                    &*disk,
+                                    o.addr,
+                                    Some(o.info_hash),
+                                )
+                                .await;
+                            }
+                            Ok(Err(e)) => super::dial_failed(&shared, &o, &e.to_string()),
+                            Err(_) => super::dial_failed(&shared, &o, "timed out"),
+                        }
+                        drop(guard);
+                    });
+                }
+            });
         }
         for a in accepts {
             let _ = a.await;

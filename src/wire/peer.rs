@@ -67,6 +67,8 @@ pub enum DropReason {
     QueueFull,
     OutputBacklog,
     IdleTimeout,
+    /// The peer has every piece: nothing to send it (seeds do not trade).
+    PeerIsSeed,
 }
 
 impl DropReason {
@@ -82,6 +84,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::OutputBacklog => "output_backlog",
             DropReason::IdleTimeout => "idle_timeout",
+            DropReason::PeerIsSeed => "peer_is_seed",
         }
     }
 }
@@ -240,7 +243,8 @@ impl Peer {
                 self.events.push(Event::NotInterested);
             }
             Owned::Have(i) if i as usize >= pieces => return Err(DropReason::BadHave),
-            Owned::Bitfield(false) => return Err(DropReason::BadBitfield),
+            Owned::Bitfield(Shape::Invalid) => return Err(DropReason::BadBitfield),
+            Owned::Bitfield(Shape::Full) | Owned::HaveAll => return Err(DropReason::PeerIsSeed),
             Owned::Request(b) => self.request(b)?,
             Owned::Cancel(b) => {
                 if let Some(pos) = self.queue.iter().position(|q| *q == b) {
@@ -251,7 +255,10 @@ impl Peer {
                 }
             }
             Owned::Other => {}
-            Owned::Interested | Owned::NotInterested | Owned::Have(_) | Owned::Bitfield(true) => {}
+            Owned::Interested
+            | Owned::NotInterested
+            | Owned::Have(_)
+            | Owned::Bitfield(Shape::Partial) => {}
         }
         Ok(())
     }
@@ -398,11 +405,19 @@ enum Owned {
     Interested,
     NotInterested,
     Have(u32),
-    /// Whether the bitfield had the right length and zero spare bits.
-    Bitfield(bool),
+    Bitfield(Shape),
+    HaveAll,
     Request(Block),
     Cancel(Block),
     Other,
+}
+
+/// What a peer's bitfield says.
+enum Shape {
+    /// Wrong length or spare bits set.
+    Invalid,
+    Full,
+    Partial,
 }
 
 impl Owned {
@@ -413,7 +428,14 @@ impl Owned {
             Message::Have(i) => Owned::Have(*i),
             Message::Request(b) => Owned::Request(*b),
             Message::Cancel(b) => Owned::Cancel(*b),
-            Message::Bitfield(bits) => Owned::Bitfield(bitfield::valid(bits, pieces)),
+            Message::Bitfield(bits) if !bitfield::valid(bits, pieces) => {
+                Owned::Bitfield(Shape::Invalid)
+            }
+            Message::Bitfield(bits) if bits[..] == bitfield::full(pieces)[..] => {
+                Owned::Bitfield(Shape::Full)
+            }
+            Message::Bitfield(_) => Owned::Bitfield(Shape::Partial),
+            Message::HaveAll => Owned::HaveAll,
             _ => Owned::Other,
         }
     }

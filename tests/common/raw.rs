@@ -22,7 +22,12 @@ impl RawPeer {
     /// Handshakes; returns the server's handshake.
     pub fn handshake(addr: SocketAddr, info_hash: InfoHash, fast: bool) -> (RawPeer, Handshake) {
         let mut p = RawPeer::connect(addr);
-        let mut hs = Handshake::ours(info_hash, *b"-TT0001-testpeer0001");
+        // A distinct peer id per connection: the server refuses a second connection of a peer.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut id = *b"-TT0001-testpeer0000";
+        id[12..].copy_from_slice(format!("{n:08}").as_bytes());
+        let mut hs = Handshake::ours(info_hash, id);
         if !fast {
             hs.reserved = [0; 8];
         }

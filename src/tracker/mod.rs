@@ -1,0 +1,289 @@
+//! Tracker announces: request and reply types, the per-torrent announce schedule (pure: time is
+//! passed in), and the announcer thread that runs it for every served torrent.
+//!
+//! Schedule (BEP 12 multi-tracker): every tier is announced to; within a tier the trackers are
+//! shuffled once and tried in order until one answers, and the one that answered moves to the
+//! front. `started` goes out when a torrent comes up, then regular announces every `interval`
+//! (never sooner than `min interval`), with exponential backoff while a whole tier fails, and
+//! `stopped` on shutdown to the trackers that heard `started`, within a bounded time.
+
+pub mod http;
+mod runner;
+pub mod udp;
+
+pub use runner::{random_u32 as runner_random, spawn, TrackerStatus};
+
+use crate::metainfo::InfoHash;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Shortest re-announce interval accepted from a tracker.
+pub const MIN_INTERVAL_FLOOR: Duration = Duration::from_secs(5);
+/// First retry after a tier failed; doubles per failure up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(15);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    None,
+    Started,
+    Completed,
+    Stopped,
+}
+
+impl Event {
+    /// The HTTP `event` value (none for regular announces).
+    pub fn as_str(&self) -> Option<&'static str> {
+        match self {
+            Event::None => None,
+            Event::Started => Some("started"),
+            Event::Completed => Some("completed"),
+            Event::Stopped => Some("stopped"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AnnounceRequest {
+    pub info_hash: InfoHash,
+    pub peer_id: [u8; 20],
+    pub port: u16,
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub left: u64,
+    pub event: Event,
+    pub numwant: u32,
+    pub key: u32,
+    pub tracker_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceResponse {
+    pub interval: Duration,
+    pub min_interval: Option<Duration>,
+    pub tracker_id: Option<String>,
+    pub complete: Option<u32>,
+    pub incomplete: Option<u32>,
+    pub warning: Option<String>,
+    pub peers: Vec<SocketAddr>,
+}
+
+/// Why an announce failed; every kind is retried later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackerError {
+    /// The tracker answered with a `failure reason` (or a UDP error packet).
+    Failure(String),
+    /// No usable answer: connection, timeout, HTTP status.
+    Transport(String),
+    /// An answer that is not a valid reply.
+    Malformed(String),
+}
+
+impl TrackerError {
+    /// A metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TrackerError::Failure(_) => "failure",
+            TrackerError::Transport(_) => "unreachable",
+            TrackerError::Malformed(_) => "malformed",
+        }
+    }
+}
+
+impl fmt::Display for TrackerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrackerError::Failure(m) => write!(f, "tracker refused: {m}"),
+            TrackerError::Transport(m) => write!(f, "tracker unreachable: {m}"),
+            TrackerError::Malformed(m) => write!(f, "bad tracker reply: {m}"),
+        }
+    }
+}
+
+/// One tier's announce state.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    /// Tracker URLs in the order they are tried.
+    pub urls: Vec<String>,
+    pub next: Instant,
+    pub failures: u32,
+    pub in_flight: bool,
+    /// A tracker of this tier accepted `started` (so it should hear `stopped`).
+    pub started: bool,
+    pub tracker_id: Option<String>,
+}
+
+/// The announce schedule of one torrent.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub tiers: Vec<Tier>,
+}
+
+impl Schedule {
+    /// All tiers due now; `shuffle` permutes each tier's URLs (BEP 12), e.g. with a random source.
+    pub fn new(
+        tiers: &[Vec<String>],
+        now: Instant,
+        mut shuffle: impl FnMut(&mut Vec<String>),
+    ) -> Schedule {
+        let tiers = tiers
+            .iter()
+            .filter(|t| !t.is_empty())
+            .map(|urls| {
+                let mut urls = urls.clone();
+                shuffle(&mut urls);
+                Tier {
+                    urls,
+                    next: now,
+                    failures: 0,
+                    in_flight: false,
+                    started: false,
+                    tracker_id: None,
+                }
+            })
+            .collect();
+        Schedule { tiers }
+    }
+
+    /// Tiers due for an announce that are not already announcing.
+    pub fn due(&self, now: Instant) -> Vec<usize> {
+        (0..self.tiers.len())
+            .filter(|&i| !self.tiers[i].in_flight && self.tiers[i].next <= now)
+            .collect()
+    }
+
+    /// Marks tier `i` as announcing; returns the URLs to try in order and the event to send.
+    pub fn begin(&mut self, i: usize) -> (Vec<String>, Event) {
+        let t = &mut self.tiers[i];
+        t.in_flight = true;
+        (
+            t.urls.clone(),
+            if t.started {
+                Event::None
+            } else {
+                Event::Started
+            },
+        )
+    }
+
+    /// Tracker `url` of tier `i` answered.
+    pub fn succeeded(&mut self, i: usize, url: &str, resp: &AnnounceResponse, now: Instant) {
+        let t = &mut self.tiers[i];
+        t.in_flight = false;
+        t.started = true;
+        t.failures = 0;
+        if let Some(pos) = t.urls.iter().position(|u| u == url) {
+            let u = t.urls.remove(pos);
+            t.urls.insert(0, u);
+        }
+        if resp.tracker_id.is_some() {
+            t.tracker_id = resp.tracker_id.clone();
+        }
+        let wait = resp
+            .interval
+            .max(resp.min_interval.unwrap_or_default())
+            .max(MIN_INTERVAL_FLOOR);
+        t.next = now + wait;
+    }
+
+    /// Every tracker of tier `i` failed: back off.
+    pub fn failed(&mut self, i: usize, now: Instant) {
+        let t = &mut self.tiers[i];
+        t.in_flight = false;
+        t.failures += 1;
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1 << (t.failures - 1).min(16))
+            .min(MAX_BACKOFF);
+        t.next = now + backoff;
+    }
+
+    /// The trackers to tell `stopped`: the first (last working) URL of every tier that heard
+    /// `started`.
+    pub fn stop_targets(&self) -> Vec<(String, Option<String>)> {
+        self.tiers
+            .iter()
+            .filter(|t| t.started)
+            .map(|t| (t.urls[0].clone(), t.tracker_id.clone()))
+            .collect()
+    }
+}
+
+/// Announces once to `url` (http, https or udp).
+pub fn announce_once(
+    url: &str,
+    req: &AnnounceRequest,
+    timeout: Duration,
+    udp_retries: u32,
+) -> Result<AnnounceResponse, TrackerError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        http::announce(url, req, timeout)
+    } else if url.starts_with("udp://") {
+        let base = Duration::from_secs(15).min(timeout);
+        let mut t = udp::UdpTracker::new(url, udp_retries, base)?;
+        let mut tid = runner::random_u32;
+        t.announce(req, &mut tid)
+    } else {
+        Err(TrackerError::Transport(format!(
+            "unsupported tracker URL scheme: {url}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(interval: u64, min: Option<u64>) -> AnnounceResponse {
+        AnnounceResponse {
+            interval: Duration::from_secs(interval),
+            min_interval: min.map(Duration::from_secs),
+            tracker_id: Some("tid".into()),
+            complete: None,
+            incomplete: None,
+            warning: None,
+            peers: vec![],
+        }
+    }
+
+    #[test]
+    fn tiers_announce_started_then_regularly_and_back_off_on_failure() {
+        let t0 = Instant::now();
+        let tiers = vec![
+            vec!["a".to_string(), "b".into()],
+            vec!["c".to_string()],
+            vec![],
+        ];
+        let mut s = Schedule::new(&tiers, t0, |_| {});
+        assert_eq!(s.due(t0), vec![0, 1]);
+        let (urls, ev) = s.begin(0);
+        assert_eq!(
+            (urls, ev),
+            (vec!["a".to_string(), "b".into()], Event::Started)
+        );
+        assert_eq!(s.due(t0), vec![1], "in flight tiers are not due");
+        // "b" answered: it moves to the front; next announce after max(interval, min interval).
+        s.succeeded(0, "b", &reply(60, Some(120)), t0);
+        assert_eq!(s.tiers[0].urls, vec!["b".to_string(), "a".into()]);
+        assert_eq!(s.tiers[0].next, t0 + Duration::from_secs(120));
+        assert_eq!(s.begin(0).1, Event::None);
+        s.succeeded(0, "b", &reply(1, None), t0);
+        assert_eq!(s.tiers[0].next, t0 + MIN_INTERVAL_FLOOR);
+        // Tier 1 fails twice: 15 s then 30 s, and keeps sending `started` until it works.
+        s.begin(1);
+        s.failed(1, t0);
+        assert_eq!(s.tiers[1].next, t0 + FIRST_BACKOFF);
+        assert_eq!(s.begin(1).1, Event::Started);
+        s.failed(1, t0);
+        assert_eq!(s.tiers[1].next, t0 + FIRST_BACKOFF * 2);
+        for _ in 0..40 {
+            s.begin(1);
+            s.failed(1, t0);
+        }
+        assert_eq!(s.tiers[1].next, t0 + MAX_BACKOFF);
+        assert_eq!(
+            s.stop_targets(),
+            vec![("b".to_string(), Some("tid".to_string()))]
+        );
+    }
+}

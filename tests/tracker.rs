@@ -1,0 +1,385 @@
+//! Tracker clients against fake trackers on loopback: every reply form, every malformed reply
+//! (each a clear error, never a crash), UDP transaction handling, and the server announcing,
+//! connecting out to returned peers and announcing `stopped` on shutdown.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::mpsc;
+use std::time::Duration;
+use uringseed::metainfo::InfoHash;
+use uringseed::tracker::udp::UdpTracker;
+use uringseed::tracker::{http, AnnounceRequest, Event, TrackerError};
+
+fn req(event: Event) -> AnnounceRequest {
+    AnnounceRequest {
+        info_hash: InfoHash(*b"\x00\x01 &?=%/abcdefghijkl"),
+        peer_id: *b"-US0100-abcdefghijkl",
+        port: 6881,
+        uploaded: 1234,
+        downloaded: 0,
+        left: 0,
+        event,
+        numwant: 50,
+        key: 0xdeadbeef,
+        tracker_id: None,
+    }
+}
+
+#[test]
+fn http_reply_forms_parse() {
+    let compact = b"d8:completei5e10:incompletei7e8:intervali1800e12:min intervali60e5:peers12:\x7f\x00\x00\x01\x1a\xe1\x0a\x00\x00\x02\x00\x50e";
+    let r = http::parse_reply(compact).unwrap();
+    assert_eq!(r.interval, Duration::from_secs(1800));
+    assert_eq!(r.min_interval, Some(Duration::from_secs(60)));
+    assert_eq!((r.complete, r.incomplete), (Some(5), Some(7)));
+    assert_eq!(
+        r.peers,
+        vec![
+            "127.0.0.1:6881".parse().unwrap(),
+            "10.0.0.2:80".parse::<SocketAddr>().unwrap()
+        ]
+    );
+    let dict = b"d8:intervali60e5:peersld2:ip9:127.0.0.17:peer id20:aaaaaaaaaaaaaaaaaaaa4:porti7000eed2:ip3:::14:porti7001eed2:ip11:example.com4:porti1eee10:tracker id3:xyz15:warning message4:slowe";
+    let r = http::parse_reply(dict).unwrap();
+    assert_eq!(
+        r.peers,
+        vec![
+            "127.0.0.1:7000".parse().unwrap(),
+            "[::1]:7001".parse::<SocketAddr>().unwrap()
+        ]
+    );
+    assert_eq!(
+        (r.tracker_id.as_deref(), r.warning.as_deref()),
+        (Some("xyz"), Some("slow"))
+    );
+    let mut v6 = b"d8:intervali60e5:peers0:6:peers618:".to_vec();
+    v6.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x1f, 0x90]);
+    v6.push(b'e');
+    assert_eq!(
+        http::parse_reply(&v6).unwrap().peers,
+        vec!["[::1]:8080".parse::<SocketAddr>().unwrap()]
+    );
+}
+
+#[test]
+fn http_bad_replies_are_clear_errors() {
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"d14:failure reason12:unregisterede",
+            "tracker refused: unregistered",
+        ),
+        (b"d8:intervali60e5:peers", "bad tracker reply: not bencode"),
+        (b"<html>502 Bad Gateway</html>", "not bencode"),
+        (b"le", "not a dictionary"),
+        (b"d5:peers0:e", "no `interval`"),
+        (b"d8:intervali60e5:peers5:abcdee", "not a multiple of 6"),
+        (b"d8:intervali60e5:peersi3ee", "neither a string nor a list"),
+        (b"", "not bencode"),
+    ];
+    for (body, want) in cases {
+        let e = http::parse_reply(body).unwrap_err();
+        assert!(
+            e.to_string().contains(want),
+            "{:?}: {e}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+/// A one-shot HTTP server: answers one request with `body` (and `status`), sends the request
+/// line back over the channel.
+fn fake_http(status: &'static str, body: Vec<u8>) -> (String, mpsc::Receiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/announce?passkey=abc", l.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        tx.send(line).unwrap();
+        let mut w = s;
+        let _ = write!(
+            w,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = w.write_all(&body);
+    });
+    (url, rx)
+}
+
+#[test]
+fn http_announce_sends_every_parameter() {
+    let (url, rx) = fake_http("200 OK", b"d8:intervali900e5:peers0:e".to_vec());
+    let mut r = req(Event::Started);
+    r.tracker_id = Some("t 1".into());
+    let resp = http::announce(&url, &r, Duration::from_secs(5)).unwrap();
+    assert_eq!(resp.interval, Duration::from_secs(900));
+    let line = rx.recv().unwrap();
+    for part in [
+        "GET /announce?passkey=abc&info_hash=%00%01%20%26%3F%3D%25%2Fabcdefghijkl&",
+        "peer_id=-US0100-abcdefghijkl",
+        "port=6881",
+        "uploaded=1234",
+        "downloaded=0",
+        "left=0",
+        "compact=1",
+        "numwant=50",
+        "key=deadbeef",
+        "event=started",
+        "trackerid=t%201",
+    ] {
+        assert!(line.contains(part), "{part} missing from {line}");
+    }
+}
+
+#[test]
+fn http_transport_failures_are_clear() {
+    let (url, _rx) = fake_http("404 Not Found", b"nope".to_vec());
+    let e = http::announce(&url, &req(Event::None), Duration::from_secs(5)).unwrap_err();
+    assert_eq!(e, TrackerError::Transport("HTTP status 404".into()));
+    let (url, _rx) = fake_http("200 OK", vec![b'x'; (http::MAX_REPLY_BYTES + 10) as usize]);
+    let e = http::announce(&url, &req(Event::None), Duration::from_secs(5)).unwrap_err();
+    assert!(e.to_string().contains("longer than"), "{e}");
+    // Nothing listening; and a tracker that accepts but never answers (bounded by the timeout).
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let e = http::announce(
+        &format!("http://{addr}/a"),
+        &req(Event::None),
+        Duration::from_secs(5),
+    )
+    .unwrap_err();
+    assert!(matches!(e, TrackerError::Transport(_)), "{e}");
+    let hang = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/a", hang.local_addr().unwrap());
+    let t = std::time::Instant::now();
+    let e = http::announce(&url, &req(Event::None), Duration::from_secs(1)).unwrap_err();
+    assert!(
+        matches!(e, TrackerError::Transport(_)) && t.elapsed() < Duration::from_secs(5),
+        "{e}"
+    );
+    drop(hang);
+}
+
+/// A fake UDP tracker answering with `respond(packet) -> replies`.
+fn fake_udp(
+    respond: impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + 'static,
+) -> (String, mpsc::Receiver<Vec<u8>>) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let url = format!("udp://{}/announce", s.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let _ = tx.send(buf[..n].to_vec());
+            for reply in respond(&buf[..n]) {
+                let _ = s.send_to(&reply, from);
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn tid(p: &[u8]) -> [u8; 4] {
+    [p[12], p[13], p[14], p[15]]
+}
+
+fn connect_reply(p: &[u8]) -> Vec<u8> {
+    let mut r = vec![0, 0, 0, 0];
+    r.extend(tid(p));
+    r.extend(0x1122_3344_5566_7788u64.to_be_bytes());
+    r
+}
+
+#[test]
+fn udp_announce_reuses_connection_id_and_ignores_foreign_transactions() {
+    let (url, rx) = fake_udp(|p| {
+        if p.len() == 16 {
+            return vec![connect_reply(p)];
+        }
+        // Announce: first a reply for another transaction (ignored), then the real one.
+        let mut wrong = vec![0, 0, 0, 1, 9, 9, 9, 9];
+        wrong.extend([0u8; 12]);
+        let mut r = vec![0, 0, 0, 1];
+        r.extend(tid(p));
+        r.extend(1800u32.to_be_bytes());
+        r.extend(3u32.to_be_bytes());
+        r.extend(4u32.to_be_bytes());
+        r.extend([127, 0, 0, 1, 0x1a, 0xe1]);
+        vec![wrong, r]
+    });
+    let mut t = UdpTracker::new(&url, 0, Duration::from_secs(2)).unwrap();
+    let mut n = 0u32;
+    let mut next_tid = || {
+        n += 1;
+        n
+    };
+    let r = t.announce(&req(Event::Started), &mut next_tid).unwrap();
+    assert_eq!(
+        r.peers,
+        vec!["127.0.0.1:6881".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        (r.incomplete, r.complete, r.interval),
+        (Some(3), Some(4), Duration::from_secs(1800))
+    );
+    let connect = rx.recv().unwrap();
+    assert_eq!(&connect[..8], &0x0417_2710_1980u64.to_be_bytes());
+    let announce = rx.recv().unwrap();
+    assert_eq!(announce.len(), 98);
+    assert_eq!(&announce[..8], &0x1122_3344_5566_7788u64.to_be_bytes());
+    assert_eq!(&announce[80..84], &2u32.to_be_bytes(), "event started");
+    assert_eq!(&announce[96..98], &6881u16.to_be_bytes());
+    // Within a minute the connection id is reused: the next packet is an announce.
+    t.announce(&req(Event::None), &mut next_tid).unwrap();
+    assert_eq!(rx.recv().unwrap().len(), 98);
+}
+
+#[test]
+fn udp_errors_are_clear_and_bounded() {
+    // Error action from the tracker.
+    let (url, _rx) = fake_udp(|p| {
+        if p.len() == 16 {
+            return vec![connect_reply(p)];
+        }
+        let mut r = vec![0, 0, 0, 3];
+        r.extend(tid(p));
+        r.extend(b"torrent not registered");
+        vec![r]
+    });
+    let mut t = UdpTracker::new(&url, 0, Duration::from_secs(2)).unwrap();
+    let e = t.announce(&req(Event::None), &mut || 7).unwrap_err();
+    assert_eq!(e, TrackerError::Failure("torrent not registered".into()));
+    // Truncated and misaligned replies.
+    for bad in [
+        vec![0u8, 0, 0, 1],
+        vec![
+            0u8, 0, 0, 1, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 2, 3,
+        ],
+    ] {
+        let bad2 = bad.clone();
+        let (url, _rx) = fake_udp(move |p| {
+            if p.len() == 16 {
+                return vec![connect_reply(p)];
+            }
+            let mut b = bad2.clone();
+            if b.len() >= 8 {
+                b[4..8].copy_from_slice(&tid(p));
+            }
+            vec![b]
+        });
+        let mut t = UdpTracker::new(&url, 0, Duration::from_secs(2)).unwrap();
+        let e = t.announce(&req(Event::None), &mut || 7).unwrap_err();
+        assert!(matches!(e, TrackerError::Malformed(_)), "{bad:?}: {e}");
+    }
+    // Only wrong transaction ids: times out after the retries, quickly with a short base.
+    let (url, rx) = fake_udp(|p| {
+        let mut r = connect_reply(p);
+        r[4] ^= 0xff;
+        vec![r]
+    });
+    let mut t = UdpTracker::new(&url, 1, Duration::from_millis(200)).unwrap();
+    let e = t.announce(&req(Event::None), &mut || 7).unwrap_err();
+    assert!(e.to_string().contains("after 2 tries"), "{e}");
+    assert_eq!(rx.try_iter().count(), 2, "one retransmission");
+    assert!(UdpTracker::new("udp://nohostport", 0, Duration::from_secs(1)).is_err());
+}
+
+/// A fake HTTP tracker for the whole server: answers every announce with `peers` (compact),
+/// reports each request line.
+fn fake_tracker(peers: Vec<SocketAddr>) -> (String, mpsc::Receiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/announce", l.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let _ = tx.send(line);
+            let mut body = b"d8:intervali1800e5:peers".to_vec();
+            let mut compact = Vec::new();
+            for p in &peers {
+                if let SocketAddr::V4(v4) = p {
+                    compact.extend(v4.ip().octets());
+                    compact.extend(v4.port().to_be_bytes());
+                }
+            }
+            body.extend(format!("{}:", compact.len()).as_bytes());
+            body.extend(compact);
+            body.push(b'e');
+            let mut w = s;
+            let _ = write!(
+                w,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = w.write_all(&body);
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn server_announces_connects_out_to_returned_peers_and_stops() {
+    // A leecher that only listens: uringseed must dial it after the tracker names it.
+    let leecher = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (url, requests) = fake_tracker(vec![leecher.local_addr().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let tree = write_tree(dir.path(), "tree");
+    let opts = uringseed::make::MakeOptions {
+        path: tree,
+        trackers: vec![vec![url]],
+        quiet: true,
+        ..Default::default()
+    };
+    let (_, torrent) = uringseed::make::make(&opts).unwrap();
+    let mut config = uringseed::config::Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.workers = 1;
+    config.hashing.resume = false;
+    let spec = uringseed::server::TorrentSpec {
+        torrent: torrent.clone(),
+        data_dir: dir.path().to_path_buf(),
+        just_hashed: true,
+    };
+    let server = uringseed::server::start(config, vec![spec]).unwrap();
+    let port = server.local_addrs[0].port();
+    let first = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        first.contains("event=started") && first.contains(&format!("port={port}&")),
+        "{first}"
+    );
+    assert!(first.contains("left=0"), "{first}");
+
+    leecher.set_nonblocking(false).unwrap();
+    let (mut s, _) = leecher.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut theirs = [0u8; 68];
+    s.read_exact(&mut theirs).unwrap();
+    let hs = uringseed::wire::Handshake::decode(&theirs)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        hs.info_hash, torrent.info_hash,
+        "uringseed dialled with its handshake first"
+    );
+    s.write_all(&uringseed::wire::Handshake::ours(torrent.info_hash, [7; 20]).encode())
+        .unwrap();
+    let mut next = [0u8; 5];
+    s.read_exact(&mut next).unwrap();
+    assert_ne!(next[4], 19, "no second handshake after ours");
+
+    server.shutdown();
+    let stopped = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(stopped.contains("event=stopped"), "{stopped}");
+}
