@@ -21,6 +21,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub hashing: HashingConfig,
     pub tracker: TrackerConfig,
+    pub metrics: MetricsConfig,
+    pub watch: WatchConfig,
+    pub log: LogConfig,
     /// Torrents to seed.
     #[serde(rename = "torrent")]
     pub torrents: Vec<TorrentConfig>,
@@ -158,6 +161,58 @@ impl Default for TrackerConfig {
     }
 }
 
+/// Default address of the metrics endpoint.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9437";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve /metrics, /healthz and /readyz.
+    pub enabled: bool,
+    /// Address of the endpoint. When left at the default and that port is taken, the server
+    /// warns and runs without metrics; an address set here must be free.
+    pub listen: Option<SocketAddr>,
+    /// Series per torrent (info-hash and name labels): off by default, for cardinality.
+    pub per_torrent: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: None,
+            per_torrent: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    /// Directory watched for new .torrent files to seed (empty = off).
+    pub dir: PathBuf,
+    /// Data directory (save path) of torrents found in the watch directory.
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// "text" or "json" (one JSON object per line, for log shippers).
+    pub format: String,
+    /// error, warn, info, debug or trace.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TorrentConfig {
@@ -202,6 +257,11 @@ impl Config {
         for t in &mut config.torrents {
             t.torrent = base.join(&t.torrent);
             t.data = base.join(&t.data);
+        }
+        for p in [&mut config.watch.dir, &mut config.watch.data] {
+            if !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
         }
         if !config.hashing.resume_dir.as_os_str().is_empty() {
             config.hashing.resume_dir = base.join(&config.hashing.resume_dir);
@@ -308,6 +368,12 @@ mod tests {
         assert_eq!(parsed.server, ServerConfig::default());
         assert_eq!(parsed.hashing, HashingConfig::default());
         assert_eq!(parsed.tracker, TrackerConfig::default());
+        assert_eq!(parsed.watch, WatchConfig::default());
+        assert_eq!(parsed.log, LogConfig::default());
+        assert_eq!(
+            parsed.metrics.listen,
+            Some(DEFAULT_METRICS_LISTEN.parse().unwrap())
+        );
         // Every key of the example must appear (commented or not) in the file.
         for key in [
             "listen",

@@ -4,8 +4,9 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use uringseed::config::Config;
+use uringseed::daemon;
 use uringseed::make::{self, MakeOptions};
-use uringseed::server::{self, TorrentSpec};
+use uringseed::server::TorrentSpec;
 use uringseed::storage::verify::check;
 use uringseed::storage::Layout;
 
@@ -111,9 +112,15 @@ struct ServeArgs {
     /// With PATH: tracker URLs for the made torrent (repeatable).
     #[arg(short = 't', long = "tracker")]
     trackers: Vec<String>,
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long, default_value = "info")]
-    log_level: tracing::Level,
+    /// Serve Prometheus metrics on this address (default 127.0.0.1:9437, or metrics.listen).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Log level: error, warn, info, debug or trace (default: log.level, "info").
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Log format: text or json (default: log.format, "text").
+    #[arg(long)]
+    log_format: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -203,12 +210,6 @@ fn tiers(trackers: &[String]) -> Vec<Vec<String>> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -222,13 +223,22 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(u) = args.upload_slots {
         config.server.upload_slots = u;
     }
-    config.validate("command line")?;
-    let mut specs = Vec::new();
-    for t in &config.torrents {
-        specs.push(TorrentSpec::load(&t.torrent, t.data.clone())?);
+    if let Some(m) = args.metrics {
+        config.metrics.enabled = true;
+        config.metrics.listen = Some(m);
     }
+    if let Some(l) = &args.log_level {
+        config.log.level = l.clone();
+    }
+    if let Some(f) = &args.log_format {
+        config.log.format = f.clone();
+    }
+    config.validate("command line")?;
+    let level = config.log.level.parse().unwrap_or(tracing::Level::INFO);
+    daemon::init_logging(level, config.log.format == "json");
+    let mut pinned = Vec::new();
     if let (Some(torrent), Some(data)) = (&args.torrent, &args.data) {
-        specs.push(TorrentSpec::load(torrent, data.clone())?);
+        pinned.push(TorrentSpec::load(torrent, data.clone())?);
     }
     if let Some(path) = &args.path {
         let opts = MakeOptions {
@@ -252,52 +262,17 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         println!("torrent: {}", out.display());
         println!("info-hash: {}", torrent.info_hash);
         println!("magnet: {}", torrent.magnet());
-        specs.push(TorrentSpec {
+        pinned.push(TorrentSpec {
             torrent,
             data_dir,
             just_hashed: true,
         });
     }
-    if specs.is_empty() {
-        return Err("nothing to seed: give PATH, --torrent with --data, or --config with [[torrent]] tables".into());
+    if pinned.is_empty() && config.torrents.is_empty() && config.watch.dir.as_os_str().is_empty() {
+        return Err("nothing to seed: give PATH, --torrent with --data, or --config with [[torrent]] tables or a watch directory".into());
     }
-    let handle = server::start(config, specs)?;
-    use std::io::Write;
-    for addr in &handle.local_addrs {
-        println!("listening: {addr}");
-    }
-    let _ = std::io::stdout().flush();
-    handle.on_ready(|r| {
-        println!(
-            "ready: {} {} ({} of {} pieces good)",
-            r.info_hash,
-            r.name,
-            r.pieces - r.bad_pieces,
-            r.pieces
-        );
-        let _ = std::io::stdout().flush();
-    });
-    wait_for_signal()?;
-    tracing::info!("shutting down");
-    handle.shutdown();
+    daemon::run(config, args.config.clone(), pinned)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        Ok(())
-    })
 }
 
 fn verify(

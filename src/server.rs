@@ -36,6 +36,8 @@ pub struct Shared {
     pub(crate) connectors: OnceLock<Vec<tokio::sync::mpsc::UnboundedSender<Outgoing>>>,
     next_connector: AtomicUsize,
     trackers: Mutex<HashMap<(InfoHash, String), TrackerStatus>>,
+    /// Torrents being checked before they are served.
+    pending: Mutex<std::collections::HashSet<InfoHash>>,
 }
 
 /// A connection to make: the torrent and the peer's address.
@@ -96,6 +98,27 @@ impl Shared {
             .collect()
     }
 
+    /// Stops serving a torrent: it leaves the table and its connections close.
+    fn remove_torrent(&self, info_hash: &InfoHash) -> bool {
+        let removed = self
+            .torrents
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(info_hash);
+        match removed {
+            Some(ctx) => {
+                ctx.close();
+                self.stats.torrents_seeding.fetch_sub(1, Ordering::Relaxed);
+                true
+            }
+            None => self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(info_hash),
+        }
+    }
+
     fn add_torrent(&self, ctx: TorrentCtx) {
         self.torrents
             .write()
@@ -132,6 +155,8 @@ pub struct ServerHandle {
     pub local_addrs: Vec<SocketAddr>,
     /// Which I/O backend the workers use ("io_uring" or "portable").
     pub backend: &'static str,
+    /// Where /metrics is served, if it is.
+    pub metrics_addr: Option<SocketAddr>,
     ready: Arc<(Mutex<Vec<Ready>>, std::sync::Condvar)>,
     expected: usize,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
@@ -167,18 +192,14 @@ impl ServerHandle {
         self.wait_ready_n(self.expected, limit).len() >= self.expected
     }
 
-    /// Calls `f` (on a thread of its own) for each torrent as it becomes ready, until all are
-    /// or the server shuts down.
+    /// Calls `f` (on a thread of its own) for each torrent as it becomes ready (also those
+    /// added later), until the server shuts down.
     pub fn on_ready(&self, f: impl Fn(&Ready) + Send + 'static) {
-        let (ready, expected, shutdown) = (
-            self.ready.clone(),
-            self.expected,
-            self.shared.shutdown.clone(),
-        );
+        let (ready, shutdown) = (self.ready.clone(), self.shared.shutdown.clone());
         std::thread::spawn(move || {
             let (lock, cv) = &*ready;
             let mut seen = 0;
-            while seen < expected && !*shutdown.borrow() {
+            while !*shutdown.borrow() {
                 let mut list = lock.lock().unwrap_or_else(|e| e.into_inner());
                 if list.len() == seen {
                     list = cv
@@ -196,6 +217,37 @@ impl ServerHandle {
         });
     }
 
+    /// Starts checking and then serving another torrent; false if it is already served or
+    /// being checked.
+    pub fn add_torrent(&self, spec: TorrentSpec) -> bool {
+        let ih = spec.torrent.info_hash;
+        if self.shared.torrent(&ih).is_some()
+            || !self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(ih)
+        {
+            return false;
+        }
+        self.shared
+            .stats
+            .torrents_checking
+            .fetch_add(1, Ordering::Relaxed);
+        let (shared, ready) = (self.shared.clone(), self.ready.clone());
+        std::thread::spawn(move || {
+            lower_priority();
+            check_one(&shared, spec, &ready, false);
+        });
+        true
+    }
+
+    /// Stops serving a torrent (its peers are disconnected, its trackers told `stopped`).
+    pub fn remove_torrent(&self, info_hash: &InfoHash) -> bool {
+        self.shared.remove_torrent(info_hash)
+    }
+
     /// Stops accepting, lets in-flight writes finish (bounded), and waits for the workers.
     pub fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
@@ -208,9 +260,6 @@ impl ServerHandle {
 /// Binds the listeners and starts the workers, then checks each torrent's data in the
 /// background (several at once) and serves each as soon as its check is done.
 pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, StartError> {
-    if specs.is_empty() {
-        return Err(StartError("no torrents to seed".into()));
-    }
     let mut seen = std::collections::HashSet::new();
     for s in &specs {
         if !seen.insert(s.torrent.info_hash) {
@@ -244,6 +293,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         connectors: OnceLock::new(),
         next_connector: AtomicUsize::new(0),
         trackers: Mutex::new(HashMap::new()),
+        pending: Mutex::new(specs.iter().map(|s| s.torrent.info_hash).collect()),
     });
     let (mut threads, local_addrs, backend) = crate::io::spawn_workers(shared.clone())?;
     shared.listen_port.store(
@@ -252,6 +302,31 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     );
     threads.push(spawn_choker(shared.clone()));
     threads.push(crate::tracker::spawn(shared.clone()));
+    let mut metrics_addr = None;
+    if shared.config.metrics.enabled {
+        let m = &shared.config.metrics;
+        let addr = m.listen.unwrap_or_else(|| {
+            crate::config::DEFAULT_METRICS_LISTEN
+                .parse()
+                .expect("valid default")
+        });
+        match crate::metrics::spawn(shared.clone(), addr, backend) {
+            Ok((local, t)) => {
+                metrics_addr = Some(local);
+                threads.push(t);
+            }
+            Err(e) if m.listen.is_none() => {
+                tracing::warn!("metrics endpoint not started: {addr}: {e} (set metrics.listen)")
+            }
+            Err(e) => {
+                let _ = shutdown_tx.send(true);
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(StartError(format!("metrics.listen {addr}: {e}")));
+            }
+        }
+    }
     let ready = Arc::new((Mutex::new(Vec::new()), std::sync::Condvar::new()));
     let expected = specs.len();
     threads.extend(spawn_checkers(shared.clone(), specs, ready.clone()));
@@ -259,6 +334,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         shared,
         local_addrs,
         backend,
+        metrics_addr,
         ready,
         expected,
         shutdown_tx,
@@ -266,11 +342,13 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     })
 }
 
+type ReadyList = Arc<(Mutex<Vec<Ready>>, std::sync::Condvar)>;
+
 /// Checks torrents on `hashing.parallel_torrents` threads, adding each to the table when done.
 fn spawn_checkers(
     shared: Arc<Shared>,
     specs: Vec<TorrentSpec>,
-    ready: Arc<(Mutex<Vec<Ready>>, std::sync::Condvar)>,
+    ready: ReadyList,
 ) -> Vec<std::thread::JoinHandle<()>> {
     let show_progress = specs.len() == 1;
     shared
@@ -283,43 +361,63 @@ fn spawn_checkers(
             let (shared, queue, ready) = (shared.clone(), queue.clone(), ready.clone());
             std::thread::Builder::new()
                 .name(format!("checker-{i}"))
-                .spawn(move || loop {
-                    let Some(spec) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
-                        return;
-                    };
-                    if *shared.shutdown.borrow() {
-                        return;
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let Some(spec) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop()
+                        else {
+                            return;
+                        };
+                        check_one(&shared, spec, &ready, show_progress);
                     }
-                    let ctx = crate::torrent::check_and_open(
-                        &shared.config,
-                        spec,
-                        &shared.stats,
-                        show_progress,
-                    );
-                    let pieces = ctx.view.layout.num_pieces();
-                    let r = Ready {
-                        info_hash: ctx.view.info_hash,
-                        name: ctx.name.clone(),
-                        pieces,
-                        bad_pieces: pieces - ctx.view.have.count(),
-                    };
-                    shared.add_torrent(ctx);
-                    shared
-                        .stats
-                        .torrents_checking
-                        .fetch_sub(1, Ordering::Relaxed);
-                    shared
-                        .stats
-                        .torrents_seeding
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(torrent = %r.name, info_hash = %r.info_hash, "seeding");
-                    let (lock, cv) = &*ready;
-                    lock.lock().unwrap_or_else(|e| e.into_inner()).push(r);
-                    cv.notify_all();
                 })
                 .expect("spawn checker thread")
         })
         .collect()
+}
+
+/// Makes this thread (and threads it starts) yield the CPU to the serving threads.
+fn lower_priority() {
+    // SAFETY: setpriority on this thread's own id has no memory effects.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+}
+
+/// Checks one torrent's data and starts serving it (unless the server is stopping).
+fn check_one(shared: &Shared, spec: TorrentSpec, ready: &ReadyList, show_progress: bool) {
+    let ih = spec.torrent.info_hash;
+    if !*shared.shutdown.borrow() {
+        let ctx =
+            crate::torrent::check_and_open(&shared.config, spec, &shared.stats, show_progress);
+        let pieces = ctx.view.layout.num_pieces();
+        let r = Ready {
+            info_hash: ih,
+            name: ctx.name.clone(),
+            pieces,
+            bad_pieces: pieces - ctx.view.have.count(),
+        };
+        let cancelled = !shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ih);
+        if !cancelled {
+            shared.add_torrent(ctx);
+            shared
+                .stats
+                .torrents_seeding
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(torrent = %r.name, info_hash = %r.info_hash, "seeding");
+            let (lock, cv) = &**ready;
+            lock.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+            cv.notify_all();
+        }
+    }
+    shared
+        .stats
+        .torrents_checking
+        .fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Runs every torrent's choker every [`choke::TICK`] until shutdown.

@@ -5,8 +5,69 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// Histograms observed on hot paths (prometheus histograms are lock-free).
+#[derive(Debug, Clone)]
+pub struct Histograms {
+    pub piece_read_seconds: prometheus::Histogram,
+    pub write_bytes: prometheus::Histogram,
+    pub announce_seconds: prometheus::Histogram,
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        let h = |name: &str, help: &str, buckets: Vec<f64>| {
+            prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(name, help).buckets(buckets),
+            )
+            .expect("valid histogram")
+        };
+        Histograms {
+            piece_read_seconds: h(
+                "uringseed_piece_read_seconds",
+                "Latency of one (coalesced) read of piece data from disk.",
+                prometheus::exponential_buckets(0.000_01, 4.0, 10).expect("buckets"),
+            ),
+            write_bytes: h(
+                "uringseed_write_bytes",
+                "Bytes handed to the kernel per socket write.",
+                prometheus::exponential_buckets(64.0, 4.0, 10).expect("buckets"),
+            ),
+            announce_seconds: h(
+                "uringseed_tracker_announce_seconds",
+                "Latency of successful tracker announces.",
+                prometheus::exponential_buckets(0.005, 3.0, 10).expect("buckets"),
+            ),
+        }
+    }
+}
+
+/// Connected peers by direction and address family.
+#[derive(Debug, Default)]
+pub struct PeerGauges([AtomicUsize; 4]);
+
+impl PeerGauges {
+    fn index(outgoing: bool, ipv6: bool) -> usize {
+        usize::from(outgoing) * 2 + usize::from(ipv6)
+    }
+
+    pub fn add(&self, outgoing: bool, ipv6: bool) {
+        self.0[Self::index(outgoing, ipv6)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn remove(&self, outgoing: bool, ipv6: bool) {
+        self.0[Self::index(outgoing, ipv6)].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, outgoing: bool, ipv6: bool) -> usize {
+        self.0[Self::index(outgoing, ipv6)].load(Ordering::Relaxed)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
+    pub hist: Histograms,
+    /// Peers past the handshake, by direction and family.
+    pub peers: PeerGauges,
     pub uploaded_payload_bytes: AtomicU64,
     pub uploaded_protocol_bytes: AtomicU64,
     pub peers_connected: AtomicUsize,
@@ -15,7 +76,6 @@ pub struct Stats {
     pub connections_dial_failed: AtomicU64,
     pub requests_served: AtomicU64,
     pub piece_read_errors: AtomicU64,
-    pub piece_read_nanos: AtomicU64,
     /// Pieces withdrawn while serving because their data could not be read.
     pub pieces_withdrawn: AtomicU64,
     pub hash_bytes: AtomicU64,
@@ -27,8 +87,6 @@ pub struct Stats {
     rejected: Mutex<HashMap<&'static str, u64>>,
     /// Announces by result.
     announces: Mutex<HashMap<&'static str, u64>>,
-    /// Sum of successful announces' latencies, in nanoseconds.
-    pub announce_latency_nanos: AtomicU64,
     dropped: Mutex<HashMap<&'static str, u64>>,
 }
 
@@ -58,8 +116,22 @@ impl Stats {
             .unwrap_or_else(|e| e.into_inner())
             .entry(result)
             .or_default() += 1;
-        self.announce_latency_nanos
-            .fetch_add(latency.as_nanos() as u64, Ordering::Relaxed);
+        if result == "ok" {
+            self.hist.announce_seconds.observe(latency.as_secs_f64());
+        }
+    }
+
+    /// All announce counts by result.
+    pub fn announces_all(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<_> = self
+            .announces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        v.sort();
+        v
     }
 
     pub fn announces(&self, result: &str) -> u64 {

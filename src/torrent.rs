@@ -56,6 +56,8 @@ pub struct TorrentCtx {
     /// Open data files (None for pad files and files that could not be opened).
     pub files: Vec<Option<std::fs::File>>,
     pub peers: AtomicUsize,
+    /// Set when the torrent is removed: its connections end.
+    pub closed: std::sync::atomic::AtomicBool,
     /// Tracker tiers (BEP 12).
     pub trackers: Vec<Vec<String>>,
     /// Payload bytes sent to peers of this torrent in this session.
@@ -80,6 +82,19 @@ impl TorrentCtx {
                     .store(if choke { 1 } else { 2 }, Ordering::Release);
                 h.wake.notify_one();
             }
+        }
+    }
+
+    /// Marks the torrent removed and wakes its connections so they close.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for h in self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            h.wake.notify_one();
         }
     }
 
@@ -230,6 +245,7 @@ pub fn check_and_open(
         data_dir: spec.data_dir,
         files,
         peers: AtomicUsize::new(0),
+        closed: std::sync::atomic::AtomicBool::new(false),
         trackers: if config.tracker.announce {
             t.trackers.clone()
         } else {

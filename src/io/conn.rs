@@ -57,7 +57,7 @@ pub async fn serve<S: Stream, D: Disk>(
     dialed: Option<InfoHash>,
 ) {
     let end = match handshake(&shared, &stream, dialed).await {
-        Ok((hs, ctx)) => connected(&shared, &stream, disk, hs, ctx, dialed.is_none()).await,
+        Ok((hs, ctx)) => connected(&shared, &stream, disk, hs, ctx, addr, dialed.is_some()).await,
         Err(reason) => End::Dropped(reason),
     };
     stream.shutdown();
@@ -120,11 +120,14 @@ async fn connected<S: Stream, D: Disk>(
     disk: &D,
     hs: Handshake,
     ctx: Arc<TorrentCtx>,
-    send_handshake: bool,
+    addr: SocketAddr,
+    outgoing: bool,
 ) -> End {
     if !ctx.add_peer_id(hs.peer_id) {
         return End::Dropped("duplicate_peer");
     }
+    let ipv6 = addr.ip().to_canonical().is_ipv6();
+    shared.stats.peers.add(outgoing, ipv6);
     let key = shared.next_key.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
     let peer = RefCell::new(Peer::new(
@@ -132,7 +135,7 @@ async fn connected<S: Stream, D: Disk>(
         shared.limits.clone(),
         &hs,
         shared.peer_id,
-        send_handshake,
+        !outgoing,
         now,
     ));
     let handle = ctx.join(key, now);
@@ -143,6 +146,7 @@ async fn connected<S: Stream, D: Disk>(
     };
     ctx.peers.fetch_sub(1, Ordering::Relaxed);
     ctx.remove_peer_id(&hs.peer_id);
+    shared.stats.peers.remove(outgoing, ipv6);
     ctx.leave(key, Instant::now());
     end
 }
@@ -193,6 +197,9 @@ async fn writer<S: Stream, D: Disk>(
 ) -> End {
     let mut shutdown = shared.shutdown.clone();
     loop {
+        if ctx.closed.load(Ordering::Acquire) {
+            return End::Dropped("torrent_removed");
+        }
         match handle.choke_cmd.swap(0, Ordering::AcqRel) {
             1 => peer.borrow_mut().set_choking(true),
             2 => peer.borrow_mut().set_choking(false),
@@ -230,8 +237,9 @@ async fn writer<S: Stream, D: Disk>(
                 Ok(data) => {
                     shared
                         .stats
-                        .piece_read_nanos
-                        .fetch_add(read_started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        .hist
+                        .piece_read_seconds
+                        .observe(read_started.elapsed().as_secs_f64());
                     let data = Bytes::from(data);
                     let mut headers = Vec::with_capacity(13 * run.blocks.len());
                     for b in &run.blocks {
@@ -274,6 +282,8 @@ async fn writer<S: Stream, D: Disk>(
                 }
             }
         }
+        let write_len: usize = bufs.iter().map(Bytes::len).sum();
+        shared.stats.hist.write_bytes.observe(write_len as f64);
         match tokio::time::timeout(WRITE_STALL, stream.write_all(bufs)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return End::Closed,

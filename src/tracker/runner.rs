@@ -82,15 +82,32 @@ fn request(
 fn run(shared: &Shared) {
     let cfg = &shared.config.tracker;
     let timeout = Duration::from_secs(cfg.timeout_secs);
-    let mut schedules: HashMap<InfoHash, Schedule> = HashMap::new();
+    let mut schedules: HashMap<InfoHash, Known> = HashMap::new();
     let (tx, rx) = mpsc::channel::<Done>();
     let mut in_flight = 0usize;
     while !*shared.shutdown.borrow() {
         let now = Instant::now();
-        for ctx in shared.torrents() {
-            let s = schedules
-                .entry(ctx.view.info_hash)
-                .or_insert_with(|| Schedule::new(&ctx.trackers, now, |u| shuffle(u)));
+        let torrents = shared.torrents();
+        // Torrents removed while running: tell their trackers, forget them.
+        let gone: Vec<InfoHash> = schedules
+            .keys()
+            .filter(|ih| !torrents.iter().any(|t| t.view.info_hash == **ih))
+            .copied()
+            .collect();
+        if !gone.is_empty() {
+            let gone: HashMap<InfoHash, Known> = gone
+                .iter()
+                .filter_map(|ih| schedules.remove_entry(ih))
+                .collect();
+            stop_all(shared, &gone);
+        }
+        for ctx in torrents {
+            let (s, _) = schedules.entry(ctx.view.info_hash).or_insert_with(|| {
+                (
+                    Schedule::new(&ctx.trackers, now, |u| shuffle(u)),
+                    ctx.clone(),
+                )
+            });
             for tier in s.due(now) {
                 if in_flight >= MAX_IN_FLIGHT {
                     break;
@@ -135,14 +152,15 @@ fn run(shared: &Shared) {
     stop_all(shared, &schedules);
 }
 
-fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Schedule>, done: Done) {
+/// A torrent's schedule and the torrent itself (kept to announce `stopped` after removal).
+type Known = (Schedule, Arc<TorrentCtx>);
+
+fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done) {
     let now = Instant::now();
-    let (Some(s), Some(ctx)) = (
-        schedules.get_mut(&done.info_hash),
-        shared.torrent(&done.info_hash),
-    ) else {
+    let Some((s, ctx)) = schedules.get_mut(&done.info_hash) else {
         return;
     };
+    let ctx = ctx.clone();
     let stats = &shared.stats;
     match done.result {
         Ok((url, resp, latency)) => {
@@ -192,16 +210,13 @@ fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Schedule>, done: Do
 
 /// Tells every tracker that heard `started` that we stop, in parallel, within the configured
 /// bound.
-fn stop_all(shared: &Shared, schedules: &HashMap<InfoHash, Schedule>) {
+fn stop_all(shared: &Shared, schedules: &HashMap<InfoHash, Known>) {
     let limit = Duration::from_secs(shared.config.tracker.stop_timeout_secs);
     let (tx, rx) = mpsc::channel::<()>();
     let mut sent = 0;
-    for (ih, s) in schedules {
-        let Some(ctx) = shared.torrent(ih) else {
-            continue;
-        };
+    for (s, ctx) in schedules.values() {
         for (url, tracker_id) in s.stop_targets() {
-            let req = request(shared, &ctx, Event::Stopped, tracker_id);
+            let req = request(shared, ctx, Event::Stopped, tracker_id);
             let tx = tx.clone();
             sent += 1;
             std::thread::spawn(move || {

@@ -1,0 +1,206 @@
+//! `uringseed serve` as a long-running service: logging setup, the torrents to start with,
+//! status lines on stdout, and runtime control — SIGINT/SIGTERM stop, SIGHUP reloads the
+//! configuration file (adding and removing torrents without touching the others; a bad file is
+//! rejected and the running set kept), and an optional watch directory of .torrent files.
+
+use crate::config::Config;
+use crate::metainfo::InfoHash;
+use crate::server::{self, ServerHandle, TorrentSpec};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How often the watch directory is scanned.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Sets up `tracing` on stderr: text (colours on a terminal) or one JSON object per line.
+pub fn init_logging(level: tracing::Level, json: bool) {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Loads the `[[torrent]]` tables of a configuration.
+pub fn config_specs(config: &Config) -> Result<Vec<TorrentSpec>, Box<dyn std::error::Error>> {
+    let mut specs = Vec::new();
+    for t in &config.torrents {
+        specs.push(TorrentSpec::load(&t.torrent, t.data.clone())?);
+    }
+    Ok(specs)
+}
+
+/// Serves until SIGINT/SIGTERM. `config_path` is re-read on SIGHUP; `pinned` are torrents from
+/// the command line, kept across reloads.
+pub fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    pinned: Vec<TorrentSpec>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut specs = config_specs(&config)?;
+    let from_config: Vec<InfoHash> = specs.iter().map(|s| s.torrent.info_hash).collect();
+    specs.extend(pinned);
+    let watch = config.watch.clone();
+    let handle = server::start(config, specs)?;
+    for addr in &handle.local_addrs {
+        say(format_args!("listening: {addr}"));
+    }
+    if let Some(m) = handle.metrics_addr {
+        say(format_args!("metrics: http://{m}/metrics"));
+    }
+    handle.on_ready(|r| {
+        say(format_args!(
+            "ready: {} {} ({} of {} pieces good)",
+            r.info_hash,
+            r.name,
+            r.pieces - r.bad_pieces,
+            r.pieces
+        ))
+    });
+    let mut control = Control {
+        handle: &handle,
+        config_path,
+        from_config,
+        watched: HashMap::new(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => control.reload(),
+                _ = tick.tick() => {
+                    if !watch.dir.as_os_str().is_empty() {
+                        control.scan(&watch.dir, &watch.data);
+                    }
+                }
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })?;
+    tracing::info!("shutting down");
+    handle.shutdown();
+    Ok(())
+}
+
+struct Control<'a> {
+    handle: &'a ServerHandle,
+    config_path: Option<PathBuf>,
+    /// Torrents that came from the configuration file (a reload may remove them).
+    from_config: Vec<InfoHash>,
+    /// Watch directory entries: path → (modification time, info-hash once loaded).
+    watched: HashMap<PathBuf, (SystemTime, Option<InfoHash>)>,
+}
+
+impl Control<'_> {
+    /// Re-reads the configuration file; applies its torrent list, or keeps everything as it is
+    /// if the file is bad.
+    fn reload(&mut self) {
+        let Some(path) = &self.config_path else {
+            tracing::info!("SIGHUP: no configuration file to reload");
+            return;
+        };
+        let new = match Config::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|c| config_specs(&c).map_err(|e| e.to_string()))
+        {
+            Ok(specs) => specs,
+            Err(e) => {
+                tracing::error!("reload rejected, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        let wanted: Vec<InfoHash> = new.iter().map(|s| s.torrent.info_hash).collect();
+        for ih in self.from_config.iter().filter(|ih| !wanted.contains(ih)) {
+            if self.handle.remove_torrent(ih) {
+                tracing::info!(info_hash = %ih, "reload: torrent removed");
+            }
+        }
+        for spec in new {
+            if !self.from_config.contains(&spec.torrent.info_hash)
+                && self.handle.add_torrent(spec.clone())
+            {
+                tracing::info!(torrent = %spec.torrent.name, "reload: torrent added");
+            }
+        }
+        self.from_config = wanted;
+        tracing::info!("configuration reloaded (torrents only; other settings apply at restart)");
+    }
+
+    /// Seeds new .torrent files in the watch directory and stops those whose file went away.
+    fn scan(&mut self, dir: &Path, data: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            tracing::warn!("watch directory {} cannot be read", dir.display());
+            return;
+        };
+        let mut present = Vec::new();
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "torrent") {
+                continue;
+            }
+            let Ok(mtime) = e.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
+            present.push(path.clone());
+            if self.watched.get(&path).is_some_and(|(t, _)| *t == mtime) {
+                continue;
+            }
+            // New or rewritten: (re)load it; a half-copied file fails now and is retried
+            // when its modification time changes.
+            let previous = self.watched.get(&path).and_then(|(_, ih)| *ih);
+            let loaded = match TorrentSpec::load(&path, data.to_path_buf()) {
+                Ok(spec) => {
+                    let ih = spec.torrent.info_hash;
+                    if previous != Some(ih) {
+                        if let Some(old) = previous {
+                            self.handle.remove_torrent(&old);
+                        }
+                        if self.handle.add_torrent(spec) {
+                            tracing::info!(file = %path.display(), "watch: seeding");
+                        }
+                    }
+                    Some(ih)
+                }
+                Err(e) => {
+                    tracing::warn!("watch: {e}");
+                    previous
+                }
+            };
+            self.watched.insert(path, (mtime, loaded));
+        }
+        let gone: Vec<PathBuf> = self
+            .watched
+            .keys()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            if let Some((_, Some(ih))) = self.watched.remove(&path) {
+                if self.handle.remove_torrent(&ih) {
+                    tracing::info!(file = %path.display(), "watch: file removed, torrent stopped");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Prometheus exposition and the small HTTP endpoint serving it (/metrics, /healthz, /readyz).
+//!
+//! Counters live as atomics in [`crate::stats::Stats`] (cheap on hot paths); each scrape copies
+//! them into a fresh `prometheus` registry together with the shared histograms and the process
+//! collector, and encodes the text format. The endpoint runs on its own thread, answers each
+//! connection on a short-lived thread with read and write timeouts, and caps how many it serves
+//! at once, so a hanging scraper cannot block the others or the server.
+
+use crate::server::Shared;
+use prometheus::core::Collector;
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Connections answered at once; more are closed immediately.
+const MAX_CONCURRENT: usize = 16;
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Label values and a value.
+type Sample<T> = (Vec<String>, T);
+
+fn sample<T>(labels: &[&str], v: T) -> Sample<T> {
+    (labels.iter().map(|l| l.to_string()).collect(), v)
+}
+
+fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str], values: Vec<Sample<u64>>) {
+    let v = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    for (l, n) in values {
+        v.with_label_values(&l.iter().map(String::as_str).collect::<Vec<_>>())
+            .inc_by(n);
+    }
+    reg.register(Box::new(v)).expect("unique metric");
+}
+
+fn gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str], values: Vec<Sample<i64>>) {
+    let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    for (l, n) in values {
+        v.with_label_values(&l.iter().map(String::as_str).collect::<Vec<_>>())
+            .set(n);
+    }
+    reg.register(Box::new(v)).expect("unique metric");
+}
+
+fn register<C: Collector + 'static>(reg: &Registry, c: C) {
+    reg.register(Box::new(c)).expect("unique metric");
+}
+
+fn by_label(v: Vec<(&'static str, u64)>) -> Vec<Sample<u64>> {
+    v.into_iter().map(|(k, n)| sample(&[k], n)).collect()
+}
+
+/// The metrics in Prometheus text format.
+pub fn render(shared: &Shared, backend: &str) -> String {
+    let s = &shared.stats;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let reg = Registry::new();
+    counter_vec(
+        &reg,
+        "uringseed_uploaded_bytes_total",
+        "Bytes sent to peers: piece data (payload) and everything else (protocol).",
+        &["type"],
+        vec![
+            sample(&["payload"], get(&s.uploaded_payload_bytes)),
+            sample(&["protocol"], get(&s.uploaded_protocol_bytes)),
+        ],
+    );
+    let mut peers = Vec::new();
+    for (dir, out) in [("incoming", false), ("outgoing", true)] {
+        for (fam, v6) in [("ipv4", false), ("ipv6", true)] {
+            peers.push(sample(&[dir, fam], s.peers.get(out, v6) as i64));
+        }
+    }
+    gauge_vec(
+        &reg,
+        "uringseed_peers_connected",
+        "Peers past the handshake.",
+        &["direction", "family"],
+        peers,
+    );
+    let torrents = shared.torrents();
+    let unchoked: usize = torrents.iter().map(|t| t.unchoked()).sum();
+    gauge_vec(
+        &reg,
+        "uringseed_peers_unchoked",
+        "Peers allowed to request data.",
+        &[],
+        vec![sample(&[], unchoked as i64)],
+    );
+    for (name, help, v) in [
+        (
+            "uringseed_connections_accepted_total",
+            "Incoming connections accepted.",
+            get(&s.connections_accepted),
+        ),
+        (
+            "uringseed_connections_dialed_total",
+            "Outgoing connections attempted.",
+            get(&s.connections_dialed),
+        ),
+        (
+            "uringseed_connections_dial_failed_total",
+            "Outgoing connections that could not be made.",
+            get(&s.connections_dial_failed),
+        ),
+        (
+            "uringseed_requests_served_total",
+            "Block requests served.",
+            get(&s.requests_served),
+        ),
+        (
+            "uringseed_piece_read_errors_total",
+            "Reads of piece data that failed.",
+            get(&s.piece_read_errors),
+        ),
+        (
+            "uringseed_pieces_withdrawn_total",
+            "Pieces withdrawn while serving because their data could not be read.",
+            get(&s.pieces_withdrawn),
+        ),
+        (
+            "uringseed_hash_verified_bytes_total",
+            "Bytes hashed by data checks.",
+            get(&s.hash_bytes),
+        ),
+        (
+            "uringseed_hash_verified_pieces_total",
+            "Pieces hashed by data checks.",
+            get(&s.hash_pieces),
+        ),
+        (
+            "uringseed_hash_failed_pieces_total",
+            "Pieces found bad (hash mismatch, missing or wrong-sized file) by data checks.",
+            get(&s.hash_failed_pieces),
+        ),
+    ] {
+        counter_vec(&reg, name, help, &[], vec![sample(&[], v)]);
+    }
+    counter_vec(
+        &reg,
+        "uringseed_requests_rejected_total",
+        "Block requests refused, by reason.",
+        &["reason"],
+        by_label(s.rejected_all()),
+    );
+    counter_vec(
+        &reg,
+        "uringseed_peers_dropped_total",
+        "Connections closed by the server, by reason.",
+        &["reason"],
+        by_label(s.dropped_all()),
+    );
+    counter_vec(
+        &reg,
+        "uringseed_tracker_announces_total",
+        "Tracker announces, by result.",
+        &["result"],
+        by_label(s.announces_all()),
+    );
+    let state = |a: &AtomicUsize| a.load(Ordering::Relaxed) as i64;
+    gauge_vec(
+        &reg,
+        "uringseed_torrents",
+        "Torrents by state.",
+        &["state"],
+        vec![
+            sample(&["checking"], state(&s.torrents_checking)),
+            sample(&["seeding"], state(&s.torrents_seeding)),
+            sample(&["error"], state(&s.torrents_error)),
+        ],
+    );
+    let trackers = shared.tracker_status();
+    let working = trackers.iter().filter(|t| t.2.ok).count() as i64;
+    gauge_vec(
+        &reg,
+        "uringseed_trackers",
+        "Trackers by the result of their last announce.",
+        &["state"],
+        vec![
+            sample(&["working"], working),
+            sample(&["failing"], trackers.len() as i64 - working),
+        ],
+    );
+    gauge_vec(
+        &reg,
+        "uringseed_io_backend",
+        "The I/O backend in use (1).",
+        &["backend"],
+        vec![sample(&[backend], 1)],
+    );
+    gauge_vec(
+        &reg,
+        "uringseed_build_info",
+        "Build information (1).",
+        &["version"],
+        vec![sample(&[env!("CARGO_PKG_VERSION")], 1)],
+    );
+    register(&reg, s.hist.piece_read_seconds.clone());
+    register(&reg, s.hist.write_bytes.clone());
+    register(&reg, s.hist.announce_seconds.clone());
+    register(
+        &reg,
+        prometheus::process_collector::ProcessCollector::for_self(),
+    );
+    if shared.config.metrics.per_torrent {
+        let (mut up, mut peer_counts, mut pieces) = (Vec::new(), Vec::new(), Vec::new());
+        for t in &torrents {
+            let ih = t.view.info_hash.to_hex();
+            let have = t.view.have.count() as i64;
+            let l = |extra: &[&str]| -> Vec<String> {
+                let mut v = vec![ih.clone(), t.name.clone()];
+                v.extend(extra.iter().map(|e| e.to_string()));
+                v
+            };
+            up.push((l(&[]), t.uploaded.load(Ordering::Relaxed)));
+            peer_counts.push((l(&[]), t.peers.load(Ordering::Relaxed) as i64));
+            pieces.push((l(&["verified"]), have));
+            pieces.push((l(&["missing"]), t.view.layout.num_pieces() as i64 - have));
+        }
+        counter_vec(
+            &reg,
+            "uringseed_torrent_uploaded_bytes_total",
+            "Payload bytes sent, per torrent.",
+            &["info_hash", "name"],
+            up,
+        );
+        gauge_vec(
+            &reg,
+            "uringseed_torrent_peers",
+            "Connected peers, per torrent.",
+            &["info_hash", "name"],
+            peer_counts,
+        );
+        gauge_vec(
+            &reg,
+            "uringseed_torrent_pieces",
+            "Pieces per torrent, verified or missing.",
+            &["info_hash", "name", "state"],
+            pieces,
+        );
+    }
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&reg.gather(), &mut out)
+        .expect("text encoding");
+    String::from_utf8(out).expect("text format is UTF-8")
+}
+
+/// Binds the endpoint; returns its address and the thread serving it until shutdown.
+pub fn spawn(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    backend: &'static str,
+) -> std::io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let busy = Arc::new(AtomicUsize::new(0));
+    let t = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            while !*shared.shutdown.borrow() {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT {
+                            busy.fetch_sub(1, Ordering::AcqRel);
+                            continue; // dropped: closed at once
+                        }
+                        let (shared, busy) = (shared.clone(), busy.clone());
+                        std::thread::spawn(move || {
+                            let _ = answer(&shared, conn, backend);
+                            busy.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Err(e) => {
+                        tracing::warn!("metrics endpoint: accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+        })?;
+    Ok((local, t))
+}
+
+fn answer(shared: &Shared, conn: TcpStream, backend: &str) -> std::io::Result<()> {
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(IO_TIMEOUT))?;
+    conn.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut reader = BufReader::new(conn.try_clone()?).take(8192);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // Skip the headers (bounded by `take`).
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let path = path.split('?').next().unwrap_or("");
+    let (status, ctype, body) = match path {
+        "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(shared, backend),
+        ),
+        "/healthz" if !*shared.shutdown.borrow() => ("200 OK", "text/plain", "ok\n".to_string()),
+        "/healthz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "shutting down\n".to_string(),
+        ),
+        "/readyz" if shared.stats.torrents_checking.load(Ordering::Relaxed) == 0 => {
+            ("200 OK", "text/plain", "ready\n".to_string())
+        }
+        "/readyz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "checking data\n".to_string(),
+        ),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    };
+    let mut w = conn;
+    write!(w, "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    w.flush()
+}
