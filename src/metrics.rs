@@ -7,6 +7,7 @@
 //! at once, so a hanging scraper cannot block the others or the server.
 
 use crate::server::Shared;
+use crate::stats::{ANNOUNCE_RESULTS, DROP_REASONS, REJECT_REASONS};
 use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -48,8 +49,15 @@ fn register<C: Collector + 'static>(reg: &Registry, c: C) {
     reg.register(Box::new(c)).expect("unique metric");
 }
 
-fn by_label(v: Vec<(&'static str, u64)>) -> Vec<Sample<u64>> {
-    v.into_iter().map(|(k, n)| sample(&[k], n)).collect()
+/// Counts by label, with every `known` label present (0 if it never occurred).
+fn by_label(known: &[&str], v: Vec<(&'static str, u64)>) -> Vec<Sample<u64>> {
+    let mut out: Vec<Sample<u64>> = known
+        .iter()
+        .filter(|k| !v.iter().any(|(l, _)| l == *k))
+        .map(|k| sample(&[k], 0))
+        .collect();
+    out.extend(v.into_iter().map(|(k, n)| sample(&[k], n)));
+    out
 }
 
 /// The metrics in Prometheus text format.
@@ -143,21 +151,21 @@ pub fn render(shared: &Shared, backend: &str) -> String {
         "uringseed_requests_rejected_total",
         "Block requests refused, by reason.",
         &["reason"],
-        by_label(s.rejected_all()),
+        by_label(REJECT_REASONS, s.rejected_all()),
     );
     counter_vec(
         &reg,
         "uringseed_peers_dropped_total",
         "Connections closed by the server, by reason.",
         &["reason"],
-        by_label(s.dropped_all()),
+        by_label(DROP_REASONS, s.dropped_all()),
     );
     counter_vec(
         &reg,
         "uringseed_tracker_announces_total",
         "Tracker announces, by result.",
         &["result"],
-        by_label(s.announces_all()),
+        by_label(ANNOUNCE_RESULTS, s.announces_all()),
     );
     let state = |a: &AtomicUsize| a.load(Ordering::Relaxed) as i64;
     gauge_vec(

@@ -63,6 +63,42 @@ impl PeerGauges {
     }
 }
 
+/// Label values exported (as 0) before they first occur, so dashboards and alerts see them.
+pub const REJECT_REASONS: &[&str] = &[
+    "choked",
+    "oversized",
+    "out_of_range",
+    "unavailable",
+    "queue_full",
+    "read_error",
+];
+pub const DROP_REASONS: &[&str] = &[
+    "bad_handshake",
+    "unknown_info_hash",
+    "handshake_timeout",
+    "closed_in_handshake",
+    "connection_cap",
+    "torrent_connection_cap",
+    "duplicate_peer",
+    "self_connection",
+    "wrong_info_hash",
+    "message_too_long",
+    "malformed_message",
+    "bad_bitfield",
+    "bad_have",
+    "oversized_request",
+    "request_out_of_range",
+    "unavailable_piece",
+    "queue_full",
+    "output_backlog",
+    "idle_timeout",
+    "write_stall",
+    "piece_read_error",
+    "peer_is_seed",
+    "torrent_removed",
+];
+pub const ANNOUNCE_RESULTS: &[&str] = &["ok", "failure", "unreachable", "malformed"];
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub hist: Histograms,
