@@ -15,11 +15,30 @@
                                            "downloaded BYTES" (payload) and "seconds ..." once it is
                                            finished or seeding with progress 1.0; exit 1 on timeout
                                            (TIMEOUT seconds) or a torrent error, 2 on bad arguments
+  lt_tool.py tracker_download TORRENT SAVE_DIR TIMEOUT
+                                           download TORRENT into SAVE_DIR from peers found ONLY through
+                                           the torrent's own trackers (HTTP or UDP, every tier; no peer
+                                           is added by hand); prints "state", "downloaded", "seconds"
+                                           and "have" like download; exit 1 on timeout or a torrent
+                                           error, 2 on bad arguments
+  lt_tool.py seed TORRENT SAVE_DIR [TRACKER_URL|-] [TIMEOUT]
+                                           seed TORRENT's data from SAVE_DIR (checked first), announce
+                                           to the torrent's trackers plus TRACKER_URL ("-": none), and
+                                           connect out to the peers the trackers return; prints
+                                           "listening PORT" then "ready INFOHASH" once seeding, then
+                                           runs until SIGTERM/SIGINT (announces stopped, exit 0) or
+                                           TIMEOUT seconds (default 600; exit 1); exit 1 if the data
+                                           is incomplete
 Output is one "key value" pair per line. DHT, LSD, UPnP, NAT-PMP off; create/info/rehash do no
 networking and do not listen; download listens on 127.0.0.1 (random port) only and dials only the
-peer it is given. Progress and peer/error alerts of download go to stderr.
+peer it is given; tracker_download and seed listen on 127.0.0.1 (random port) and talk only to the
+trackers and the peers those return, announcing to every tracker of every tier. Their floor on
+re-announces (min_announce_interval, 300 s by default) is lowered to 1 s, but libtorrent still
+waits 30 s when a reply has no "min interval" (tracker.js sends interval 10 and none). Progress
+and peer/tracker/error alerts go to stderr.
 """
 import os
+import signal
 import sys
 import time
 
@@ -162,6 +181,153 @@ def download(torrent, save_dir, peer, timeout, expect=None):
     ses.remove_torrent(h)  # closes its files
 
 
+def net_session():
+    """A session that listens on 127.0.0.1 (random port), TCP only, and finds peers only through
+    trackers or connect_peer: DHT, LSD, UPnP, NAT-PMP off (set before the session starts)."""
+    cats = lt.alert.category_t
+    return lt.session({
+        "enable_dht": False, "enable_lsd": False, "enable_upnp": False,
+        "enable_natpmp": False, "enable_ip_notifier": False,
+        "listen_interfaces": "127.0.0.1:0",
+        "outgoing_interfaces": "127.0.0.1",
+        # Several peers (and other tests' clients) share 127.0.0.1.
+        "allow_multiple_connections_per_ip": True,
+        "enable_outgoing_utp": False, "enable_incoming_utp": False,
+        # libtorrent's floor on re-announces is 300 s by default (a reply without "min interval"
+        # still gets 30 s).
+        "min_announce_interval": 1,
+        "announce_to_all_tiers": True, "announce_to_all_trackers": True,
+        "alert_mask": cats.status_notification | cats.error_notification
+                      | cats.peer_notification | cats.connect_notification
+                      | cats.tracker_notification,
+    })
+
+
+def log_alerts(ses, t0):
+    """Logs every pending alert on stderr; returns the first torrent error message, or None."""
+    error = None
+    for a in ses.pop_alerts():
+        if isinstance(a, lt.torrent_error_alert) and error is None:
+            error = a.message()
+        log(t0, "alert %s: %s" % (type(a).__name__, a.message()))
+    return error
+
+
+def tracker_download(torrent, save_dir, timeout):
+    """Downloads TORRENT from whatever peers its trackers return (no peer given by hand)."""
+    t0 = time.time()
+    ses = net_session()
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.save_path = save_dir
+    h = ses.add_torrent(params)
+    log(t0, "trackers: " + " ".join(t["url"] for t in h.trackers()))
+    deadline = t0 + timeout
+    done_states = (lt.torrent_status.seeding, lt.torrent_status.finished)
+    last_report = 0.0
+    while True:
+        now = time.time()
+        st = h.status()
+        if st.state in done_states and st.progress >= 1.0:
+            break
+        error = log_alerts(ses, t0)
+        if error is not None:
+            log(t0, "torrent error: " + error)
+            print("state", str(st.state))
+            sys.exit(1)
+        if now >= deadline:
+            log(t0, "timeout after %ss: state %s progress %.4f peers %d; trackers: %s"
+                % (timeout, st.state, st.progress, st.num_peers,
+                   "; ".join("%s (verified %s)" % (t["url"], t["verified"]) for t in h.trackers())))
+            print("state", str(st.state))
+            print("downloaded", st.total_payload_download)
+            sys.exit(1)
+        if now - last_report >= 1:
+            last_report = now
+            log(t0, "state %s progress %.4f peers %d down %d B/s"
+                % (st.state, st.progress, st.num_peers, st.download_payload_rate))
+        ses.wait_for_alert(100)
+    print("state", str(st.state))
+    print("downloaded", st.total_payload_download)
+    print("seconds", "%.2f" % (time.time() - t0))
+    print("have", ",".join(str(i) for i, b in enumerate(h.status().pieces) if b))
+    sys.stdout.flush()
+    # Announce stopped (bounded by libtorrent's stop_tracker_timeout, 5 s) and close the files.
+    ses.remove_torrent(h)
+    del ses
+
+
+def seed(torrent, save_dir, tracker_url, timeout):
+    """Seeds TORRENT, announcing to its trackers (and TRACKER_URL) and dialling the peers they
+    return, until SIGTERM/SIGINT (clean exit, stopped announced) or TIMEOUT (exit 1)."""
+    t0 = time.time()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    ses = net_session()
+    deadline = t0 + 30
+    while not ses.is_listening() or ses.listen_port() == 0:
+        if time.time() >= deadline:
+            log(t0, "not listening after 30 s")
+            sys.exit(1)
+        log_alerts(ses, t0)
+        time.sleep(0.05)
+    ti = lt.torrent_info(torrent)
+    params = lt.add_torrent_params()
+    params.ti = ti
+    params.save_path = save_dir
+    if tracker_url not in (None, "", "-"):
+        params.trackers = [tracker_url]
+    h = ses.add_torrent(params)
+    print("listening", ses.listen_port())
+    sys.stdout.flush()
+    log(t0, "listening on 127.0.0.1:%d; trackers: %s"
+        % (ses.listen_port(), " ".join(t["url"] for t in h.trackers())))
+    # Wait for the data check (torrent_checked_alert); then it must be seeding.
+    deadline = t0 + 60
+    checked = False
+    while True:
+        st = h.status()
+        if st.state == lt.torrent_status.seeding:
+            break
+        if time.time() >= deadline or checked:
+            log(t0, "data is not complete: state %s progress %.4f" % (st.state, st.progress))
+            sys.exit(1)
+        for a in ses.pop_alerts():
+            log(t0, "alert %s: %s" % (type(a).__name__, a.message()))
+            if isinstance(a, lt.torrent_checked_alert):
+                checked = True
+        if checked:
+            time.sleep(0.2)  # let the state settle
+        else:
+            ses.wait_for_alert(100)
+    print("ready", v1_hash(ti))
+    sys.stdout.flush()
+    deadline = t0 + timeout
+    last_report = 0.0
+    while not stop:
+        now = time.time()
+        if now >= deadline:
+            log(t0, "timeout after %ss" % timeout)
+            sys.exit(1)
+        log_alerts(ses, t0)
+        if now - last_report >= 5:
+            last_report = now
+            st = h.status()
+            log(t0, "state %s peers %d uploaded %d" % (st.state, st.num_peers, st.total_payload_upload))
+        ses.wait_for_alert(100)
+    log(t0, "signal: stopping (announcing stopped)")
+    ses.remove_torrent(h)
+    # Let the stopped announces go out (libtorrent waits up to stop_tracker_timeout, 5 s, when
+    # the session is destroyed).
+    del h
+    end = time.time() + 2
+    while time.time() < end:
+        log_alerts(ses, t0)
+        ses.wait_for_alert(100)
+    del ses
+
+
 def recheck(torrent, save_dir):
     """Times libtorrent's own full check of TORRENT's data in SAVE_DIR (no network)."""
     ses = session()
@@ -202,5 +368,29 @@ if __name__ == "__main__":
             sys.stderr.write("lt_tool.py download: TIMEOUT must be a positive number\n")
             sys.exit(2)
         download(sys.argv[2], sys.argv[3], sys.argv[4], secs, int(sys.argv[6]) if len(sys.argv) == 7 else None)
+    elif cmd == "tracker_download":
+        if len(sys.argv) != 5:
+            sys.stderr.write("usage: lt_tool.py tracker_download TORRENT SAVE_DIR TIMEOUT\n")
+            sys.exit(2)
+        try:
+            secs = float(sys.argv[4])
+        except ValueError:
+            secs = 0
+        if not secs > 0:
+            sys.stderr.write("lt_tool.py tracker_download: TIMEOUT must be a positive number\n")
+            sys.exit(2)
+        tracker_download(sys.argv[2], sys.argv[3], secs)
+    elif cmd == "seed":
+        if len(sys.argv) not in (4, 5, 6):
+            sys.stderr.write("usage: lt_tool.py seed TORRENT SAVE_DIR [TRACKER_URL|-] [TIMEOUT]\n")
+            sys.exit(2)
+        try:
+            secs = float(sys.argv[5]) if len(sys.argv) == 6 else 600.0
+        except ValueError:
+            secs = 0
+        if not secs > 0:
+            sys.stderr.write("lt_tool.py seed: TIMEOUT must be a positive number\n")
+            sys.exit(2)
+        seed(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) >= 5 else None, secs)
     else:
         sys.exit("unknown command " + cmd)
