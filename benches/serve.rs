@@ -1,16 +1,24 @@
 //! End-to-end seeding throughput: uringseed against a plain `sendfile` streamer, same run.
 //!
 //! Run: `cargo bench --bench serve`. Writes a file (URINGSEED_BENCH_MB, default 1024), makes a
-//! torrent of it, then for 1 and 4 connections (URINGSEED_BENCH_CONNS="1,4"):
+//! torrent of it, then runs the scenarios in URINGSEED_BENCH_SCENARIOS (default "warm,idle,cold").
+//! `warm`, for 1 and 4 connections (URINGSEED_BENCH_CONNS="1,4"), in page cache:
 //! - starts `uringseed serve` (release build) and a load generator of simulated leechers, each
 //!   downloading the whole torrent with URINGSEED_BENCH_DEPTH (default 128) 16 KiB requests in
 //!   flight, and reports aggregate MB/s, p50/p99 request-to-block latency and the server's CPU
 //!   seconds per GiB (utime + stime from /proc/PID/stat);
 //! - starts this binary as a `sendfile` server (a thread per connection streaming the file) and
-//!   reads the same bytes over the same number of connections: the kernel's baseline.
+//!   reads the same bytes over the same number of connections: the kernel's baseline;
+//! - where Debian's libtorrent Python bindings are installed, libtorrent with its
+//!   `high_performance_seed` settings serving the same torrent to the same load generator.
 //!
-//! Both servers are separate processes, so their CPU is measured apart from the load generator's.
-//! On 2 cores the load generator competes with the server for CPU in both cases.
+//! `idle`: URINGSEED_BENCH_IDLE (default 10000) connections that handshake and stay silent;
+//! reports the server's RSS per peer and an active leecher's throughput beside them vs alone.
+//!
+//! `cold`: the file dropped from the page cache; one leecher against `dd iflag=direct`.
+//!
+//! Servers are separate processes, so their CPU is measured apart from the load generator's.
+//! On 2 cores the load generator competes with the server for CPU in every case.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,6 +45,18 @@ fn cpu_secs(pid: u32) -> f64 {
 
 /// One simulated leecher: downloads the whole torrent with `depth` requests in flight; returns
 /// per-block latencies in microseconds.
+/// A handshake with a peer id unique in this process.
+fn handshake(info_hash: [u8; 20]) -> Vec<u8> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut hs = vec![19u8];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 4]);
+    hs.extend_from_slice(&info_hash);
+    hs.extend_from_slice(format!("-LG0001-{n:012}").as_bytes());
+    hs
+}
+
 fn leech(
     addr: SocketAddr,
     info_hash: [u8; 20],
@@ -45,12 +65,7 @@ fn leech(
     depth: usize,
 ) -> Vec<u32> {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut hs = vec![19u8];
-    hs.extend_from_slice(b"BitTorrent protocol");
-    hs.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 4]);
-    hs.extend_from_slice(&info_hash);
-    hs.extend_from_slice(b"-LG0001-loadgenerator"[..20].as_ref());
-    s.write_all(&hs).unwrap();
+    s.write_all(&handshake(info_hash)).unwrap();
     s.write_all(&[0, 0, 0, 1, 2]).unwrap(); // interested
     let mut blocks = Vec::new();
     let mut off = 0u64;
@@ -179,30 +194,37 @@ fn sendfile_server(path: &str) {
     }
 }
 
-fn spawn_server(mut cmd: Command) -> (Child, SocketAddr) {
+/// Starts a server process and reads its stdout until it printed its address (a line starting
+/// with `addr_prefix`; a bare port means 127.0.0.1) and, if given, a line starting with `ready`.
+fn spawn_server(mut cmd: Command, addr_prefix: &str, ready: Option<&str>) -> (Child, SocketAddr) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut text = String::new();
-    let mut byte = [0u8; 1];
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let addr = loop {
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut addr = None;
+    while let Some(Ok(line)) = lines.next() {
         assert!(Instant::now() < deadline, "server did not start");
-        out.read_exact(&mut byte).unwrap();
-        text.push(byte[0] as char);
-        if byte[0] == b'\n' {
-            let line = text.trim().trim_start_matches("listening: ").to_string();
-            text.clear();
-            if let Ok(a) = line.parse() {
-                break a;
+        if let Some(rest) = line.strip_prefix(addr_prefix) {
+            let rest = rest.trim();
+            addr = rest.parse().ok().or_else(|| {
+                rest.parse::<u16>()
+                    .ok()
+                    .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            });
+            if ready.is_none() {
+                break;
             }
+        } else if ready.is_some_and(|r| line.starts_with(r)) && addr.is_some() {
+            break;
         }
-    };
-    std::mem::forget(out);
-    (child, addr)
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr.expect("server printed no address"))
 }
 
 struct Row {
@@ -219,8 +241,6 @@ fn measure(name: String, child: &mut Child, body: impl FnOnce() -> (u64, Vec<u32
     let (bytes, mut lat) = body();
     let secs = t.elapsed().as_secs_f64();
     let cpu = cpu_secs(child.id()) - cpu0;
-    let _ = child.kill();
-    let _ = child.wait();
     lat.sort_unstable();
     let q = |p: f64| {
         lat.get(((lat.len() as f64 - 1.0) * p) as usize)
@@ -235,12 +255,147 @@ fn measure(name: String, child: &mut Child, body: impl FnOnce() -> (u64, Vec<u32
     }
 }
 
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `n` leechers each pulling the whole torrent from `addr`.
+fn leechers(
+    n: usize,
+    addr: SocketAddr,
+    t: &uringseed::metainfo::Torrent,
+    depth: usize,
+) -> (u64, Vec<u32>) {
+    let (ih, pl, total) = (t.info_hash.0, t.piece_length, t.total_length);
+    let handles: Vec<_> = (0..n)
+        .map(|_| std::thread::spawn(move || leech(addr, ih, pl, total, depth)))
+        .collect();
+    let lat = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    (total * n as u64, lat)
+}
+
+/// `n` plain streams of the whole file from the sendfile server.
+fn streams(n: usize, addr: SocketAddr, total: u64) -> (u64, Vec<u32>) {
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let mut buf = vec![0u8; 1 << 20];
+                let mut got = 0u64;
+                while got < total {
+                    let k = s.read(&mut buf).unwrap();
+                    assert!(k > 0);
+                    got += k as u64;
+                }
+            })
+        })
+        .collect();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    (total * n as u64, Vec::new())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Opens `n` connections that handshake and then stay silent; returns them (keep them open).
+fn idle_peers(addr: SocketAddr, info_hash: [u8; 20], n: usize) -> Vec<TcpStream> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&handshake(info_hash)).unwrap();
+        conns.push(s);
+    }
+    // Every handshake answered: the server holds each as a peer.
+    for s in &mut conns {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut hs = [0u8; 68];
+        s.read_exact(&mut hs).unwrap();
+    }
+    conns
+}
+
+fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit on this process.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+/// Drops the file from the page cache, then times a direct sequential read of it.
+fn disk_read_mbps(path: &std::path::Path) -> f64 {
+    drop_cache(path);
+    let t = Instant::now();
+    let out = Command::new("dd")
+        .arg(format!("if={}", path.display()))
+        .args(["of=/dev/null", "bs=4M", "iflag=direct"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::metadata(path).unwrap().len() as f64 / t.elapsed().as_secs_f64() / 1e6
+}
+
+fn drop_cache(path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: advisory call on an open descriptor.
+    unsafe {
+        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+    }
+}
+
+fn uringseed_cmd(
+    torrent: &std::path::Path,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uringseed"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upload-slots",
+        "0",
+        "--log-level",
+        "warn",
+        "--config",
+    ])
+    .arg(config)
+    .arg("--torrent")
+    .arg(torrent)
+    .arg("--data")
+    .arg(dir)
+    .env("XDG_STATE_HOME", dir.join("state"));
+    cmd
+}
+
 fn main() {
     if let Ok(path) = std::env::var("URINGSEED_SENDFILE_SERVER") {
         return sendfile_server(&path);
     }
+    raise_fd_limit();
     let mb = env("URINGSEED_BENCH_MB", 1024);
     let depth = env("URINGSEED_BENCH_DEPTH", 128);
+    let idle = env("URINGSEED_BENCH_IDLE", 10_000);
+    let scenarios =
+        std::env::var("URINGSEED_BENCH_SCENARIOS").unwrap_or_else(|_| "warm,idle,cold".into());
     let conns: Vec<usize> = std::env::var("URINGSEED_BENCH_CONNS")
         .unwrap_or_else(|_| "1,4".into())
         .split(',')
@@ -270,77 +425,130 @@ fn main() {
     };
     let (bytes, t) = uringseed::make::make(&opts).unwrap();
     std::fs::write(&torrent_path, bytes).unwrap();
-    let total = t.total_length;
-    println!(
-        "serve benchmark: {mb} MiB torrent in page cache, {depth} requests in flight per leecher"
-    );
-    let mut rows = Vec::new();
-    for &n in &conns {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uringseed"));
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--upload-slots",
-            "0",
-            "--log-level",
-            "warn",
-            "--torrent",
-        ])
-        .arg(&torrent_path)
-        .arg("--data")
-        .arg(dir.path());
-        let (mut child, addr) = spawn_server(cmd);
-        let (ih, pl) = (t.info_hash.0, t.piece_length);
-        rows.push(measure(
-            format!("uringseed, {n} leecher(s)"),
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        "[server]\nmax_connections = 20000\nmax_connections_per_torrent = 20000\n[metrics]\nenabled = false\n[tracker]\nannounce = false\n",
+    )
+    .unwrap();
+    let _ = std::fs::read(&file); // page cache
+    let have_lt = Command::new("/usr/bin/python3")
+        .args(["-c", "import libtorrent"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    println!("serve benchmark: {mb} MiB torrent, {depth} requests in flight per leecher, scenarios {scenarios}");
+    let mut groups: Vec<Vec<Row>> = Vec::new();
+
+    if scenarios.contains("warm") {
+        for &n in &conns {
+            let mut group = Vec::new();
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.env("URINGSEED_SENDFILE_SERVER", &file);
+            let (mut child, addr) = spawn_server(cmd, "", None);
+            group.push(measure(
+                format!("sendfile stream, {n} conn(s)"),
+                &mut child,
+                || streams(n, addr, t.total_length),
+            ));
+            stop(child);
+            let (mut child, addr) = spawn_server(
+                uringseed_cmd(&torrent_path, dir.path(), &config),
+                "listening: ",
+                Some("ready: "),
+            );
+            group.push(measure(
+                format!("uringseed, {n} leecher(s)"),
+                &mut child,
+                || leechers(n, addr, &t, depth),
+            ));
+            stop(child);
+            if have_lt {
+                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/lt_tool.py");
+                let mut cmd = Command::new("/usr/bin/python3");
+                cmd.args([script, "seed"])
+                    .arg(&torrent_path)
+                    .arg(dir.path())
+                    .args(["-", "3600"])
+                    .env("LT_HIGH_PERFORMANCE", "1");
+                let (mut child, addr) = spawn_server(cmd, "listening ", Some("ready "));
+                group.push(measure(
+                    format!("libtorrent hp-seed, {n} leecher(s)"),
+                    &mut child,
+                    || leechers(n, addr, &t, depth),
+                ));
+                stop(child);
+            }
+            groups.push(group);
+        }
+    }
+    print_rows(&groups);
+
+    if scenarios.contains("idle") {
+        let (mut child, addr) = spawn_server(
+            uringseed_cmd(&torrent_path, dir.path(), &config),
+            "listening: ",
+            Some("ready: "),
+        );
+        let alone = measure("1 leecher, no idle peers".into(), &mut child, || {
+            leechers(1, addr, &t, depth)
+        });
+        let rss0 = rss_kib(child.id());
+        let conns = idle_peers(addr, t.info_hash.0, idle);
+        std::thread::sleep(Duration::from_millis(500));
+        let rss1 = rss_kib(child.id());
+        let loaded = measure(
+            format!("1 leecher beside {idle} idle peers"),
             &mut child,
-            || {
-                let handles: Vec<_> = (0..n)
-                    .map(|_| std::thread::spawn(move || leech(addr, ih, pl, total, depth)))
-                    .collect();
-                let lat: Vec<u32> = handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap())
-                    .collect();
-                (total * n as u64, lat)
-            },
-        ));
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.env("URINGSEED_SENDFILE_SERVER", &file);
-        let (mut child, addr) = spawn_server(cmd);
-        rows.push(measure(
-            format!("sendfile stream, {n} conn(s)"),
+            || leechers(1, addr, &t, depth),
+        );
+        println!(
+            "\n{idle} idle handshaken peers: server RSS {} MiB -> {} MiB ({:.1} KiB per peer); active leecher {:.0} MB/s alone, {:.0} MB/s beside them ({:.0}%)",
+            rss0 / 1024,
+            rss1 / 1024,
+            (rss1 as f64 - rss0 as f64) / idle as f64,
+            alone.mbps,
+            loaded.mbps,
+            100.0 * loaded.mbps / alone.mbps
+        );
+        drop(conns);
+        stop(child);
+    }
+
+    if scenarios.contains("cold") {
+        let disk = disk_read_mbps(&file);
+        let (mut child, addr) = spawn_server(
+            uringseed_cmd(&torrent_path, dir.path(), &config),
+            "listening: ",
+            Some("ready: "),
+        );
+        drop_cache(&file);
+        let cold = measure(
+            "uringseed, 1 leecher, cold cache".into(),
             &mut child,
-            || {
-                let handles: Vec<_> = (0..n)
-                    .map(|_| {
-                        std::thread::spawn(move || {
-                            let mut s = TcpStream::connect(addr).unwrap();
-                            let mut buf = vec![0u8; 1 << 20];
-                            let mut got = 0u64;
-                            while got < total {
-                                let k = s.read(&mut buf).unwrap();
-                                assert!(k > 0);
-                                got += k as u64;
-                            }
-                        })
-                    })
-                    .collect();
-                handles.into_iter().for_each(|h| h.join().unwrap());
-                (total * n as u64, Vec::new())
-            },
-        ));
+            || leechers(1, addr, &t, depth),
+        );
+        stop(child);
+        println!(
+            "\ncold cache: disk sequential read (dd, O_DIRECT) {disk:.0} MB/s; uringseed 1 leecher {:.0} MB/s ({:.0}% of the disk)",
+            cold.mbps,
+            100.0 * cold.mbps / disk
+        );
+    }
+}
+
+fn print_rows(groups: &[Vec<Row>]) {
+    if groups.is_empty() {
+        return;
     }
     println!(
-        "{:<28} {:>9} {:>14} {:>8} {:>8} {:>12}",
+        "{:<34} {:>9} {:>16} {:>8} {:>8} {:>11}",
         "what", "MB/s", "server CPU s/GiB", "p50 ms", "p99 ms", "x sendfile"
     );
-    for pair in rows.chunks(2) {
-        let base = pair[1].mbps;
-        for r in pair {
+    for group in groups {
+        let base = group[0].mbps;
+        for r in group {
             println!(
-                "{:<28} {:>9.0} {:>14.2} {:>8.2} {:>8.2} {:>12.2}",
+                "{:<34} {:>9.0} {:>16.2} {:>8.2} {:>8.2} {:>11.2}",
                 r.name,
                 r.mbps,
                 r.cpu_per_gib,

@@ -55,6 +55,15 @@ pub struct ServerConfig {
     pub idle_timeout_secs: u64,
     /// I/O backend: "auto" (io_uring when the kernel allows it), "io_uring" or "portable".
     pub io_backend: String,
+    /// Connections from (and to) one IP address.
+    pub max_connections_per_ip: usize,
+    /// Apply `max_connections_per_ip` to loopback addresses too (off: local tools are trusted).
+    pub limit_loopback: bool,
+    /// Seconds a write may make no progress before the peer (which is not reading) is dropped.
+    pub write_stall_secs: u64,
+    /// File of blocked IP ranges (CIDR, one per line, `#` comments); empty = none. Re-read on
+    /// SIGHUP.
+    pub blocklist: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +80,10 @@ impl Default for ServerConfig {
             handshake_timeout_secs: 10,
             idle_timeout_secs: 300,
             io_backend: "auto".into(),
+            max_connections_per_ip: 8,
+            limit_loopback: false,
+            write_stall_secs: 60,
+            blocklist: PathBuf::new(),
         }
     }
 }
@@ -263,6 +276,9 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        if !config.server.blocklist.as_os_str().is_empty() {
+            config.server.blocklist = base.join(&config.server.blocklist);
+        }
         if !config.hashing.resume_dir.as_os_str().is_empty() {
             config.hashing.resume_dir = base.join(&config.hashing.resume_dir);
         }
@@ -302,6 +318,11 @@ impl Config {
             ("server.max_queued_requests", s.max_queued_requests as u64),
             ("server.handshake_timeout_secs", s.handshake_timeout_secs),
             ("server.idle_timeout_secs", s.idle_timeout_secs),
+            (
+                "server.max_connections_per_ip",
+                s.max_connections_per_ip as u64,
+            ),
+            ("server.write_stall_secs", s.write_stall_secs),
         ];
         for (key, v) in positive {
             if v == 0 {

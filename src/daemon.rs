@@ -116,6 +116,11 @@ impl Control<'_> {
     /// Re-reads the configuration file; applies its torrent list, or keeps everything as it is
     /// if the file is bad.
     fn reload(&mut self) {
+        match self.handle.reload_blocklist() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("blocklist reloaded: {n} ranges"),
+            Err(e) => tracing::error!("blocklist reload rejected, keeping the old list: {e}"),
+        }
         let Some(path) = &self.config_path else {
             tracing::info!("SIGHUP: no configuration file to reload");
             return;

@@ -11,6 +11,7 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod blocklist;
 pub mod choke;
 pub mod config;
 pub mod daemon;

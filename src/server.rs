@@ -5,6 +5,7 @@
 //! Tests call [`start`] with listen addresses on 127.0.0.1:0 and talk to the returned
 //! [`ServerHandle`]; `uringseed serve` does the same and waits for a signal.
 
+use crate::blocklist::Blocklist;
 use crate::choke;
 use crate::config::Config;
 use crate::metainfo::InfoHash;
@@ -38,6 +39,9 @@ pub struct Shared {
     trackers: Mutex<HashMap<(InfoHash, String), TrackerStatus>>,
     /// Torrents being checked before they are served.
     pending: Mutex<std::collections::HashSet<InfoHash>>,
+    /// Connections per IP address (those counted against the per-IP cap).
+    per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
+    blocklist: RwLock<Blocklist>,
 }
 
 /// A connection to make: the torrent and the peer's address.
@@ -69,6 +73,34 @@ impl Shared {
             .values()
             .cloned()
             .collect()
+    }
+
+    pub fn blocked(&self, ip: std::net::IpAddr) -> bool {
+        self.blocklist
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(ip)
+    }
+
+    /// Counts a connection of `ip`; false (and not counted) if it is at the per-IP cap.
+    pub fn ip_enter(&self, ip: std::net::IpAddr) -> bool {
+        let mut m = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_default();
+        if *n >= self.config.server.max_connections_per_ip {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn ip_leave(&self, ip: std::net::IpAddr) {
+        let mut m = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
     }
 
     /// Queues an outgoing connection on one of the workers (round robin).
@@ -243,6 +275,22 @@ impl ServerHandle {
         true
     }
 
+    /// Re-reads `server.blocklist` (on SIGHUP); on error the old list stays.
+    pub fn reload_blocklist(&self) -> Result<usize, crate::blocklist::BlocklistError> {
+        let path = &self.shared.config.server.blocklist;
+        if path.as_os_str().is_empty() {
+            return Ok(0);
+        }
+        let b = Blocklist::load(path)?;
+        let n = b.len();
+        *self
+            .shared
+            .blocklist
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = b;
+        Ok(n)
+    }
+
     /// Stops serving a torrent (its peers are disconnected, its trackers told `stopped`).
     pub fn remove_torrent(&self, info_hash: &InfoHash) -> bool {
         self.shared.remove_torrent(info_hash)
@@ -276,6 +324,10 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         max_control_bytes: s.max_send_buffer_bytes,
         idle_timeout: Duration::from_secs(s.idle_timeout_secs),
     };
+    let blocklist = match &config.server.blocklist {
+        p if p.as_os_str().is_empty() => Blocklist::default(),
+        p => Blocklist::load(p).map_err(|e| StartError(format!("server.blocklist: {e}")))?,
+    };
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -294,6 +346,8 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         next_connector: AtomicUsize::new(0),
         trackers: Mutex::new(HashMap::new()),
         pending: Mutex::new(specs.iter().map(|s| s.torrent.info_hash).collect()),
+        per_ip: Mutex::new(HashMap::new()),
+        blocklist: RwLock::new(blocklist),
     });
     let (mut threads, local_addrs, backend) = crate::io::spawn_workers(shared.clone())?;
     shared.listen_port.store(

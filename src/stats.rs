@@ -78,6 +78,8 @@ pub const DROP_REASONS: &[&str] = &[
     "handshake_timeout",
     "closed_in_handshake",
     "connection_cap",
+    "ip_connection_cap",
+    "blocked",
     "torrent_connection_cap",
     "duplicate_peer",
     "self_connection",

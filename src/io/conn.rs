@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Largest run of contiguous requested blocks read and sent in one go.
 pub const MAX_RUN_BYTES: u64 = 1 << 20;
-/// A write that makes no progress for this long drops the peer (it is not reading).
-pub const WRITE_STALL: Duration = Duration::from_secs(60);
 /// Bytes read from the socket per read.
-const READ_BUF: usize = 64 << 10;
+const READ_BUF: usize = 4 << 10;
 
 /// A connected socket as the connection driver needs it.
 #[allow(async_fn_in_trait)]
@@ -60,7 +58,7 @@ pub async fn serve<S: Stream, D: Disk>(
         Ok((hs, ctx)) => connected(&shared, &stream, disk, hs, ctx, addr, dialed.is_some()).await,
         Err(reason) => End::Dropped(reason),
     };
-    stream.shutdown();
+    // Counted before the socket closes, so whoever sees the close also sees the count.
     match end {
         End::Dropped(reason) => {
             shared.stats.count_dropped(reason);
@@ -68,6 +66,7 @@ pub async fn serve<S: Stream, D: Disk>(
         }
         End::Closed | End::Shutdown => tracing::trace!(%addr, "peer closed"),
     }
+    stream.shutdown();
 }
 
 async fn handshake<S: Stream>(
@@ -284,7 +283,8 @@ async fn writer<S: Stream, D: Disk>(
         }
         let write_len: usize = bufs.iter().map(Bytes::len).sum();
         shared.stats.hist.write_bytes.observe(write_len as f64);
-        match tokio::time::timeout(WRITE_STALL, stream.write_all(bufs)).await {
+        let stall = Duration::from_secs(shared.config.server.write_stall_secs);
+        match tokio::time::timeout(stall, stream.write_all(bufs)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return End::Closed,
             Err(_) => return End::Dropped("write_stall"),

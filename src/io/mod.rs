@@ -14,7 +14,7 @@ use crate::server::{Outgoing, Shared, StartError};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::Cell;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -161,14 +161,21 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(s.into())
 }
 
-/// Counts a connection in; refuses it (returns None) above `server.max_connections` (and, for
-/// outgoing ones, above the torrent's cap).
+/// Counts a connection in; refuses it (returns None) for a blocked address, above
+/// `server.max_connections`, above the per-IP cap, and (for outgoing ones) above the torrent's
+/// cap. Cheap and non-blocking: it runs on the accept path of the serving threads.
 fn admit(
     shared: &Arc<Shared>,
     active: &Rc<Cell<usize>>,
+    addr: SocketAddr,
     dialing: Option<&Outgoing>,
 ) -> Option<ConnGuard> {
     let stats = &shared.stats;
+    let ip = addr.ip().to_canonical();
+    if shared.blocked(ip) {
+        stats.count_dropped("blocked");
+        return None;
+    }
     match dialing {
         None => stats.connections_accepted.fetch_add(1, Ordering::Relaxed),
         Some(o) => {
@@ -187,10 +194,19 @@ fn admit(
         stats.count_dropped("connection_cap");
         return None;
     }
+    let per_ip = (!ip.is_loopback() || shared.config.server.limit_loopback).then_some(ip);
+    if let Some(ip) = per_ip {
+        if !shared.ip_enter(ip) {
+            stats.peers_connected.fetch_sub(1, Ordering::AcqRel);
+            stats.count_dropped("ip_connection_cap");
+            return None;
+        }
+    }
     active.set(active.get() + 1);
     Some(ConnGuard {
         shared: shared.clone(),
         active: active.clone(),
+        ip: per_ip,
     })
 }
 
@@ -198,6 +214,8 @@ fn admit(
 struct ConnGuard {
     shared: Arc<Shared>,
     active: Rc<Cell<usize>>,
+    /// The address counted against the per-IP cap, if it is.
+    ip: Option<IpAddr>,
 }
 
 impl Drop for ConnGuard {
@@ -206,6 +224,9 @@ impl Drop for ConnGuard {
             .stats
             .peers_connected
             .fetch_sub(1, Ordering::AcqRel);
+        if let Some(ip) = self.ip {
+            self.shared.ip_leave(ip);
+        }
         self.active.set(self.active.get() - 1);
     }
 }

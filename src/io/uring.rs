@@ -112,7 +112,7 @@ pub fn run(worker: Worker) -> io::Result<()> {
                             continue;
                         }
                     };
-                    let Some(guard) = super::admit(&shared, &active, None) else {
+                    let Some(guard) = super::admit(&shared, &active, addr, None) else {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
@@ -135,7 +135,7 @@ pub fn run(worker: Worker) -> io::Result<()> {
                         o = rx.recv() => match o { Some(o) => o, None => break },
                         _ = shutdown.changed() => break,
                     };
-                    let Some(guard) = super::admit(&shared, &active, Some(&o)) else {
+                    let Some(guard) = super::admit(&shared, &active, o.addr, Some(&o)) else {
                         continue;
                     };
                     let (shared, disk) = (shared.clone(), disk.clone());

@@ -186,7 +186,9 @@ fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done)
             });
             if shared.config.tracker.connect_out {
                 for addr in resp.peers {
-                    if ctx.should_dial(addr, shared.listen_port.load(Ordering::Relaxed), now) {
+                    if !shared.blocked(addr.ip().to_canonical())
+                        && ctx.should_dial(addr, shared.listen_port.load(Ordering::Relaxed), now)
+                    {
                         shared.connect_out(done.info_hash, addr);
                     }
                 }

@@ -185,7 +185,10 @@ def net_session():
     """A session that listens on 127.0.0.1 (random port), TCP only, and finds peers only through
     trackers or connect_peer: DHT, LSD, UPnP, NAT-PMP off (set before the session starts)."""
     cats = lt.alert.category_t
-    return lt.session({
+    # LT_HIGH_PERFORMANCE=1 (benchmarks): start from libtorrent's high_performance_seed preset.
+    base = lt.high_performance_seed() if os.environ.get("LT_HIGH_PERFORMANCE") else {}
+    base = dict(base)
+    base.update({
         "enable_dht": False, "enable_lsd": False, "enable_upnp": False,
         "enable_natpmp": False, "enable_ip_notifier": False,
         "listen_interfaces": "127.0.0.1:0",
@@ -201,6 +204,9 @@ def net_session():
                       | cats.peer_notification | cats.connect_notification
                       | cats.tracker_notification,
     })
+    if os.environ.get("LT_HIGH_PERFORMANCE"):
+        base.update({"unchoke_slots_limit": -1, "connections_limit": 20000})
+    return lt.session(base)
 
 
 def log_alerts(ses, t0):
