@@ -148,16 +148,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             threads,
             quiet,
         } => {
-            let tiers = trackers
-                .iter()
-                .map(|t| {
-                    t.split(',')
-                        .map(|u| u.trim().to_string())
-                        .filter(|u| !u.is_empty())
-                        .collect()
-                })
-                .filter(|tier: &Vec<String>| !tier.is_empty())
-                .collect();
+            let tiers = tiers(&trackers);
             let creation_date = date.then(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

@@ -175,8 +175,15 @@ pub fn render(shared: &Shared, backend: &str) -> String {
         &["state"],
         vec![
             sample(&["checking"], state(&s.torrents_checking)),
-            sample(&["seeding"], state(&s.torrents_seeding)),
-            sample(&["error"], state(&s.torrents_error)),
+            sample(
+                &["seeding"],
+                torrents.iter().filter(|t| t.view.have.count() > 0).count() as i64,
+            ),
+            // Served but with no piece that can be served (data missing or all bad).
+            sample(
+                &["error"],
+                torrents.iter().filter(|t| t.view.have.count() == 0).count() as i64,
+            ),
         ],
     );
     let trackers = shared.tracker_status();

@@ -140,7 +140,6 @@ impl Shared {
         match removed {
             Some(ctx) => {
                 ctx.close();
-                self.stats.torrents_seeding.fetch_sub(1, Ordering::Relaxed);
                 true
             }
             None => self
@@ -458,10 +457,6 @@ fn check_one(shared: &Shared, spec: TorrentSpec, ready: &ReadyList, show_progres
             .remove(&ih);
         if !cancelled {
             shared.add_torrent(ctx);
-            shared
-                .stats
-                .torrents_seeding
-                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(torrent = %r.name, info_hash = %r.info_hash, "seeding");
             let (lock, cv) = &**ready;
             lock.lock().unwrap_or_else(|e| e.into_inner()).push(r);

@@ -101,6 +101,43 @@ pub const DROP_REASONS: &[&str] = &[
 ];
 pub const ANNOUNCE_RESULTS: &[&str] = &["ok", "failure", "unreachable", "malformed"];
 
+/// Counters by a label value (reasons, results): few distinct values, counted rarely.
+#[derive(Debug, Default)]
+pub struct Labeled(Mutex<HashMap<&'static str, u64>>);
+
+impl Labeled {
+    pub fn inc(&self, label: &'static str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(label)
+            .or_default() += 1;
+    }
+
+    pub fn get(&self, label: &str) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(label)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every (label, count), sorted by label.
+    pub fn all(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<_> = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub hist: Histograms,
@@ -120,109 +157,53 @@ pub struct Stats {
     pub hash_pieces: AtomicU64,
     pub hash_failed_pieces: AtomicU64,
     pub torrents_checking: AtomicUsize,
-    pub torrents_seeding: AtomicUsize,
-    pub torrents_error: AtomicUsize,
-    rejected: Mutex<HashMap<&'static str, u64>>,
+    rejected: Labeled,
     /// Announces by result.
-    announces: Mutex<HashMap<&'static str, u64>>,
-    dropped: Mutex<HashMap<&'static str, u64>>,
+    announces: Labeled,
+    dropped: Labeled,
 }
 
 impl Stats {
     pub fn count_rejected(&self, reason: &'static str) {
-        *self
-            .rejected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        self.rejected.inc(reason);
     }
 
     pub fn count_dropped(&self, reason: &'static str) {
-        *self
-            .dropped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        self.dropped.inc(reason);
     }
 
     pub fn count_announce(&self, result: &'static str, latency: std::time::Duration) {
-        *self
-            .announces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(result)
-            .or_default() += 1;
+        self.announces.inc(result);
         if result == "ok" {
             self.hist.announce_seconds.observe(latency.as_secs_f64());
         }
     }
 
-    /// All announce counts by result.
-    pub fn announces_all(&self) -> Vec<(&'static str, u64)> {
-        let mut v: Vec<_> = self
-            .announces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        v.sort();
-        v
-    }
-
-    pub fn announces(&self, result: &str) -> u64 {
-        self.announces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(result)
-            .copied()
-            .unwrap_or(0)
-    }
-
     pub fn rejected(&self, reason: &str) -> u64 {
-        self.rejected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(reason)
-            .copied()
-            .unwrap_or(0)
+        self.rejected.get(reason)
     }
 
     pub fn dropped(&self, reason: &str) -> u64 {
-        self.dropped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(reason)
-            .copied()
-            .unwrap_or(0)
+        self.dropped.get(reason)
+    }
+
+    pub fn announces(&self, result: &str) -> u64 {
+        self.announces.get(result)
     }
 
     /// All rejection counts by reason.
     pub fn rejected_all(&self) -> Vec<(&'static str, u64)> {
-        let mut v: Vec<_> = self
-            .rejected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        v.sort();
-        v
+        self.rejected.all()
     }
 
     /// All drop counts by reason.
     pub fn dropped_all(&self) -> Vec<(&'static str, u64)> {
-        let mut v: Vec<_> = self
-            .dropped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        v.sort();
-        v
+        self.dropped.all()
+    }
+
+    /// All announce counts by result.
+    pub fn announces_all(&self) -> Vec<(&'static str, u64)> {
+        self.announces.all()
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {
