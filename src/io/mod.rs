@@ -9,6 +9,7 @@
 pub mod conn;
 mod portable;
 mod uring;
+mod worker;
 
 use crate::server::{Outgoing, Shared, StartError};
 use socket2::{Domain, Protocol, Socket, Type};

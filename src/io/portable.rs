@@ -2,6 +2,7 @@
 //! available, for example under Docker's default seccomp profile.
 
 use super::conn::{self, Disk, Stream};
+use super::worker;
 use super::Worker;
 use crate::server::TorrentCtx;
 use bytes::Bytes;
@@ -67,88 +68,34 @@ impl Disk for PreadDisk {
     }
 }
 
-/// Runs one worker thread's accept loops and connections until shutdown.
-pub fn run(worker: Worker) -> io::Result<()> {
+/// The portable backend's sockets.
+struct Tokio;
+
+impl worker::Net for Tokio {
+    type Listener = tokio::net::TcpListener;
+    type Conn = TokioStream;
+
+    fn listen(l: std::net::TcpListener) -> io::Result<Self::Listener> {
+        tokio::net::TcpListener::from_std(l)
+    }
+
+    async fn accept(l: &Self::Listener) -> io::Result<(TokioStream, std::net::SocketAddr)> {
+        let (s, addr) = l.accept().await?;
+        let _ = s.set_nodelay(true);
+        Ok((TokioStream(s), addr))
+    }
+
+    async fn connect(addr: std::net::SocketAddr) -> io::Result<TokioStream> {
+        let s = tokio::net::TcpStream::connect(addr).await?;
+        let _ = s.set_nodelay(true);
+        Ok(TokioStream(s))
+    }
+}
+
+/// Runs one worker thread until shutdown.
+pub fn run(w: Worker) -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        let active = Rc::new(std::cell::Cell::new(0usize));
-        let mut accepts = Vec::new();
-        for listener in worker.listeners {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            let (shared, active) = (worker.shared.clone(), active.clone());
-            accepts.push(tokio::task::spawn_local(async move {
-                let mut shutdown = shared.shutdown.clone();
-                loop {
-                    let accepted = tokio::select! {
-                        r = listener.accept() => r,
-                        _ = shutdown.changed() => break,
-                    };
-                    let (stream, addr) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            super::accept_error(&e).await;
-                            continue;
-                        }
-                    };
-                    let Some(guard) = super::admit(&shared, &active, addr, None) else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let shared = shared.clone();
-                    tokio::task::spawn_local(async move {
-                        conn::serve(shared, TokioStream(stream), &PreadDisk, addr, None).await;
-                        drop(guard);
-                    });
-                }
-            }));
-        }
-        {
-            let (shared, active) = (worker.shared.clone(), active.clone());
-            let mut rx = worker.outgoing;
-            tokio::task::spawn_local(async move {
-                let mut shutdown = shared.shutdown.clone();
-                loop {
-                    let o = tokio::select! {
-                        o = rx.recv() => match o { Some(o) => o, None => break },
-                        _ = shutdown.changed() => break,
-                    };
-                    let Some(guard) = super::admit(&shared, &active, o.addr, Some(&o)) else {
-                        continue;
-                    };
-                    let shared = shared.clone();
-                    tokio::task::spawn_local(async move {
-                        match tokio::time::timeout(
-                            super::CONNECT_TIMEOUT,
-                            tokio::net::TcpStream::connect(o.addr),
-                        )
-                        .await
-                        {
-                            Ok(Ok(stream)) => {
-                                let _ = stream.set_nodelay(true);
-                                conn::serve(
-                                    shared,
-                                    TokioStream(stream),
-                                    &PreadDisk,
-                                    o.addr,
-                                    Some(o.info_hash),
-                                )
-                                .await;
-                            }
-                            Ok(Err(e)) => super::dial_failed(&shared, &o, &e.to_string()),
-                            Err(_) => super::dial_failed(&shared, &o, "timed out"),
-                        }
-                        drop(guard);
-                    });
-                }
-            });
-        }
-        for a in accepts {
-            let _ = a.await;
-        }
-        super::drain(&active).await;
-        Ok::<(), io::Error>(())
-    })
+    tokio::task::LocalSet::new().block_on(&rt, worker::run::<Tokio, _>(w, Rc::new(PreadDisk)))
 }

@@ -2,6 +2,7 @@
 //! reads/writes as io_uring operations, data files opened once per thread.
 
 use super::conn::{self, Disk, Stream};
+use super::worker;
 use super::Worker;
 use crate::metainfo::InfoHash;
 use crate::server::TorrentCtx;
@@ -88,88 +89,32 @@ impl Disk for UringDisk {
     }
 }
 
-/// Runs one worker thread's accept loops and connections until shutdown.
-pub fn run(worker: Worker) -> io::Result<()> {
+/// The io_uring backend's sockets.
+struct Uring;
+
+impl worker::Net for Uring {
+    type Listener = tokio_uring::net::TcpListener;
+    type Conn = UringStream;
+
+    fn listen(l: std::net::TcpListener) -> io::Result<Self::Listener> {
+        Ok(tokio_uring::net::TcpListener::from_std(l))
+    }
+
+    async fn accept(l: &Self::Listener) -> io::Result<(UringStream, std::net::SocketAddr)> {
+        let (s, addr) = l.accept().await?;
+        let _ = s.set_nodelay(true);
+        Ok((UringStream(s), addr))
+    }
+
+    async fn connect(addr: std::net::SocketAddr) -> io::Result<UringStream> {
+        let s = tokio_uring::net::TcpStream::connect(addr).await?;
+        let _ = s.set_nodelay(true);
+        Ok(UringStream(s))
+    }
+}
+
+/// Runs one worker thread until shutdown.
+pub fn run(w: Worker) -> io::Result<()> {
     let rt = tokio_uring::Runtime::new(tokio_uring::builder().entries(1024))?;
-    rt.block_on(async move {
-        let disk = Rc::new(UringDisk::default());
-        let active = Rc::new(std::cell::Cell::new(0usize));
-        let mut accepts = Vec::new();
-        for listener in worker.listeners {
-            let listener = tokio_uring::net::TcpListener::from_std(listener);
-            let (shared, disk, active) = (worker.shared.clone(), disk.clone(), active.clone());
-            accepts.push(tokio_uring::spawn(async move {
-                let mut shutdown = shared.shutdown.clone();
-                loop {
-                    let accepted = tokio::select! {
-                        r = listener.accept() => r,
-                        _ = shutdown.changed() => break,
-                    };
-                    let (stream, addr) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            super::accept_error(&e).await;
-                            continue;
-                        }
-                    };
-                    let Some(guard) = super::admit(&shared, &active, addr, None) else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let (shared, disk) = (shared.clone(), disk.clone());
-                    tokio_uring::spawn(async move {
-                        conn::serve(shared, UringStream(stream), &*disk, addr, None).await;
-                        drop(guard);
-                    });
-                }
-            }));
-        }
-        {
-            let (shared, active) = (worker.shared.clone(), active.clone());
-            let disk = disk.clone();
-            let mut rx = worker.outgoing;
-            tokio_uring::spawn(async move {
-                let mut shutdown = shared.shutdown.clone();
-                loop {
-                    let o = tokio::select! {
-                        o = rx.recv() => match o { Some(o) => o, None => break },
-                        _ = shutdown.changed() => break,
-                    };
-                    let Some(guard) = super::admit(&shared, &active, o.addr, Some(&o)) else {
-                        continue;
-                    };
-                    let (shared, disk) = (shared.clone(), disk.clone());
-                    tokio_uring::spawn(async move {
-                        let _ = &disk;
-                        match tokio::time::timeout(
-                            super::CONNECT_TIMEOUT,
-                            tokio_uring::net::TcpStream::connect(o.addr),
-                        )
-                        .await
-                        {
-                            Ok(Ok(stream)) => {
-                                let _ = stream.set_nodelay(true);
-                                conn::serve(
-                                    shared,
-                                    UringStream(stream),
-                                    &*disk,
-                                    o.addr,
-                                    Some(o.info_hash),
-                                )
-                                .await;
-                            }
-                            Ok(Err(e)) => super::dial_failed(&shared, &o, &e.to_string()),
-                            Err(_) => super::dial_failed(&shared, &o, "timed out"),
-                        }
-                        drop(guard);
-                    });
-                }
-            });
-        }
-        for a in accepts {
-            let _ = a.await;
-        }
-        super::drain(&active).await;
-    });
-    Ok(())
+    rt.block_on(worker::run::<Uring, _>(w, Rc::new(UringDisk::default())))
 }
