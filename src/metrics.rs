@@ -10,15 +10,16 @@ use crate::server::Shared;
 use crate::stats::{ANNOUNCE_RESULTS, DROP_REASONS, REJECT_REASONS};
 use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Connections answered at once; more are closed immediately.
-const MAX_CONCURRENT: usize = 16;
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONCURRENT: usize = 64;
+/// Time a client has to send its whole request, and to take the reply.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Label values and a value.
 type Sample<T> = (Vec<String>, T);
@@ -304,16 +305,29 @@ pub fn spawn(
 
 fn answer(shared: &Shared, conn: TcpStream, backend: &str) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut reader = BufReader::new(conn.try_clone()?).take(8192);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Skip the headers (bounded by `take`).
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
+    // One deadline for the whole request (a client trickling bytes cannot hold a slot longer).
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let mut reader = conn.try_clone()?;
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || head.len() > 8192 {
+            return Ok(());
+        }
+        reader.set_read_timeout(Some(left))?;
+        let n = reader.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
     }
+    let request = String::from_utf8_lossy(&head)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
     let path = request.split_whitespace().nth(1).unwrap_or("");
     let path = path.split('?').next().unwrap_or("");
     let (status, ctype, body) = match path {

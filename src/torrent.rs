@@ -226,7 +226,7 @@ pub fn check_and_open(
     } else {
         check(config, t, &layout, &spec.data_dir, stats, show_progress)
     };
-    let files = (0..layout.files().len())
+    let files: Vec<Option<std::fs::File>> = (0..layout.files().len())
         .map(|i| {
             if layout.files()[i].pad {
                 return None;
@@ -235,6 +235,17 @@ pub fn check_and_open(
         })
         .collect();
     let have = crate::bitfield::SharedBitfield::from_bytes(&have, t.num_pieces());
+    // A file that cannot be opened now (permissions, removed since the check or since the
+    // resume record was written) cannot be served, whatever the check or record said.
+    for (i, f) in files.iter().enumerate() {
+        let slot = &layout.files()[i];
+        if f.is_none() && !slot.pad && slot.length > 0 {
+            tracing::warn!(torrent = %t.name, "{}: cannot be opened; its pieces are not served", layout.file_path(&spec.data_dir, i).display());
+            for p in layout.file_pieces(i) {
+                have.clear(p);
+            }
+        }
+    }
     TorrentCtx {
         view: Arc::new(TorrentView {
             info_hash: t.info_hash,

@@ -25,10 +25,12 @@ const READ_BUF: usize = 4 << 10;
 pub trait Stream {
     /// Reads into `buf` (from index 0, up to its length); returns the count and the buffer.
     async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
-    /// Writes all of `bufs` in order, with vectored writes.
-    async fn write_all(&self, bufs: Vec<Bytes>) -> io::Result<()>;
+    /// One vectored write of (a prefix of) `bufs`; returns the bytes written and the buffers.
+    async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>);
     /// Shuts the socket down both ways (ends any read or write in flight).
     fn shutdown(&self);
+    /// The socket's descriptor (for TCP_INFO).
+    fn fd(&self) -> std::os::fd::RawFd;
 }
 
 /// Reading torrent bytes from the data files.
@@ -77,8 +79,8 @@ async fn handshake<S: Stream>(
     let read = async {
         if let Some(ih) = dialed {
             let ours = Handshake::ours(ih, shared.peer_id).encode();
-            stream
-                .write_all(vec![Bytes::copy_from_slice(&ours)])
+            let stall = Duration::from_secs(shared.config.server.write_stall_secs);
+            send_all(stream, vec![Bytes::copy_from_slice(&ours)], stall)
                 .await
                 .map_err(|_| "closed_in_handshake")?;
         }
@@ -284,10 +286,8 @@ async fn writer<S: Stream, D: Disk>(
         let write_len: usize = bufs.iter().map(Bytes::len).sum();
         shared.stats.hist.write_bytes.observe(write_len as f64);
         let stall = Duration::from_secs(shared.config.server.write_stall_secs);
-        match tokio::time::timeout(stall, stream.write_all(bufs)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return End::Closed,
-            Err(_) => return End::Dropped("write_stall"),
+        if let Err(end) = send_all(stream, bufs, stall).await {
+            return end;
         }
         peer.borrow_mut().on_sent(Instant::now());
         shared
@@ -298,6 +298,70 @@ async fn writer<S: Stream, D: Disk>(
             .stats
             .uploaded_protocol_bytes
             .fetch_add(protocol, Ordering::Relaxed);
+    }
+}
+
+/// Bytes handed to one vectored write (an io_uring send on a stream socket completes only when
+/// all of it is sent).
+pub const WRITE_CHUNK: usize = 256 << 10;
+
+/// Writes all of `bufs` with vectored writes of at most [`WRITE_CHUNK`] bytes and
+/// [`super::MAX_IOVECS`] buffers. A write that makes no progress for `stall` means the peer is
+/// not reading: it is dropped. (A slow reader that keeps taking bytes is not.)
+async fn send_all<S: Stream>(stream: &S, mut bufs: Vec<Bytes>, stall: Duration) -> Result<(), End> {
+    while !bufs.is_empty() {
+        let (mut take, mut bytes) = (0, 0);
+        while take < bufs.len() && take < super::MAX_IOVECS && bytes < WRITE_CHUNK {
+            bytes += bufs[take].len();
+            take += 1;
+        }
+        let mut rest = bufs.split_off(take);
+        if bytes > WRITE_CHUNK {
+            // Split the last buffer at the chunk boundary (no copy: both halves share it).
+            let last = bufs.last_mut().expect("took at least one buffer");
+            let keep = last.len() - (bytes - WRITE_CHUNK);
+            rest.insert(0, last.split_off(keep));
+        }
+        // Waiting longer than `stall` is fine while the peer acknowledges data (a slow reader);
+        // a whole `stall` without any byte acknowledged is a peer that stopped reading.
+        let mut op = std::pin::pin!(stream.writev(bufs));
+        let mut acked = bytes_acked(stream.fd());
+        let (res, mut head) = loop {
+            tokio::select! {
+                r = &mut op => break r,
+                _ = tokio::time::sleep(stall) => {
+                    let now = bytes_acked(stream.fd());
+                    if now.is_none() || now == acked {
+                        return Err(End::Dropped("write_stall"));
+                    }
+                    acked = now;
+                }
+            }
+        };
+        match res {
+            Ok(0) | Err(_) => return Err(End::Closed),
+            Ok(n) => advance(&mut head, n),
+        }
+        head.extend(rest);
+        bufs = head;
+    }
+    Ok(())
+}
+
+/// Bytes of ours the peer has acknowledged (TCP_INFO `tcpi_bytes_acked`), if the kernel says.
+fn bytes_acked(fd: std::os::fd::RawFd) -> Option<u64> {
+    // SAFETY: getsockopt writes at most `len` bytes into a zeroed tcp_info.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let r = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        (r == 0).then_some(info.tcpi_bytes_acked)
     }
 }
 

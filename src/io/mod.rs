@@ -243,7 +243,21 @@ fn dial_failed(shared: &Shared, o: &Outgoing, why: &str) {
 
 /// Backs off after a failed accept so that, e.g., running out of file descriptors does not spin.
 async fn accept_error(e: &io::Error) {
-    tracing::warn!("accept failed: {e}");
+    // At most one warning every 10 s (per process): EMFILE can last.
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 10
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            "accept failed: {e} (backing off; repeated failures are not logged for 10 s)"
+        );
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 

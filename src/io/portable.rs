@@ -1,7 +1,7 @@
 //! The portable backend (tokio on epoll, `pread` for piece data), used when io_uring is not
 //! available, for example under Docker's default seccomp profile.
 
-use super::conn::{self, Disk, Stream};
+use super::conn::{Disk, Stream};
 use super::worker;
 use super::Worker;
 use crate::server::TorrentCtx;
@@ -25,22 +25,22 @@ impl Stream for TokioStream {
         }
     }
 
-    async fn write_all(&self, mut bufs: Vec<Bytes>) -> io::Result<()> {
-        while !bufs.is_empty() {
-            self.0.writable().await?;
-            let slices: Vec<IoSlice<'_>> = bufs
-                .iter()
-                .take(super::MAX_IOVECS)
-                .map(|b| IoSlice::new(b))
-                .collect();
+    async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {
+        loop {
+            if let Err(e) = self.0.writable().await {
+                return (Err(e), bufs);
+            }
+            let slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
             match self.0.try_write_vectored(&slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => conn::advance(&mut bufs, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return (r, bufs),
             }
         }
-        Ok(())
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
     }
 
     fn shutdown(&self) {

@@ -1,7 +1,7 @@
 //! The io_uring backend (tokio-uring): one runtime per worker thread, piece reads and socket
 //! reads/writes as io_uring operations, data files opened once per thread.
 
-use super::conn::{self, Disk, Stream};
+use super::conn::{Disk, Stream};
 use super::worker;
 use super::Worker;
 use crate::metainfo::InfoHash;
@@ -25,20 +25,13 @@ impl Stream for UringStream {
         self.0.read(buf).await
     }
 
-    async fn write_all(&self, mut bufs: Vec<Bytes>) -> io::Result<()> {
-        while !bufs.is_empty() {
-            let rest = bufs.split_off(bufs.len().min(super::MAX_IOVECS));
-            while !bufs.is_empty() {
-                let (res, b) = self.0.writev(bufs).await;
-                bufs = b;
-                match res? {
-                    0 => return Err(io::ErrorKind::WriteZero.into()),
-                    n => conn::advance(&mut bufs, n),
-                }
-            }
-            bufs = rest;
-        }
-        Ok(())
+    async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {
+        self.0.writev(bufs).await
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
     }
 
     fn shutdown(&self) {

@@ -577,3 +577,85 @@ impl Tracker {
         }
     }
 }
+
+// ---- Hostile peers and faults (tests/hostile.rs, tests/faults.rs) ----
+
+/// VmRSS of a process (None: this one) in KiB, from /proc/PID/status; 0 if it cannot be read.
+pub fn rss_kib(pid: Option<u32>) -> u64 {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples a process's VmRSS every 10 ms on a thread of its own until `stop`; keeps the peak.
+pub struct RssSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl RssSampler {
+    pub fn start(pid: Option<u32>) -> RssSampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut peak = rss_kib(pid);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak.max(rss_kib(pid))
+        });
+        RssSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; returns the highest VmRSS seen, in KiB.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Starts `lt_tool.py download TORRENT SAVE_DIR PEER TIMEOUT_S` as a child process (stderr in
+/// `log_dir/libtorrent.stderr`), its download capped at `rate` bytes/s (LT_DOWNLOAD_RATE; 0 =
+/// unlimited), dialling from `bind_ip` (LT_BIND_IP; None = 127.0.0.1).
+pub fn spawn_lt_download(
+    torrent: &Path,
+    save_dir: &Path,
+    peer: &str,
+    timeout_s: u64,
+    rate: u64,
+    bind_ip: Option<&str>,
+    log_dir: &Path,
+) -> Proc {
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(tools_dir().join("lt_tool.py"))
+        .arg("download")
+        .arg(torrent)
+        .arg(save_dir)
+        .arg(peer)
+        .arg(timeout_s.to_string())
+        .env("LT_DOWNLOAD_RATE", rate.to_string());
+    match bind_ip {
+        Some(ip) => cmd.env("LT_BIND_IP", ip),
+        None => cmd.env_remove("LT_BIND_IP"),
+    };
+    Proc::spawn("libtorrent", &mut cmd, log_dir)
+}

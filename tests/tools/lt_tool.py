@@ -5,6 +5,9 @@
   lt_tool.py info TORRENT                  print the info-hash and piece hashes libtorrent reads
   lt_tool.py download TORRENT SAVE_DIR HOST:PORT TIMEOUT [EXPECT_PIECES]
                                            download from one peer; print state, bytes, pieces held
+                                           (env LT_DOWNLOAD_RATE=BYTES/S caps the download rate, also
+                                           from loopback peers; env LT_BIND_IP=127.0.0.N listens on
+                                           and dials from that address instead of 127.0.0.1)
   lt_tool.py recheck TORRENT SAVE_DIR       time libtorrent's full check of the data (prints seconds)
   lt_tool.py rehash TORRENT PATH           hash PATH's data with libtorrent at TORRENT's piece length,
                                            print those piece hashes, then add TORRENT to a session over
@@ -122,18 +125,32 @@ def download(torrent, save_dir, peer, timeout, expect=None):
     t0 = time.time()
     host, port = parse_peer(peer)
     cats = lt.alert.category_t
-    ses = lt.session({
+    # LT_BIND_IP: the loopback address (e.g. 127.0.0.3) to listen on and dial from.
+    bind_ip = os.environ.get("LT_BIND_IP") or "127.0.0.1"
+    settings = {
         "enable_dht": False, "enable_lsd": False, "enable_upnp": False,
         "enable_natpmp": False,
-        "listen_interfaces": "127.0.0.1:0",
-        "outgoing_interfaces": "127.0.0.1",
+        "listen_interfaces": "%s:0" % bind_ip,
+        "outgoing_interfaces": bind_ip,
         # Several peers (and other tests' clients) share 127.0.0.1.
         "allow_multiple_connections_per_ip": True,
         # TCP only: uringseed speaks TCP; libtorrent would try uTP first otherwise.
         "enable_outgoing_utp": False, "enable_incoming_utp": False,
         "alert_mask": cats.status_notification | cats.error_notification
                       | cats.peer_notification | cats.connect_notification,
-    })
+    }
+    # LT_DOWNLOAD_RATE: cap the download at this many bytes/s so that it lasts a while.
+    rate = int(os.environ.get("LT_DOWNLOAD_RATE") or 0)
+    if rate > 0:
+        settings["download_rate_limit"] = rate
+    ses = lt.session(settings)
+    if rate > 0:
+        # download_rate_limit is the global peer class's limit, and peers on loopback and other
+        # local networks are in the local class only: limit that one too.
+        pc = ses.get_peer_class(ses.local_peer_class_id)
+        pc["download_limit"] = rate
+        ses.set_peer_class(ses.local_peer_class_id, pc)
+        log(t0, "download rate limited to %d B/s" % rate)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.save_path = save_dir
