@@ -503,7 +503,7 @@ fn data_files_deleted_truncated_or_unreadable_while_serving_and_at_restart() {
     assert!(
         line_with_record.contains("(12 of 56 pieces good)")
             && advertised_with_record == (44..56).collect::<Vec<_>>(),
-        "BUG: with c-unreadable.bin unreadable (open fails with EACCES) but unchanged since the \
+        "with c-unreadable.bin unreadable (open fails with EACCES) but unchanged since the \
          resume record, the restarted server reports `{line_with_record}` and advertises \
          {} pieces (c's 32..44 included); a request for piece 33 then fails to read \
          ({c_request:?}, {read_errors} piece read error(s)) and only then is the piece \
@@ -696,7 +696,7 @@ fn hanging_metrics_scrapers_do_not_block_a_normal_scrape() {
     assert!(recovered.is_some(), "the metrics endpoint never recovered");
     assert!(
         matches!(scrape, Ok((200, _))) && scrape_took < Duration::from_secs(2),
-        "BUG: with 20 scrapers connected and silent, a normal scrape got {scrape:?} after \
+        "with 20 scrapers connected and silent, a normal scrape got {scrape:?} after \
          {scrape_took:?} (want 200 within 2 s): src/metrics.rs serves at most MAX_CONCURRENT = \
          16 connections at once and closes every further one at once, and each silent one holds \
          its slot for IO_TIMEOUT = 5 s per read; scrapes were refused for {recovered:?}"
