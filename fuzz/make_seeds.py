@@ -1,0 +1,238 @@
+#!/usr/bin/python3
+"""Writes the hand-made seed inputs under fuzz/seeds/<target>/ (small files, committed).
+
+The .torrent seeds (fuzz/seeds/metainfo/*.torrent) were made once with `uringseed make`,
+transmission-create, mktorrent and tests/tools/lt_tool.py; this script copies them into the
+bencode and tracker seeds too. Run from anywhere: python3 fuzz/make_seeds.py
+"""
+import hashlib
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEEDS = os.path.join(HERE, "seeds")
+
+
+def put(target, name, data):
+    d = os.path.join(SEEDS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def benc(v):
+    if isinstance(v, int):
+        return b"i%de" % v
+    if isinstance(v, str):
+        v = v.encode()
+    if isinstance(v, bytes):
+        return b"%d:%s" % (len(v), v)
+    if isinstance(v, list):
+        return b"l" + b"".join(benc(x) for x in v) + b"e"
+    if isinstance(v, dict):
+        items = sorted((k.encode() if isinstance(k, str) else k, x) for k, x in v.items())
+        return b"d" + b"".join(benc(k) + benc(x) for k, x in items) + b"e"
+    raise TypeError(v)
+
+
+# --- wire messages (BEP 3 / BEP 6 / BEP 10) ---
+def msg(mid, payload=b""):
+    return struct.pack(">IB", 1 + len(payload), mid) + payload
+
+
+KEEPALIVE = b"\0\0\0\0"
+CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED = (msg(i) for i in range(4))
+
+
+def have(i):
+    return msg(4, struct.pack(">I", i))
+
+
+def bitfield(bits):
+    return msg(5, bits)
+
+
+def request(i, b, n, mid=6):
+    return msg(mid, struct.pack(">III", i, b, n))
+
+
+def cancel(i, b, n):
+    return request(i, b, n, 8)
+
+
+def reject(i, b, n):
+    return request(i, b, n, 16)
+
+
+def piece(i, b, data):
+    return msg(7, struct.pack(">II", i, b) + data)
+
+
+HAVE_ALL, HAVE_NONE = msg(14), msg(15)
+PORT = msg(9, struct.pack(">H", 6881))
+SUGGEST = msg(13, struct.pack(">I", 1))
+ALLOWED_FAST = msg(17, struct.pack(">I", 2))
+EXT_HS = msg(20, b"\0" + benc({"m": {"ut_metadata": 1}, "reqq": 250, "v": "fuzz 1.0"}))
+
+
+def handshake(reserved=bytes([0, 0, 0, 0, 0, 0x10, 0, 0x04])):
+    return b"\x13BitTorrent protocol" + reserved + bytes(range(20)) + b"-XX0001-abcdefghijkl"
+
+
+STREAM = b"".join([
+    EXT_HS, HAVE_NONE, bitfield(b"\x00\x00"), have(3), INTERESTED, KEEPALIVE,
+    request(0, 0, 16384), request(0, 16384, 16384), cancel(0, 0, 16384), PORT, SUGGEST,
+    ALLOWED_FAST, NOT_INTERESTED, CHOKE, UNCHOKE, reject(1, 0, 16384), piece(1, 0, b"xyz"),
+    msg(42, b"unknown"), HAVE_ALL,
+])
+
+
+def wire_seeds():
+    # wire_decoder: 4 bytes choosing the cap, then the stream; plus handshakes.
+    cap_big = bytes([2, 0, 0, 0])
+    put("wire_decoder", "handshake_then_messages", handshake() + STREAM)
+    put("wire_decoder", "stream_cap_1MiB", cap_big + STREAM)
+    put("wire_decoder", "stream_cap_u16", bytes([1, 0x40, 0, 0]) + STREAM)
+    put("wire_decoder", "stream_cap_u8", bytes([0, 13, 0, 0]) + request(0, 0, 16384) + have(1))
+    put("wire_decoder", "too_long", cap_big + struct.pack(">I", 2 << 20) + b"\x07")
+    put("wire_decoder", "bad_length", cap_big + msg(6, b"\0" * 11))
+    put("wire_decoder", "truncated", cap_big + request(0, 0, 16384)[:9])
+    put("wire_decoder", "handshake_only", handshake())
+
+
+def peer_header(pl_idx=5, pieces=6, short=1000, files=(), have_all=True, mask=b"",
+                fast=True, ext=True, send_hs=True, max_req=1, max_q=3, ctrl=4000, idle=6000):
+    """The header peer_state_machine.rs reads before its operations."""
+    h = bytes([pl_idx, pieces - 1]) + struct.pack("<H", short)
+    h += bytes([len(files)])  # nfiles - 1
+    for length, pad in files:
+        h += struct.pack("<H", length) + bytes([1 if pad else 0])
+    h += bytes([0 if have_all else 1]) + mask
+    h += bytes([(1 if fast else 0) | (2 if ext else 0) | (4 if send_hs else 0)])
+    h += bytes([max_req, max_q - 1]) + struct.pack("<H", ctrl) + struct.pack("<H", idle)
+    return h
+
+
+def feed(data):
+    """Operations that feed `data` in chunks of at most 255 bytes."""
+    out = b""
+    for i in range(0, len(data), 200):
+        chunk = data[i:i + 200]
+        out += bytes([0, len(chunk)]) + chunk
+    return out
+
+
+POLL = bytes([3])
+
+
+def run(max_units):  # max_bytes = units * 64
+    return bytes([4]) + struct.pack("<H", max_units)
+
+
+def choke(c):
+    return bytes([6, 1 if c else 0])
+
+
+def timeout(jump):
+    return bytes([7 | 0x30, 1 if jump else 0])
+
+
+def peer_seeds():
+    reqs = b"".join(request(0, b, 16384) for b in (0, 16384, 32768))
+    put("peer_state_machine", "fast_unchoked_requests_run",
+        peer_header() + POLL + feed(INTERESTED) + choke(False) + POLL + feed(reqs) + run(1024)
+        + run(256) + POLL + timeout(False))
+    put("peer_state_machine", "slow_peer_partial_have",
+        peer_header(fast=False, ext=False, have_all=False, mask=b"\xdc") + POLL
+        + feed(bitfield(b"\x80") + INTERESTED) + choke(False)
+        + feed(request(1, 0, 16384) + request(1, 16384, 16384)) + run(300) + choke(True) + POLL
+        + choke(False) + feed(request(2, 0, 16384)))
+    put("peer_state_machine", "multi_file_pad_cancel_reject",
+        peer_header(pl_idx=5, pieces=3, short=5, files=((300, False), (0, False), (1, True)),
+                    max_q=4, max_req=3)
+        + POLL + feed(INTERESTED + KEEPALIVE) + choke(False)
+        + feed(request(0, 0, 16384) + request(0, 16384, 16384) + cancel(0, 0, 16384)
+               + request(2, 0, 70000) + request(9, 0, 1) + request(0, 65530, 10)
+               + request(0, 32768, 16384) + request(0, 49152, 16384) + request(1, 0, 300))
+        + run(2000) + POLL + choke(True) + POLL + timeout(True))
+    put("peer_state_machine", "stream_split_everywhere",
+        peer_header() + b"".join(bytes([0, 1, b]) for b in (INTERESTED + request(0, 0, 16384)))
+        + choke(False) + feed(request(5, 0, 1000) + EXT_HS + HAVE_NONE + PORT + SUGGEST)
+        + run(65535) + POLL)
+    put("peer_state_machine", "idle_timeout",
+        peer_header(idle=1) + POLL + timeout(True) + timeout(True))
+
+
+def tracker_seeds():
+    compact = bytes([127, 0, 0, 1, 0x1a, 0xe1, 10, 0, 0, 2, 0x1a, 0xe2])
+    compact6 = bytes(15) + b"\x01" + b"\x1a\xe1"
+    put("tracker_http", "compact", benc({"interval": 1800, "min interval": 900,
+                                         "complete": 5, "incomplete": 2, "peers": compact}))
+    put("tracker_http", "compact_v6", benc({"interval": 60, "peers": b"", "peers6": compact6,
+                                            "tracker id": "abc", "warning message": "hm"}))
+    put("tracker_http", "dict_peers", benc({"interval": 10, "peers": [
+        {"ip": "127.0.0.1", "port": 6881, "peer id": b"A" * 20},
+        {"ip": "::1", "port": 6882}, {"ip": "host.example", "port": 1}, {"ip": "1.2.3.4", "port": 70000}]}))
+    put("tracker_http", "failure", benc({"failure reason": "unregistered torrent"}))
+    put("tracker_http", "no_interval", benc({"peers": compact}))
+    put("tracker_http", "bad_peers_len", benc({"interval": 5, "peers": compact[:7]}))
+    put("tracker_http", "negative_interval", benc({"interval": -5, "complete": -1, "peers": []}))
+
+    # tracker_udp: flags byte (bit 0: v6, bit 1: explicit tid follows), then the packet.
+    tid = 0x11223344
+    conn = struct.pack(">IIQ", 0, tid, 0x41727101980)
+    ann4 = struct.pack(">IIIII", 1, tid, 1800, 3, 7) + compact
+    ann6 = struct.pack(">IIIII", 1, tid, 60, 0, 1) + compact6
+    err = struct.pack(">II", 3, tid) + b"torrent not registered"
+    put("tracker_udp", "connect", b"\x00" + conn)
+    put("tracker_udp", "connect_explicit_tid", b"\x02" + struct.pack(">I", tid) + conn)
+    put("tracker_udp", "announce_v4", b"\x00" + ann4)
+    put("tracker_udp", "announce_v6", b"\x01" + ann6)
+    put("tracker_udp", "error", b"\x00" + err)
+    put("tracker_udp", "other_tid", b"\x02" + struct.pack(">I", 1) + ann4)
+    put("tracker_udp", "truncated", b"\x00" + ann4[:15])
+
+
+def resume_seeds():
+    # The target appends the SHA-1 itself; seeds are the bencoded body. One signed record too.
+    stamp = {"size": 40000, "mtime": 1700000000, "mtime_ns": 123, "ctime": 1700000001,
+             "ctime_ns": 456, "ino": 1234567, "dev": 2049}
+    body = benc({"version": 1, "info hash": bytes(range(20)), "files": [stamp, {}, stamp],
+                 "have": b"\xff\xe0"})
+    put("resume", "record_body", body)
+    put("resume", "record_signed", body + hashlib.sha1(body).digest())
+    put("resume", "wrong_version", benc({"version": 2, "info hash": bytes(20), "files": [],
+                                         "have": b""}))
+    put("resume", "short_hash", benc({"version": 1, "info hash": b"abc", "files": [{}],
+                                      "have": b"\x80"}))
+
+
+def bencode_seeds():
+    put("bencode", "nested", benc({"a": [1, -2, b"xy", {"b": []}], "c": {}, "d": 0}))
+    put("bencode", "ints", b"li0ei-1ei9223372036854775807ei-9223372036854775808ee")
+    put("bencode", "prefix_then_garbage", benc({"k": "v"}) + b"trailing")
+    put("bencode", "unsorted_keys", b"d1:bi1e1:ai2ee")
+    put("bencode", "deep", b"l" * 70 + b"e" * 70)
+    for name in sorted(os.listdir(os.path.join(SEEDS, "metainfo"))):
+        with open(os.path.join(SEEDS, "metainfo", name), "rb") as f:
+            put("bencode", name, f.read())
+
+
+def config_seeds():
+    put("config", "minimal", b"[server]\nupload_slots = 4\n")
+    put("config", "torrents", b'[[torrents]]\ntorrent = "a.torrent"\ndata = "/srv"\n'
+        b'[server]\nlisten = ["0.0.0.0:6881", "[::]:6881"]\nmax_request_bytes = 16384\n')
+    put("config", "bad_key", b"[server]\nbogus = 1\n")
+    put("config", "bad_range", b"[server]\nmax_request_bytes = 1\n")
+    put("config", "unicode", "[log]\nlevel = \"d\u00e9bug\"\n# \u2603\n".encode())
+    example = os.path.join(HERE, "..", "config", "uringseed.example.toml")
+    with open(example, "rb") as f:
+        put("config", "uringseed.example.toml", f.read())
+
+
+wire_seeds()
+peer_seeds()
+tracker_seeds()
+resume_seeds()
+bencode_seeds()
+config_seeds()
