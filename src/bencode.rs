@@ -135,13 +135,29 @@ impl<'a> Parser<'a> {
             b'd' => {
                 self.pos += 1;
                 let mut entries: Vec<(&'a [u8], Node<'a>)> = Vec::new();
+                // Duplicate detection in linear time: while keys arrive in ascending order (as
+                // canonical encoders write them) a key can only repeat the previous one; after
+                // the first out-of-order key, a set of all keys seen takes over.
+                let mut seen: Option<std::collections::HashSet<&'a [u8]>> = None;
                 while self.peek()? != b'e' {
                     let key_at = self.pos;
                     if !self.peek()?.is_ascii_digit() {
                         return Err(self.err("dictionary key is not a string"));
                     }
                     let key = self.bytes()?;
-                    if entries.iter().any(|(k, _)| *k == key) {
+                    let duplicate = match (&mut seen, entries.last()) {
+                        (Some(set), _) => !set.insert(key),
+                        (None, Some((prev, _))) if key > *prev => false,
+                        (None, Some(_)) => {
+                            let mut set: std::collections::HashSet<&'a [u8]> =
+                                entries.iter().map(|(k, _)| *k).collect();
+                            let dup = !set.insert(key);
+                            seen = Some(set);
+                            dup
+                        }
+                        (None, None) => false,
+                    };
+                    if duplicate {
                         return Err(DecodeError {
                             offset: key_at,
                             reason: format!(
