@@ -354,7 +354,12 @@ impl Config {
 fn toml_error(e: &toml::de::Error, text: &str, file: &str) -> ConfigError {
     let (key, place) = match e.span() {
         Some(span) => {
-            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            // Counted on bytes: a position inside a multi-byte character cannot panic.
+            let line_no = text.as_bytes()[..span.start.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
             let key = line.split('=').next().unwrap_or("").trim().to_string();
             (key, format!("line {line_no}: "))

@@ -86,10 +86,11 @@ impl Torrent {
         self.piece_hashes.len()
     }
 
-    /// Length of piece `index` (the last one may be short).
+    /// Length of piece `index` (the last one may be short; 0 past the end).
     pub fn piece_size(&self, index: usize) -> u64 {
-        let start = index as u64 * self.piece_length;
-        self.piece_length.min(self.total_length - start)
+        let start = (index as u64).saturating_mul(self.piece_length);
+        self.piece_length
+            .min(self.total_length.saturating_sub(start))
     }
 
     /// Magnet link with the info-hash, name and trackers.

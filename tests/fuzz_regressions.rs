@@ -37,3 +37,19 @@ fn duplicate_key_in_a_wide_dictionary_is_refused() {
     let e = uringseed::bencode::decode(&body).unwrap_err();
     assert!(e.reason.contains("duplicate"), "{e}");
 }
+
+/// Spots found by reading while writing the fuzz targets: neither may panic.
+#[test]
+fn piece_size_past_the_end_and_config_errors_after_multibyte_text() {
+    let t = uringseed::metainfo::parse(
+        b"d4:infod6:lengthi5e4:name1:a12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(t.piece_size(0), 5);
+    assert_eq!(t.piece_size(1), 0);
+    assert_eq!(t.piece_size(usize::MAX), 0);
+    let e = uringseed::config::Config::parse("# é ü ñ\n[server]\nworkers = \"é\"\n", "c.toml")
+        .unwrap_err();
+    assert!(e.reason.contains("line 3"), "{e}");
+}

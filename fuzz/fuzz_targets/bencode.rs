@@ -4,8 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 use uringseed::bencode::{self, Node, Value};
 
-/// Every child's span lies inside its parent's, children are in order, and re-decoding a
-/// child's bytes gives the same value.
+/// Every child's span lies inside its parent's, children are in order, re-decoding a child's
+/// bytes gives the same value, and no dictionary holds a key twice.
 fn check(node: &Node<'_>, data: &[u8], depth: usize) {
     assert!(
         node.span.start < node.span.end,
@@ -18,6 +18,14 @@ fn check(node: &Node<'_>, data: &[u8], depth: usize) {
         Value::Dict(entries) => entries.iter().map(|(_, v)| v).collect(),
         Value::Int(_) | Value::Bytes(_) => Vec::new(),
     };
+    if let Value::Dict(entries) = &node.value {
+        let mut keys: Vec<&[u8]> = entries.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        assert!(
+            keys.windows(2).all(|w| w[0] != w[1]),
+            "duplicate key accepted"
+        );
+    }
     let mut at = node.span.start;
     for c in children {
         assert!(
