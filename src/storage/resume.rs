@@ -184,7 +184,15 @@ impl ResumeRecord {
         std::fs::create_dir_all(dir)?;
         let path = record_path(dir, &self.info_hash);
         crate::make::write_atomic(&path, &self.encode())?;
-        std::fs::File::open(dir)?.sync_all()
+        std::fs::File::open(dir)?.sync_all()?;
+        // Temporary files left by a crash during an earlier write are never read; remove them.
+        let stale = format!("{}.resume.tmp", self.info_hash.to_hex());
+        for e in std::fs::read_dir(dir)?.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&stale) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -228,7 +236,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = record();
         assert_eq!(ResumeRecord::load(dir.path(), &r.info_hash, 2, 3), Ok(None));
+        let stale = dir
+            .path()
+            .join(format!("{}.resume.tmp12345", r.info_hash.to_hex()));
+        std::fs::write(&stale, b"torn").unwrap();
         r.save(dir.path()).unwrap();
+        assert!(!stale.exists(), "a crash's temporary file is cleaned up");
         assert_eq!(
             ResumeRecord::load(dir.path(), &r.info_hash, 2, 3),
             Ok(Some(r.clone()))
