@@ -152,24 +152,6 @@ fn get(addr: &str, path: &str, limit: Duration) -> Result<(u16, String), String>
     Ok((code, body))
 }
 
-/// The value of one sample, e.g. `uringseed_tracker_announces_total{result="unreachable"}`.
-fn sample(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("no {series} in\n{body}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn hex_hash(hex: &str) -> InfoHash {
-    let mut ih = [0u8; 20];
-    for (i, b) in ih.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
-    InfoHash(ih)
-}
-
 /// The resume directory `common::uringseed()` gives the binary.
 fn resume_dir() -> PathBuf {
     let cmd = uringseed();

@@ -13,7 +13,6 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use uringseed::metainfo::InfoHash;
 use uringseed::wire::message::{self, Block, Message};
 
 /// GET `path` from the metrics endpoint: (status code, body).
@@ -29,16 +28,6 @@ fn get(addr: &str, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (code, body)
-}
-
-/// The value of one sample, e.g. `uringseed_uploaded_bytes_total{type="payload"}`.
-fn sample(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("no {series} in\n{body}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 fn peers(body: &str) -> f64 {
@@ -122,14 +111,6 @@ impl Drop for Serve {
             let _ = c.wait();
         }
     }
-}
-
-fn hex_hash(hex: &str) -> InfoHash {
-    let mut ih = [0u8; 20];
-    for (i, b) in ih.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
-    InfoHash(ih)
 }
 
 #[test]

@@ -659,3 +659,22 @@ pub fn spawn_lt_download(
     };
     Proc::spawn("libtorrent", &mut cmd, log_dir)
 }
+
+/// The value of one Prometheus sample, e.g. `uringseed_uploaded_bytes_total{type="payload"}`.
+pub fn sample(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {series} in\n{body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// An info-hash from its 40 hex characters.
+pub fn hex_hash(hex: &str) -> uringseed::metainfo::InfoHash {
+    let mut ih = [0u8; 20];
+    for (i, b) in ih.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    uringseed::metainfo::InfoHash(ih)
+}
