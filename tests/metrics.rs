@@ -158,13 +158,18 @@ fn upload_counter_matches_what_a_real_client_received_and_peers_rise_and_fall() 
         max
     });
     let save = dir.path().join("lt");
-    let out = lt_tool(&[
-        "download",
-        torrent.to_str().unwrap(),
-        save.to_str().unwrap(),
-        &addr,
-        "60",
-    ]);
+    // Capped at 3 MB/s so the connection lasts ~4 s: long enough for the watcher to see it on a
+    // loaded CI machine (uncapped, 12 MB over loopback can come and go between two scrapes).
+    let out = lt_tool_env(
+        &[
+            "download",
+            torrent.to_str().unwrap(),
+            save.to_str().unwrap(),
+            &addr,
+            "60",
+        ],
+        &[("LT_DOWNLOAD_RATE", "3000000")],
+    );
     let _ = stop_tx.send(());
     let max_peers = watcher.join().unwrap();
     assert!(max_peers >= 1.0, "peers gauge never rose");

@@ -68,8 +68,18 @@ pub fn uringseed() -> Command {
 
 /// Runs tests/tools/lt_tool.py with `args`; returns its "key value" lines.
 pub fn lt_tool(args: &[&str]) -> Vec<(String, String)> {
+    lt_tool_env(args, &[])
+}
+
+/// `lt_tool` with extra environment (e.g. `LT_DOWNLOAD_RATE` so a download lasts a while).
+pub fn lt_tool_env(args: &[&str], env: &[(&str, &str)]) -> Vec<(String, String)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/lt_tool.py");
-    let out = run(Command::new("/usr/bin/python3").arg(script).args(args));
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(script).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(&mut cmd);
     stdout(&out)
         .lines()
         .filter_map(|l| l.split_once(' '))
