@@ -1,14 +1,17 @@
 //! `uringseed serve` as a long-running service: logging setup, the torrents to start with,
 //! status lines on stdout, and runtime control — SIGINT/SIGTERM stop, SIGHUP reloads the
 //! configuration file (adding and removing torrents without touching the others; a bad file is
-//! rejected and the running set kept), and an optional watch directory of .torrent files.
+//! rejected and the running set kept), an optional watch directory of .torrent files, and
+//! systemd notifications ([`crate::notify`]).
 
 use crate::config::Config;
 use crate::metainfo::InfoHash;
+use crate::notify::Notifier;
 use crate::server::{self, ServerHandle, TorrentSpec};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How often the watch directory is scanned.
@@ -60,17 +63,35 @@ pub fn run(
     if let Some(m) = handle.metrics_addr {
         say(format_args!("metrics: http://{m}/metrics"));
     }
-    handle.on_ready(|r| {
+    // READY=1 as soon as peers can connect: checking terabytes may take longer than any start
+    // timeout, and /readyz says when every torrent has been checked.
+    let notify = Arc::new(Notifier::from_env());
+    notify.ready(&format!(
+        "listening on {}; checking data",
+        handle
+            .local_addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let (n, shared) = (Arc::clone(&notify), Arc::clone(&handle.shared));
+    handle.on_ready(move |r| {
+        let good = r.pieces - r.bad_pieces;
         say(format_args!(
-            "ready: {} {} ({} of {} pieces good)",
-            r.info_hash,
+            "ready: {} {} ({good} of {} pieces good)",
+            r.info_hash, r.name, r.pieces
+        ));
+        n.status(&format!(
+            "seeding {} torrent(s); last checked: {} ({good} of {} pieces good)",
+            shared.torrents().len(),
             r.name,
-            r.pieces - r.bad_pieces,
             r.pieces
-        ))
+        ));
     });
     let mut control = Control {
         handle: &handle,
+        notify: &notify,
         config_path,
         from_config,
         watched: HashMap::new(),
@@ -99,12 +120,14 @@ pub fn run(
         Ok::<(), std::io::Error>(())
     })?;
     tracing::info!("shutting down");
+    notify.stopping();
     handle.shutdown();
     Ok(())
 }
 
 struct Control<'a> {
     handle: &'a ServerHandle,
+    notify: &'a Notifier,
     config_path: Option<PathBuf>,
     /// Torrents that came from the configuration file (a reload may remove them).
     from_config: Vec<InfoHash>,
@@ -116,6 +139,16 @@ impl Control<'_> {
     /// Re-reads the configuration file; applies its torrent list, or keeps everything as it is
     /// if the file is bad.
     fn reload(&mut self) {
+        self.notify.reloading();
+        let outcome = self.apply_reload();
+        self.notify.ready(&format!(
+            "{outcome}; seeding {} torrent(s)",
+            self.handle.shared.torrents().len()
+        ));
+    }
+
+    /// The reload itself; returns a short outcome for the service status.
+    fn apply_reload(&mut self) -> &'static str {
         match self.handle.reload_blocklist() {
             Ok(0) => {}
             Ok(n) => tracing::info!("blocklist reloaded: {n} ranges"),
@@ -123,7 +156,7 @@ impl Control<'_> {
         }
         let Some(path) = &self.config_path else {
             tracing::info!("SIGHUP: no configuration file to reload");
-            return;
+            return "no configuration file to reload";
         };
         let new = match Config::load(path)
             .map_err(|e| e.to_string())
@@ -132,7 +165,7 @@ impl Control<'_> {
             Ok(specs) => specs,
             Err(e) => {
                 tracing::error!("reload rejected, keeping the running configuration: {e}");
-                return;
+                return "reload rejected (see the log), running configuration kept";
             }
         };
         let wanted: Vec<InfoHash> = new.iter().map(|s| s.torrent.info_hash).collect();
@@ -150,6 +183,7 @@ impl Control<'_> {
         }
         self.from_config = wanted;
         tracing::info!("configuration reloaded (torrents only; other settings apply at restart)");
+        "configuration reloaded"
     }
 
     /// Seeds new .torrent files in the watch directory and stops those whose file went away.

@@ -19,6 +19,7 @@ pub mod io;
 pub mod make;
 pub mod metainfo;
 pub mod metrics;
+pub mod notify;
 pub mod progress;
 pub mod server;
 pub mod stats;

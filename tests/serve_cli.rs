@@ -230,3 +230,73 @@ fn serve_config_seeds_every_listed_torrent() {
         );
     }
 }
+
+/// Under systemd (Type=notify) the service manager learns when the server is up, reloading and
+/// stopping through the datagram socket named by NOTIFY_SOCKET.
+#[test]
+fn systemd_notifications_follow_start_reload_and_stop() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let tree = write_tree(&data, "tree");
+    make_torrent(&tree, &dir.path().join("t.torrent"), &[]);
+    let config = dir.path().join("seed.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[[torrent]]\ntorrent = \"t.torrent\"\ndata = \"data\"\n",
+    )
+    .unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&socket_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 1024];
+        let n = sock.recv(&mut buf).expect("no notification within 20 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut p = Proc::spawn(
+        "uringseed",
+        uringseed()
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &socket_path),
+        dir.path(),
+    );
+    let addr = p.wait_line("listening: ", Duration::from_secs(20));
+    let first = next();
+    assert_eq!(
+        first,
+        format!("READY=1\nSTATUS=listening on {addr}; checking data"),
+        "{}",
+        p.report()
+    );
+    p.wait_line("ready: ", Duration::from_secs(20));
+    let status = next();
+    assert!(
+        status.starts_with("STATUS=seeding 1 torrent(s); last checked: tree ("),
+        "{status}"
+    );
+    p.signal("HUP");
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    let reloaded = next();
+    assert_eq!(
+        reloaded,
+        "READY=1\nSTATUS=configuration reloaded; seeding 1 torrent(s)"
+    );
+    // A broken file is refused and said so in the status.
+    std::fs::write(&config, "[server]\nlisten = 5\n").unwrap();
+    p.signal("HUP");
+    assert!(next().starts_with("RELOADING=1\n"));
+    assert!(next().starts_with("READY=1\nSTATUS=reload rejected"));
+    p.signal("TERM");
+    assert!(next().starts_with("STOPPING=1\n"));
+    let status = p.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", p.report());
+}
