@@ -222,6 +222,7 @@ pub fn render(shared: &Shared, backend: &str) -> String {
     );
     if shared.config.metrics.per_torrent {
         let (mut up, mut peer_counts, mut pieces) = (Vec::new(), Vec::new(), Vec::new());
+        let mut swarm = Vec::new();
         for t in &torrents {
             let ih = t.view.info_hash.to_hex();
             let have = t.view.have.count() as i64;
@@ -234,6 +235,15 @@ pub fn render(shared: &Shared, backend: &str) -> String {
             peer_counts.push((l(&[]), t.peers.load(Ordering::Relaxed) as i64));
             pieces.push((l(&["verified"]), have));
             pieces.push((l(&["missing"]), t.view.layout.num_pieces() as i64 - have));
+            // The swarm as the trackers see it: the largest count any of them last reported.
+            let of_torrent = || trackers.iter().filter(|s| s.0 == t.view.info_hash);
+            let seeders = of_torrent().filter_map(|s| s.2.seeders).max();
+            let leechers = of_torrent().filter_map(|s| s.2.leechers).max();
+            for (role, n) in [("seeders", seeders), ("leechers", leechers)] {
+                if let Some(n) = n {
+                    swarm.push((l(&[role]), i64::from(n)));
+                }
+            }
         }
         counter_vec(
             &reg,
@@ -255,6 +265,13 @@ pub fn render(shared: &Shared, backend: &str) -> String {
             "Pieces per torrent, verified or missing.",
             &["info_hash", "name", "state"],
             pieces,
+        );
+        gauge_vec(
+            &reg,
+            "uringseed_torrent_swarm_peers",
+            "Seeders and leechers in the swarm, as the trackers' last announce replies counted them.",
+            &["info_hash", "name", "role"],
+            swarm,
         );
     }
     let mut out = Vec::new();

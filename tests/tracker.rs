@@ -292,8 +292,8 @@ fn udp_errors_are_clear_and_bounded() {
     assert!(UdpTracker::new("udp://nohostport", 0, Duration::from_secs(1)).is_err());
 }
 
-/// A fake HTTP tracker for the whole server: answers every announce with `peers` (compact),
-/// reports each request line.
+/// A fake HTTP tracker for the whole server: answers every announce with `peers` (compact) and
+/// a swarm of 7 seeders and 3 leechers, reports each request line.
 fn fake_tracker(peers: Vec<SocketAddr>) -> (String, mpsc::Receiver<String>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/announce", l.local_addr().unwrap());
@@ -306,7 +306,7 @@ fn fake_tracker(peers: Vec<SocketAddr>) -> (String, mpsc::Receiver<String>) {
                 continue;
             }
             let _ = tx.send(line);
-            let mut body = b"d8:intervali1800e5:peers".to_vec();
+            let mut body = b"d8:completei7e10:incompletei3e8:intervali1800e5:peers".to_vec();
             let mut compact = Vec::new();
             for p in &peers {
                 if let SocketAddr::V4(v4) = p {
@@ -347,6 +347,7 @@ fn server_announces_connects_out_to_returned_peers_and_stops() {
     config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.server.workers = 1;
     config.hashing.resume = false;
+    config.metrics.per_torrent = true;
     let spec = uringseed::server::TorrentSpec {
         torrent: torrent.clone(),
         data_dir: dir.path().to_path_buf(),
@@ -360,6 +361,29 @@ fn server_announces_connects_out_to_returned_peers_and_stops() {
         "{first}"
     );
     assert!(first.contains("left=0"), "{first}");
+    // The reply's swarm counts reach the per-torrent metrics once the reply is processed.
+    let series = |role: &str| {
+        format!(
+            "uringseed_torrent_swarm_peers{{info_hash=\"{}\",name=\"tree\",role=\"{role}\"}}",
+            torrent.info_hash.to_hex()
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let body = uringseed::metrics::render(&server.shared, "test");
+        if body.contains(&series("seeders")) || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        body.contains(&format!("{} 7\n", series("seeders"))),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("{} 3\n", series("leechers"))),
+        "{body}"
+    );
 
     leecher.set_nonblocking(false).unwrap();
     let (mut s, _) = leecher.accept().unwrap();
