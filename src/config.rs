@@ -64,6 +64,23 @@ pub struct ServerConfig {
     /// File of blocked IP ranges (CIDR, one per line, `#` comments); empty = none. Re-read on
     /// SIGHUP.
     pub blocklist: PathBuf,
+    /// Message Stream Encryption (the obfuscated handshake clients call "encryption").
+    pub encryption: Encryption,
+}
+
+/// Whether peers may (or must) use Message Stream Encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// Plain BitTorrent handshakes only; anything else is dropped as a bad handshake.
+    Disabled,
+    /// Incoming peers may use either; an MSE peer that offers a plaintext payload gets it
+    /// (cheapest), otherwise RC4. Outgoing connections are plain.
+    #[default]
+    Enabled,
+    /// Every connection, incoming and outgoing, uses MSE with an RC4-encrypted payload; plain
+    /// handshakes are dropped.
+    Required,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +101,7 @@ impl Default for ServerConfig {
             limit_loopback: false,
             write_stall_secs: 60,
             blocklist: PathBuf::new(),
+            encryption: Encryption::Enabled,
         }
     }
 }

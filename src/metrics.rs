@@ -7,7 +7,7 @@
 //! at once, so a hanging scraper cannot block the others or the server.
 
 use crate::server::Shared;
-use crate::stats::{ANNOUNCE_RESULTS, DROP_REASONS, REJECT_REASONS};
+use crate::stats::{ANNOUNCE_RESULTS, DROP_REASONS, HANDSHAKE_KINDS, REJECT_REASONS};
 use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::io::{Read, Write};
@@ -160,6 +160,14 @@ pub fn render(shared: &Shared, backend: &str) -> String {
         "Connections closed by the server, by reason.",
         &["reason"],
         by_label(DROP_REASONS, s.dropped_all()),
+    );
+    counter_vec(
+        &reg,
+        "uringseed_peer_handshakes_total",
+        "Peers that completed the handshake, by kind (plain, or encrypted handshake with a \
+         plaintext or RC4 payload).",
+        &["kind"],
+        by_label(HANDSHAKE_KINDS, s.handshakes_all()),
     );
     counter_vec(
         &reg,

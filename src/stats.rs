@@ -98,8 +98,17 @@ pub const DROP_REASONS: &[&str] = &[
     "piece_read_error",
     "peer_is_seed",
     "torrent_removed",
+    "encryption_required",
+    "mse_bad_key",
+    "mse_no_sync",
+    "mse_bad_vc",
+    "mse_bad_length",
+    "mse_no_common_method",
 ];
 pub const ANNOUNCE_RESULTS: &[&str] = &["ok", "failure", "unreachable", "malformed"];
+/// How peers completed their handshake: plain, or Message Stream Encryption with a plaintext
+/// or RC4 payload.
+pub const HANDSHAKE_KINDS: &[&str] = &["plaintext", "mse_plaintext", "mse_rc4"];
 
 /// Counters by a label value (reasons, results): few distinct values, counted rarely.
 #[derive(Debug, Default)]
@@ -161,6 +170,7 @@ pub struct Stats {
     /// Announces by result.
     announces: Labeled,
     dropped: Labeled,
+    handshakes: Labeled,
 }
 
 impl Stats {
@@ -170,6 +180,19 @@ impl Stats {
 
     pub fn count_dropped(&self, reason: &'static str) {
         self.dropped.inc(reason);
+    }
+
+    pub fn count_handshake(&self, kind: &'static str) {
+        self.handshakes.inc(kind);
+    }
+
+    pub fn handshakes(&self, kind: &str) -> u64 {
+        self.handshakes.get(kind)
+    }
+
+    /// All completed handshakes by kind.
+    pub fn handshakes_all(&self) -> Vec<(&'static str, u64)> {
+        self.handshakes.all()
     }
 
     pub fn count_announce(&self, result: &'static str, latency: std::time::Duration) {

@@ -45,18 +45,26 @@ struct Download {
 }
 
 fn libtorrent(dir: &Path, torrent: &Path, seed: &Seed) -> Download {
-    let out = dir.join("out_libtorrent");
-    let proc = Proc::spawn(
-        "libtorrent",
-        Command::new("/usr/bin/python3")
-            .arg(tools_dir().join("lt_tool.py"))
-            .arg("download")
-            .arg(torrent)
-            .arg(&out)
-            .arg(seed.addr())
-            .arg(CLIENT_TIMEOUT_S.to_string()),
-        dir,
-    );
+    libtorrent_encrypted(dir, torrent, seed, None)
+}
+
+/// libtorrent, optionally requiring Message Stream Encryption with the payload level `enc`
+/// (`rc4`, `plaintext` or `both`: lt_tool.py's LT_ENCRYPTION).
+fn libtorrent_encrypted(dir: &Path, torrent: &Path, seed: &Seed, enc: Option<&str>) -> Download {
+    let name = enc.map_or("libtorrent".to_string(), |e| format!("libtorrent-{e}"));
+    let out = dir.join(format!("out_{name}"));
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(tools_dir().join("lt_tool.py"))
+        .arg("download")
+        .arg(torrent)
+        .arg(&out)
+        .arg(seed.addr())
+        .arg(CLIENT_TIMEOUT_S.to_string());
+    match enc {
+        Some(e) => cmd.env("LT_ENCRYPTION", e),
+        None => cmd.env_remove("LT_ENCRYPTION"),
+    };
+    let proc = Proc::spawn(&name, &mut cmd, dir);
     Download {
         proc,
         out,
@@ -186,6 +194,48 @@ fn libtorrent_downloads_multi_file_torrent() {
     assert!(libtorrent_downloaded(&downloads[0]) >= total_len(&root));
     seed.stop();
     eprintln!("libtorrent download test took {:?}", t0.elapsed());
+}
+
+/// Clients set to require encryption (qBittorrent's and Deluge's "require encryption") connect
+/// with an MSE handshake only: one downloads with an RC4 payload, one with an obfuscated
+/// handshake and plaintext payload, one offering both (given plaintext: cheaper for the seed).
+#[test]
+fn libtorrent_requiring_encryption_downloads_over_mse() {
+    if !have_libtorrent() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = data_tree(dir.path(), false);
+    let torrent = dir.path().join("tree.torrent");
+    make_torrent(&root, &torrent, &["--piece-length", "32768"]);
+    let seed = Seed::start(
+        &torrent,
+        &dir.path().join("data"),
+        dir.path(),
+        Duration::from_secs(30),
+    );
+    let mut downloads = ["rc4", "plaintext", "both"]
+        .map(|e| libtorrent_encrypted(dir.path(), &torrent, &seed, Some(e)));
+    finish(&mut downloads, &root, &seed);
+    for d in &downloads {
+        assert!(libtorrent_downloaded(d) >= total_len(&root));
+    }
+    // The seed's debug log names how each peer connected: no plain handshake among them.
+    let log = seed.proc.stderr_text();
+    let kinds: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("peer connected"))
+        .filter_map(|l| l.split("handshake=").nth(1))
+        .map(|k| k.split_whitespace().next().unwrap_or("").trim_matches('"'))
+        .collect();
+    eprintln!("handshakes seen by the seed: {kinds:?}");
+    let count = |k: &str| kinds.iter().filter(|&&x| x == k).count();
+    assert!(
+        count("mse_rc4") >= 1 && count("mse_plaintext") >= 2 && count("plaintext") == 0,
+        "handshakes seen: {kinds:?}\n{}",
+        seed.proc.report()
+    );
+    seed.stop();
 }
 
 #[test]

@@ -206,12 +206,12 @@ fn misbehaving_peers_are_dropped_without_harming_others() {
         let (mut huge, _) = RawPeer::handshake(f.addr, f.info_hash, true);
         huge.s.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
         huge.expect_closed();
-        // Garbage instead of a handshake; unknown info-hash; silence past the handshake timeout.
+        // Garbage instead of a handshake (not a plain handshake, so taken for an encrypted one:
+        // no synchronisation within the padding bound); unknown info-hash; silence past the
+        // handshake timeout.
         let mut garbage = RawPeer::connect(f.addr);
-        garbage
-            .s
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
+        let junk = format!("GET / HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "a".repeat(1000));
+        garbage.s.write_all(junk.as_bytes()).unwrap();
         garbage.expect_closed();
         let mut unknown = RawPeer::connect(f.addr);
         unknown
@@ -232,7 +232,7 @@ fn misbehaving_peers_are_dropped_without_harming_others() {
         for reason in [
             "oversized_request",
             "message_too_long",
-            "bad_handshake",
+            "mse_no_sync",
             "unknown_info_hash",
             "handshake_timeout",
         ] {
@@ -291,5 +291,75 @@ fn listens_on_ipv4_and_ipv6_loopback() {
         let (mut p, hs) = RawPeer::handshake(addr, f.info_hash, true);
         assert_eq!(hs.info_hash, f.info_hash);
         p.expect(message::HAVE_ALL);
+    }
+}
+
+/// Interested, unchoke, the first block: the peer is served byte-exact.
+fn first_block_served(p: &mut RawPeer, f: &Fixture) {
+    p.send(&[Message::Interested]);
+    p.expect(message::UNCHOKE);
+    p.send(&[Message::Request(Block {
+        index: 0,
+        begin: 0,
+        length: 16384,
+    })]);
+    assert_eq!(p.expect(message::PIECE)[8..], f.stream[..16384]);
+}
+
+#[test]
+fn encryption_policies_over_real_sockets() {
+    use uringseed::config::Encryption;
+    use uringseed::wire::mse::{CRYPTO_PLAINTEXT, CRYPTO_RC4};
+    let both = CRYPTO_RC4 | CRYPTO_PLAINTEXT;
+    for backend in BACKENDS {
+        // Enabled (the default): RC4 for a peer that offers only RC4, plaintext payload for one
+        // that offers both, and plain handshakes as before.
+        let f = fixture(backend, |_| {});
+        let (mut p, method, hs) = RawPeer::mse_handshake(f.addr, f.info_hash, CRYPTO_RC4).unwrap();
+        assert_eq!((method, hs.info_hash), (CRYPTO_RC4, f.info_hash));
+        first_block_served(&mut p, &f);
+        let (mut q, method, _) = RawPeer::mse_handshake(f.addr, f.info_hash, both).unwrap();
+        assert_eq!(method, CRYPTO_PLAINTEXT);
+        first_block_served(&mut q, &f);
+        let (mut plain, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+        first_block_served(&mut plain, &f);
+        // An encrypted handshake for a torrent not served here is refused.
+        assert!(RawPeer::mse_handshake(f.addr, InfoHash([0xee; 20]), both).is_err());
+        let stats = f.server.as_ref().unwrap().stats();
+        for (kind, n) in [("mse_rc4", 1), ("mse_plaintext", 1), ("plaintext", 1)] {
+            assert_eq!(stats.handshakes(kind), n, "{backend}: {kind}");
+        }
+        assert_eq!(stats.dropped("unknown_info_hash"), 1, "{backend}");
+        drop(f);
+
+        // Required: plain handshakes and plaintext-only offers are refused; RC4 is chosen
+        // even when plaintext is offered too.
+        let f = fixture(backend, |c| c.server.encryption = Encryption::Required);
+        let mut plain = RawPeer::connect(f.addr);
+        plain
+            .s
+            .write_all(&Handshake::ours(f.info_hash, [9; 20]).encode())
+            .unwrap();
+        plain.expect_closed();
+        assert!(
+            plain.buf.is_empty(),
+            "{backend}: answered a plain handshake"
+        );
+        assert!(RawPeer::mse_handshake(f.addr, f.info_hash, CRYPTO_PLAINTEXT).is_err());
+        let (mut p, method, _) = RawPeer::mse_handshake(f.addr, f.info_hash, both).unwrap();
+        assert_eq!(method, CRYPTO_RC4);
+        first_block_served(&mut p, &f);
+        let stats = f.server.as_ref().unwrap().stats();
+        assert_eq!(stats.dropped("encryption_required"), 1, "{backend}");
+        assert_eq!(stats.dropped("mse_no_common_method"), 1, "{backend}");
+        drop(f);
+
+        // Disabled: an encrypted handshake is just a bad one.
+        let f = fixture(backend, |c| c.server.encryption = Encryption::Disabled);
+        assert!(RawPeer::mse_handshake(f.addr, f.info_hash, both).is_err());
+        let (mut plain, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+        first_block_served(&mut plain, &f);
+        let stats = f.server.as_ref().unwrap().stats();
+        assert_eq!(stats.dropped("bad_handshake"), 1, "{backend}");
     }
 }

@@ -407,3 +407,77 @@ fn server_announces_connects_out_to_returned_peers_and_stops() {
     let stopped = requests.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(stopped.contains("event=stopped"), "{stopped}");
 }
+
+#[test]
+fn required_encryption_dials_out_with_an_mse_handshake() {
+    use uringseed::wire::mse::{self, Policy, Responder};
+    let leecher = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (url, requests) = fake_tracker(vec![leecher.local_addr().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let tree = write_tree(dir.path(), "tree");
+    let opts = uringseed::make::MakeOptions {
+        path: tree,
+        trackers: vec![vec![url]],
+        quiet: true,
+        ..Default::default()
+    };
+    let (_, torrent) = uringseed::make::make(&opts).unwrap();
+    let mut config = uringseed::config::Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.workers = 1;
+    config.server.encryption = uringseed::config::Encryption::Required;
+    config.hashing.resume = false;
+    let spec = uringseed::server::TorrentSpec {
+        torrent: torrent.clone(),
+        data_dir: dir.path().to_path_buf(),
+        just_hashed: true,
+    };
+    let server = uringseed::server::start(config, vec![spec]).unwrap();
+    requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The seed dials the leecher the tracker named and opens with an MSE key exchange.
+    let (mut s, _) = leecher.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let ih = torrent.info_hash;
+    let mut b = Responder::new(
+        [0x42; 20],
+        vec![1; 100],
+        Policy {
+            allow_plaintext: true,
+            prefer_rc4: false,
+        },
+    );
+    let find = |h: &[u8; 20]| (*h == mse::req2_hash(&ih)).then_some(ih);
+    let mut done = None;
+    while done.is_none() {
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "the seed closed during the MSE handshake");
+        done = b.feed(&chunk[..n], find).unwrap();
+        s.write_all(&b.take_output()).unwrap();
+    }
+    let mut done = done.unwrap();
+    // Required means an RC4 payload only, and the seed's BitTorrent handshake is the IA.
+    assert_eq!(done.method, mse::CRYPTO_RC4);
+    assert_eq!(done.info_hash, ih);
+    let hs = uringseed::wire::Handshake::decode(&done.initial[..68])
+        .unwrap()
+        .unwrap();
+    assert_eq!(hs.info_hash, ih);
+    // Our handshake back, encrypted; the seed's first message decrypts to a well-formed one
+    // (its BEP 10 extension handshake, or have_all/bitfield).
+    let mut ours = uringseed::wire::Handshake::ours(ih, [7; 20])
+        .encode()
+        .to_vec();
+    done.tx.as_mut().unwrap().apply(&mut ours);
+    s.write_all(&ours).unwrap();
+    let mut next = [0u8; 5];
+    s.read_exact(&mut next).unwrap();
+    done.rx.as_mut().unwrap().apply(&mut next);
+    let len = u32::from_be_bytes(next[..4].try_into().unwrap());
+    use uringseed::wire::message::{BITFIELD, EXTENDED, HAVE_ALL};
+    assert!(
+        [EXTENDED, HAVE_ALL, BITFIELD].contains(&next[4]) && (1..1024).contains(&len),
+        "first message after the handshake: {next:?}"
+    );
+    server.shutdown();
+}

@@ -2,10 +2,11 @@
 //! then a reader (bytes into the state machine) and a writer (control bytes, coalesced piece data
 //! read from disk and sent with one vectored write per run) running side by side.
 
+use super::handshake::Opened;
 use crate::metainfo::InfoHash;
 use crate::server::{PeerHandle, Shared, TorrentCtx};
-use crate::wire::handshake::{Handshake, HANDSHAKE_LEN};
 use crate::wire::message::piece_header;
+use crate::wire::mse::Rc4;
 use crate::wire::{Event, Peer};
 use bytes::Bytes;
 use std::cell::RefCell;
@@ -41,7 +42,7 @@ pub trait Disk {
 }
 
 /// How a connection ended (a metrics label unless it is a plain close).
-enum End {
+pub(super) enum End {
     Closed,
     Shutdown,
     Dropped(&'static str),
@@ -56,8 +57,8 @@ pub async fn serve<S: Stream, D: Disk>(
     addr: SocketAddr,
     dialed: Option<InfoHash>,
 ) {
-    let end = match handshake(&shared, &stream, dialed).await {
-        Ok((hs, ctx)) => connected(&shared, &stream, disk, hs, ctx, addr, dialed.is_some()).await,
+    let end = match super::handshake::open(&shared, &stream, dialed).await {
+        Ok(opened) => connected(&shared, &stream, disk, opened, addr, dialed.is_some()).await,
         Err(reason) => End::Dropped(reason),
     };
     // Counted before the socket closes, so whoever sees the close also sees the count.
@@ -71,64 +72,29 @@ pub async fn serve<S: Stream, D: Disk>(
     stream.shutdown();
 }
 
-async fn handshake<S: Stream>(
-    shared: &Shared,
-    stream: &S,
-    dialed: Option<InfoHash>,
-) -> Result<(Handshake, Arc<TorrentCtx>), &'static str> {
-    let read = async {
-        if let Some(ih) = dialed {
-            let ours = Handshake::ours(ih, shared.peer_id).encode();
-            let stall = Duration::from_secs(shared.config.server.write_stall_secs);
-            send_all(stream, vec![Bytes::copy_from_slice(&ours)], stall)
-                .await
-                .map_err(|_| "closed_in_handshake")?;
-        }
-        let mut got = Vec::with_capacity(HANDSHAKE_LEN);
-        loop {
-            let (res, buf) = stream.read(vec![0u8; HANDSHAKE_LEN - got.len()]).await;
-            let n = res.map_err(|_| "closed_in_handshake")?;
-            if n == 0 {
-                return Err("closed_in_handshake");
-            }
-            got.extend_from_slice(&buf[..n]);
-            match Handshake::decode(&got) {
-                Ok(Some(hs)) => return Ok(hs),
-                Ok(None) => {}
-                Err(_) => return Err("bad_handshake"),
-            }
-        }
-    };
-    let hs = tokio::time::timeout(shared.handshake_timeout(), read)
-        .await
-        .map_err(|_| "handshake_timeout")??;
-    if dialed.is_some_and(|ih| ih != hs.info_hash) {
-        return Err("wrong_info_hash");
-    }
-    if hs.peer_id == shared.peer_id {
-        return Err("self_connection");
-    }
-    let ctx = shared.torrent(&hs.info_hash).ok_or("unknown_info_hash")?;
-    if ctx.peers.load(Ordering::Relaxed) >= shared.config.server.max_connections_per_torrent {
-        return Err("torrent_connection_cap");
-    }
-    Ok((hs, ctx))
-}
-
 async fn connected<S: Stream, D: Disk>(
     shared: &Shared,
     stream: &S,
     disk: &D,
-    hs: Handshake,
-    ctx: Arc<TorrentCtx>,
+    opened: Opened,
     addr: SocketAddr,
     outgoing: bool,
 ) -> End {
+    let Opened {
+        hs,
+        ctx,
+        rx,
+        tx,
+        leftover,
+        kind,
+    } = opened;
     if !ctx.add_peer_id(hs.peer_id) {
         return End::Dropped("duplicate_peer");
     }
     let ipv6 = addr.ip().to_canonical().is_ipv6();
     shared.stats.peers.add(outgoing, ipv6);
+    shared.stats.count_handshake(kind);
+    tracing::debug!(%addr, handshake = kind, outgoing, "peer connected");
     let key = shared.next_key.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
     let peer = RefCell::new(Peer::new(
@@ -142,8 +108,8 @@ async fn connected<S: Stream, D: Disk>(
     let handle = ctx.join(key, now);
     ctx.peers.fetch_add(1, Ordering::Relaxed);
     let end = tokio::select! {
-        end = reader(shared, stream, &peer, &ctx, key, &handle) => end,
-        end = writer(shared, stream, disk, &peer, &ctx, &handle) => end,
+        end = reader(stream, Inbound { shared, peer: &peer, ctx: &ctx, key, handle: &handle }, rx, leftover) => end,
+        end = writer(shared, stream, disk, &peer, &ctx, &handle, tx) => end,
     };
     ctx.peers.fetch_sub(1, Ordering::Relaxed);
     ctx.remove_peer_id(&hs.peer_id);
@@ -152,14 +118,47 @@ async fn connected<S: Stream, D: Disk>(
     end
 }
 
-async fn reader<S: Stream>(
-    shared: &Shared,
-    stream: &S,
-    peer: &RefCell<Peer>,
-    ctx: &TorrentCtx,
+/// The peer's side of one connection: what the peer sends goes through the state machine.
+struct Inbound<'a> {
+    shared: &'a Shared,
+    peer: &'a RefCell<Peer>,
+    ctx: &'a TorrentCtx,
     key: u64,
-    handle: &PeerHandle,
+    handle: &'a PeerHandle,
+}
+
+impl Inbound<'_> {
+    /// Feeds received (decrypted) bytes to the state machine; Err ends the connection.
+    fn deliver(&self, bytes: &[u8]) -> Result<(), End> {
+        let now = Instant::now();
+        let (result, events) = {
+            let mut p = self.peer.borrow_mut();
+            let r = p.handle_bytes(now, bytes);
+            (r, p.take_events())
+        };
+        for ev in events {
+            match ev {
+                Event::Interested => self.ctx.set_interested(self.key, true, now),
+                Event::NotInterested => self.ctx.set_interested(self.key, false, now),
+                Event::Rejected(reason) => self.shared.stats.count_rejected(reason),
+            }
+        }
+        self.handle.wake.notify_one();
+        result.map_err(|reason| End::Dropped(reason.as_str()))
+    }
+}
+
+/// Reads until the peer closes or misbehaves; `leftover` (payload that came with the
+/// handshake) goes first, `rx` decrypts an RC4 stream.
+async fn reader<S: Stream>(
+    stream: &S,
+    inbound: Inbound<'_>,
+    mut rx: Option<Rc4>,
+    leftover: Vec<u8>,
 ) -> End {
+    if let Err(end) = inbound.deliver(&leftover) {
+        return end;
+    }
     let mut buf = vec![0u8; READ_BUF];
     loop {
         let (res, b) = stream.read(buf).await;
@@ -168,22 +167,11 @@ async fn reader<S: Stream>(
             Ok(0) | Err(_) => return End::Closed,
             Ok(n) => n,
         };
-        let now = Instant::now();
-        let (result, events) = {
-            let mut p = peer.borrow_mut();
-            let r = p.handle_bytes(now, &buf[..n]);
-            (r, p.take_events())
-        };
-        for ev in events {
-            match ev {
-                Event::Interested => ctx.set_interested(key, true, now),
-                Event::NotInterested => ctx.set_interested(key, false, now),
-                Event::Rejected(reason) => shared.stats.count_rejected(reason),
-            }
+        if let Some(rx) = &mut rx {
+            rx.apply(&mut buf[..n]);
         }
-        handle.wake.notify_one();
-        if let Err(reason) = result {
-            return End::Dropped(reason.as_str());
+        if let Err(end) = inbound.deliver(&buf[..n]) {
+            return end;
         }
     }
 }
@@ -195,8 +183,15 @@ async fn writer<S: Stream, D: Disk>(
     peer: &RefCell<Peer>,
     ctx: &TorrentCtx,
     handle: &PeerHandle,
+    mut tx: Option<Rc4>,
 ) -> End {
     let mut shutdown = shared.shutdown.clone();
+    // RC4 is a stream: every byte is encrypted once, in the order it is sent.
+    let mut encrypt = |b: &mut [u8]| {
+        if let Some(tx) = &mut tx {
+            tx.apply(b);
+        }
+    };
     loop {
         if ctx.closed.load(Ordering::Acquire) {
             return End::Dropped("torrent_removed");
@@ -227,8 +222,9 @@ async fn writer<S: Stream, D: Disk>(
         }
         let mut bufs = Vec::with_capacity(2 + 2 * run.as_ref().map_or(0, |r| r.blocks.len()));
         let mut protocol = 0u64;
-        if let Some(c) = control {
+        if let Some(mut c) = control {
             protocol += c.len() as u64;
+            encrypt(&mut c);
             bufs.push(Bytes::from(c));
         }
         let mut payload = 0u64;
@@ -241,12 +237,17 @@ async fn writer<S: Stream, D: Disk>(
                         .hist
                         .piece_read_seconds
                         .observe(read_started.elapsed().as_secs_f64());
-                    let data = Bytes::from(data);
+                    let mut data = data;
                     let mut headers = Vec::with_capacity(13 * run.blocks.len());
+                    let mut at = 0usize;
                     for b in &run.blocks {
+                        let h = headers.len();
                         headers.extend_from_slice(&piece_header(b.index, b.begin, b.length));
+                        encrypt(&mut headers[h..]);
+                        encrypt(&mut data[at..at + b.length as usize]);
+                        at += b.length as usize;
                     }
-                    let headers = Bytes::from(headers);
+                    let (data, headers) = (Bytes::from(data), Bytes::from(headers));
                     let mut at = 0usize;
                     for (i, b) in run.blocks.iter().enumerate() {
                         bufs.push(headers.slice(i * 13..(i + 1) * 13));
@@ -276,8 +277,10 @@ async fn writer<S: Stream, D: Disk>(
                     for _ in &run.blocks {
                         stats.count_rejected("read_error");
                     }
-                    if let Some(c) = peer.borrow_mut().poll_transmit() {
+                    let rejects = peer.borrow_mut().poll_transmit();
+                    if let Some(mut c) = rejects {
                         protocol += c.len() as u64;
+                        encrypt(&mut c);
                         bufs.push(Bytes::from(c));
                     }
                 }
@@ -308,7 +311,11 @@ pub const WRITE_CHUNK: usize = 256 << 10;
 /// Writes all of `bufs` with vectored writes of at most [`WRITE_CHUNK`] bytes and
 /// [`super::MAX_IOVECS`] buffers. A write that makes no progress for `stall` means the peer is
 /// not reading: it is dropped. (A slow reader that keeps taking bytes is not.)
-async fn send_all<S: Stream>(stream: &S, mut bufs: Vec<Bytes>, stall: Duration) -> Result<(), End> {
+pub(super) async fn send_all<S: Stream>(
+    stream: &S,
+    mut bufs: Vec<Bytes>,
+    stall: Duration,
+) -> Result<(), End> {
     while !bufs.is_empty() {
         let (mut take, mut bytes) = (0, 0);
         while take < bufs.len() && take < super::MAX_IOVECS && bytes < WRITE_CHUNK {

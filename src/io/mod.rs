@@ -7,6 +7,7 @@
 //! `server.io_backend` forces one or the other.
 
 pub mod conn;
+mod handshake;
 mod portable;
 mod uring;
 mod worker;
@@ -34,6 +35,22 @@ pub struct Worker {
     pub listeners: Vec<TcpListener>,
     /// Connections to make (peers from trackers).
     pub outgoing: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+}
+
+/// Random bytes from the kernel (getrandom(2)), for MSE keys and padding.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        // SAFETY: getrandom writes at most N - filled bytes at the given position of `out`.
+        let r = unsafe { libc::getrandom(out[filled..].as_mut_ptr().cast(), N - filled, 0) };
+        if r > 0 {
+            filled += r as usize;
+        } else if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            panic!("getrandom failed: {}", io::Error::last_os_error());
+        }
+    }
+    out
 }
 
 /// How long an outgoing connection may take to be established.

@@ -3,6 +3,7 @@
 
 pub mod handshake;
 pub mod message;
+pub mod mse;
 pub mod peer;
 
 pub use handshake::Handshake;

@@ -5,29 +5,101 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use uringseed::metainfo::InfoHash;
 use uringseed::wire::message::{self, Message};
+use uringseed::wire::mse::{self, Rc4};
 use uringseed::wire::Handshake;
 
 pub struct RawPeer {
     pub s: TcpStream,
+    /// Received bytes not parsed yet (decrypted).
     pub buf: Vec<u8>,
+    /// RC4 streams after an MSE handshake that selected RC4 (receive, send).
+    rx: Option<Rc4>,
+    tx: Option<Rc4>,
+}
+
+/// A distinct peer id per connection: the server refuses a second connection of a peer.
+fn next_peer_id() -> [u8; 20] {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut id = *b"-TT0001-testpeer0000";
+    id[12..].copy_from_slice(format!("{n:08}").as_bytes());
+    id
 }
 
 impl RawPeer {
+    pub fn from_stream(s: TcpStream) -> RawPeer {
+        RawPeer {
+            s,
+            buf: Vec::new(),
+            rx: None,
+            tx: None,
+        }
+    }
+
     pub fn connect(addr: SocketAddr) -> RawPeer {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        RawPeer { s, buf: Vec::new() }
+        RawPeer::from_stream(s)
+    }
+
+    /// An encrypted (MSE) handshake offering the payload methods `provide`, our BitTorrent
+    /// handshake as its initial payload; returns the peer (RC4 on if selected), the method the
+    /// server selected and its BitTorrent handshake. Err if the server closes instead.
+    pub fn mse_handshake(
+        addr: SocketAddr,
+        info_hash: InfoHash,
+        provide: u32,
+    ) -> Result<(RawPeer, u32, Handshake), String> {
+        let mut p = RawPeer::connect(addr);
+        let ours = Handshake::ours(info_hash, next_peer_id()).encode().to_vec();
+        let mut a = mse::Initiator::new([0x5c; 20], vec![7; 13], info_hash, provide, ours);
+        let done = loop {
+            p.s.write_all(&a.take_output()).map_err(|e| e.to_string())?;
+            let mut chunk = [0u8; 4096];
+            let n = p.s.read(&mut chunk).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed during the MSE handshake".into());
+            }
+            if let Some(done) = a.feed(&chunk[..n]).map_err(|e| format!("{e:?}"))? {
+                break done;
+            }
+        };
+        (p.rx, p.tx, p.buf) = (done.rx, done.tx, done.initial);
+        while p.buf.len() < 68 {
+            p.read_more()
+                .ok_or("closed before the BitTorrent handshake")?;
+        }
+        let theirs: Vec<u8> = p.buf.drain(..68).collect();
+        let hs = Handshake::decode(&theirs)
+            .map_err(|e| format!("{e:?}"))?
+            .ok_or("short handshake")?;
+        Ok((p, done.method, hs))
+    }
+
+    /// Reads once more into `buf` (decrypting); None when the server closed the connection.
+    fn read_more(&mut self) -> Option<()> {
+        let mut chunk = [0u8; 65536];
+        loop {
+            match self.s.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => {
+                    if let Some(rx) = &mut self.rx {
+                        rx.apply(&mut chunk[..n]);
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Some(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
     }
 
     /// Handshakes; returns the server's handshake.
     pub fn handshake(addr: SocketAddr, info_hash: InfoHash, fast: bool) -> (RawPeer, Handshake) {
         let mut p = RawPeer::connect(addr);
-        // A distinct peer id per connection: the server refuses a second connection of a peer.
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut id = *b"-TT0001-testpeer0000";
-        id[12..].copy_from_slice(format!("{n:08}").as_bytes());
-        let mut hs = Handshake::ours(info_hash, id);
+        let mut hs = Handshake::ours(info_hash, next_peer_id());
         if !fast {
             hs.reserved = [0; 8];
         }
@@ -41,6 +113,9 @@ impl RawPeer {
         let mut v = Vec::new();
         for m in msgs {
             message::encode(m, &mut v);
+        }
+        if let Some(tx) = &mut self.tx {
+            tx.apply(&mut v);
         }
         self.s.write_all(&v).unwrap();
     }
@@ -58,14 +133,7 @@ impl RawPeer {
                     return Some((msg[4], msg[5..].to_vec()));
                 }
             }
-            let mut chunk = [0u8; 65536];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => panic!("read: {e}"),
-            }
+            self.read_more()?;
         }
     }
 

@@ -5,7 +5,8 @@
   lt_tool.py info TORRENT                  print the info-hash and piece hashes libtorrent reads
   lt_tool.py download TORRENT SAVE_DIR HOST:PORT TIMEOUT [EXPECT_PIECES]
                                            download from one peer; print state, bytes, pieces held
-                                           (env LT_DOWNLOAD_RATE=BYTES/S caps the download rate, also
+                                           (env LT_ENCRYPTION=rc4|plaintext|both requires MSE with
+                                           that payload level; LT_DOWNLOAD_RATE=BYTES/S caps the download rate, also
                                            from loopback peers; env LT_BIND_IP=127.0.0.N listens on
                                            and dials from that address instead of 127.0.0.1)
   lt_tool.py recheck TORRENT SAVE_DIR       time libtorrent's full check of the data (prints seconds)
@@ -139,6 +140,16 @@ def download(torrent, save_dir, peer, timeout, expect=None):
         "alert_mask": cats.status_notification | cats.error_notification
                       | cats.peer_notification | cats.connect_notification,
     }
+    # LT_ENCRYPTION=rc4|plaintext|both: Message Stream Encryption required in and out (no plain
+    # handshake at all), offering that payload level.
+    enc = os.environ.get("LT_ENCRYPTION")
+    if enc:
+        levels = {"rc4": lt.enc_level.rc4, "plaintext": lt.enc_level.plaintext,
+                  "both": lt.enc_level.both}
+        settings["out_enc_policy"] = int(lt.enc_policy.forced)
+        settings["in_enc_policy"] = int(lt.enc_policy.forced)
+        settings["allowed_enc_level"] = int(levels[enc])
+        settings["prefer_rc4"] = enc == "rc4"
     # LT_DOWNLOAD_RATE: cap the download at this many bytes/s so that it lasts a while.
     rate = int(os.environ.get("LT_DOWNLOAD_RATE") or 0)
     if rate > 0:

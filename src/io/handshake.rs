@@ -1,0 +1,229 @@
+//! Opening a peer connection up to the end of the BitTorrent handshake: telling a plain
+//! handshake from a Message Stream Encryption one, driving the sans-IO MSE machines
+//! ([`crate::wire::mse`]) over the stream, and handing the connection on with its RC4 streams
+//! (if any) and the payload bytes already read. All of it runs under the handshake timeout.
+
+use super::conn::{send_all, Stream};
+use crate::config::Encryption;
+use crate::metainfo::InfoHash;
+use crate::server::{Shared, TorrentCtx};
+use crate::wire::handshake::{Handshake, HANDSHAKE_LEN, PROTOCOL};
+use crate::wire::mse::{self, Established, Initiator, Policy, Rc4, Responder};
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes read from the socket per read during the handshake.
+const READ_CHUNK: usize = 4 << 10;
+/// Longest random padding we send after our MSE public key.
+const MAX_OUR_PAD: usize = 64;
+
+/// A connection past the handshake.
+pub struct Opened {
+    pub hs: Handshake,
+    pub ctx: Arc<TorrentCtx>,
+    /// Decrypts what the peer sends (RC4 payload), None in plaintext.
+    pub rx: Option<Rc4>,
+    /// Encrypts what we send, None in plaintext.
+    pub tx: Option<Rc4>,
+    /// Payload bytes that arrived with the handshake (already decrypted).
+    pub leftover: Vec<u8>,
+    /// "plaintext", "mse_plaintext" or "mse_rc4" (a metrics label).
+    pub kind: &'static str,
+}
+
+struct Opening<'a, S> {
+    stream: &'a S,
+    stall: Duration,
+    rx: Option<Rc4>,
+    /// Received bytes not consumed yet (decrypted once the payload is encrypted).
+    buf: Vec<u8>,
+}
+
+impl<S: Stream> Opening<'_, S> {
+    /// Reads once; the bytes are returned raw (for the MSE machines) and not buffered.
+    async fn read_raw(&mut self) -> Result<Vec<u8>, &'static str> {
+        let (res, mut chunk) = self.stream.read(vec![0u8; READ_CHUNK]).await;
+        match res {
+            Ok(0) | Err(_) => Err("closed_in_handshake"),
+            Ok(n) => {
+                chunk.truncate(n);
+                Ok(chunk)
+            }
+        }
+    }
+
+    /// Reads once more into `buf`, decrypting when the payload is encrypted.
+    async fn read_more(&mut self) -> Result<(), &'static str> {
+        let mut chunk = self.read_raw().await?;
+        if let Some(rx) = &mut self.rx {
+            rx.apply(&mut chunk);
+        }
+        self.buf.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn send(&self, bytes: Vec<u8>) -> Result<(), &'static str> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        send_all(self.stream, vec![Bytes::from(bytes)], self.stall)
+            .await
+            .map_err(|_| "closed_in_handshake")
+    }
+
+    /// An incoming connection: a plain handshake, or an MSE one answered as the responder.
+    async fn accept(
+        &mut self,
+        shared: &Shared,
+        policy: Encryption,
+    ) -> Result<Option<Established>, &'static str> {
+        let mut plain = [0u8; 20];
+        plain[0] = PROTOCOL.len() as u8;
+        plain[1..].copy_from_slice(PROTOCOL);
+        loop {
+            let n = self.buf.len().min(plain.len());
+            if self.buf[..n] != plain[..n] {
+                break;
+            }
+            if n == plain.len() {
+                if policy == Encryption::Required {
+                    return Err("encryption_required");
+                }
+                return Ok(None);
+            }
+            self.read_more().await?;
+        }
+        if policy == Encryption::Disabled {
+            return Err("bad_handshake");
+        }
+        let mut responder = Responder::new(
+            super::random_bytes(),
+            random_pad(),
+            Policy {
+                allow_plaintext: policy != Encryption::Required,
+                prefer_rc4: false,
+            },
+        );
+        let find = |req2: &[u8; 20]| {
+            shared
+                .torrents()
+                .iter()
+                .map(|t| t.view.info_hash)
+                .find(|ih| mse::req2_hash(ih) == *req2)
+        };
+        let mut input = std::mem::take(&mut self.buf);
+        loop {
+            let done = responder.feed(&input, find).map_err(|e| e.as_str())?;
+            self.send(responder.take_output()).await?;
+            if done.is_some() {
+                return Ok(done);
+            }
+            input = self.read_raw().await?;
+        }
+    }
+
+    /// An outgoing MSE connection for `info_hash` (RC4 payload only), with our BitTorrent
+    /// handshake as the initial payload.
+    async fn initiate(
+        &mut self,
+        shared: &Shared,
+        info_hash: InfoHash,
+    ) -> Result<Established, &'static str> {
+        let ours = Handshake::ours(info_hash, shared.peer_id).encode().to_vec();
+        let mut initiator = Initiator::new(
+            super::random_bytes(),
+            random_pad(),
+            info_hash,
+            mse::CRYPTO_RC4,
+            ours,
+        );
+        loop {
+            self.send(initiator.take_output()).await?;
+            let input = self.read_raw().await?;
+            if let Some(done) = initiator.feed(&input).map_err(|e| e.as_str())? {
+                return Ok(done);
+            }
+        }
+    }
+}
+
+fn random_pad() -> Vec<u8> {
+    let [len] = super::random_bytes::<1>();
+    let mut pad = super::random_bytes::<MAX_OUR_PAD>().to_vec();
+    pad.truncate(usize::from(len) % (MAX_OUR_PAD + 1));
+    pad
+}
+
+/// Runs the handshake of a new connection under the handshake timeout. `dialed` is the torrent
+/// of a connection we made (we speak first), `None` for an incoming one.
+pub async fn open<S: Stream>(
+    shared: &Shared,
+    stream: &S,
+    dialed: Option<InfoHash>,
+) -> Result<Opened, &'static str> {
+    let policy = shared.config.server.encryption;
+    let mut o = Opening {
+        stream,
+        stall: Duration::from_secs(shared.config.server.write_stall_secs),
+        rx: None,
+        buf: Vec::new(),
+    };
+    let exchange = async {
+        let est = match dialed {
+            Some(ih) if policy == Encryption::Required => Some(o.initiate(shared, ih).await?),
+            Some(ih) => {
+                let ours = Handshake::ours(ih, shared.peer_id).encode().to_vec();
+                o.send(ours).await?;
+                None
+            }
+            None => o.accept(shared, policy).await?,
+        };
+        let (tx, kind, skey) = match est {
+            Some(e) => {
+                o.rx = e.rx;
+                o.buf = e.initial;
+                let kind = if e.method == mse::CRYPTO_RC4 {
+                    "mse_rc4"
+                } else {
+                    "mse_plaintext"
+                };
+                (e.tx, kind, Some(e.info_hash))
+            }
+            None => (None, "plaintext", None),
+        };
+        while o.buf.len() < HANDSHAKE_LEN {
+            o.read_more().await?;
+        }
+        let hs = match Handshake::decode(&o.buf[..HANDSHAKE_LEN]) {
+            Ok(Some(hs)) => hs,
+            _ => return Err("bad_handshake"),
+        };
+        if skey.is_some_and(|ih| ih != hs.info_hash) {
+            return Err("wrong_info_hash");
+        }
+        Ok((hs, tx, kind))
+    };
+    let (hs, tx, kind) = tokio::time::timeout(shared.handshake_timeout(), exchange)
+        .await
+        .map_err(|_| "handshake_timeout")??;
+    if dialed.is_some_and(|ih| ih != hs.info_hash) {
+        return Err("wrong_info_hash");
+    }
+    if hs.peer_id == shared.peer_id {
+        return Err("self_connection");
+    }
+    let ctx = shared.torrent(&hs.info_hash).ok_or("unknown_info_hash")?;
+    if ctx.peers.load(Ordering::Relaxed) >= shared.config.server.max_connections_per_torrent {
+        return Err("torrent_connection_cap");
+    }
+    Ok(Opened {
+        hs,
+        ctx,
+        rx: o.rx,
+        tx,
+        leftover: o.buf.split_off(HANDSHAKE_LEN),
+        kind,
+    })
+}
