@@ -106,6 +106,10 @@ struct ServeArgs {
     /// Peers unchoked at once per torrent (0 = unlimited).
     #[arg(long)]
     upload_slots: Option<usize>,
+    /// Message Stream Encryption: enabled, required or disabled (default: server.encryption,
+    /// "enabled").
+    #[arg(long, value_parser = ["enabled", "required", "disabled"])]
+    encryption: Option<String>,
     /// With PATH: where to write the .torrent.
     #[arg(long)]
     torrent_out: Option<PathBuf>,
@@ -213,6 +217,14 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     if let Some(u) = args.upload_slots {
         config.server.upload_slots = u;
+    }
+    if let Some(e) = &args.encryption {
+        use uringseed::config::Encryption;
+        config.server.encryption = match e.as_str() {
+            "required" => Encryption::Required,
+            "disabled" => Encryption::Disabled,
+            _ => Encryption::Enabled,
+        };
     }
     if let Some(m) = args.metrics {
         config.metrics.enabled = true;

@@ -74,7 +74,7 @@ impl TestSeed {
             proc.wait_line("ready ", Duration::from_secs(30));
             return TestSeed { proc, port };
         }
-        let Seed { proc, port } = Seed::start(torrent, data, dir, Duration::from_secs(30));
+        let Seed { proc, port, .. } = Seed::start(torrent, data, dir, Duration::from_secs(30));
         TestSeed { proc, port }
     }
 
@@ -434,6 +434,68 @@ fn transmission_downloads_because_uringseed_connects_out() {
         t0.elapsed(),
         t_seed.elapsed()
     );
+}
+
+/// With `--encryption required` the seed opens its outgoing connections with an MSE handshake
+/// and an RC4 stream. libtorrent, set to require encryption and finding peers only through the
+/// tracker, cannot reach the seed itself (the seed listens on 127.0.0.3 while the tracker hands
+/// out its announce's source address, 127.0.0.1), so the download can only come over a
+/// connection the seed made, which the seed's log must show as outgoing `mse_rc4`.
+#[test]
+fn required_encryption_connects_out_to_libtorrent_over_mse() {
+    if !have_libtorrent() || !have_node_tools() || reference_seed() {
+        return;
+    }
+    let setup = Setup::new(|t| vec![t.announce_url()]);
+    let out = setup.path().join("out_libtorrent");
+    let mut lt = Proc::spawn(
+        "libtorrent-rc4",
+        Command::new("/usr/bin/python3")
+            .arg(tools_dir().join("lt_tool.py"))
+            .arg("tracker_download")
+            .arg(&setup.torrent)
+            .arg(&out)
+            .arg(CLIENT_TIMEOUT_S.to_string())
+            .env("LT_ENCRYPTION", "rc4"),
+        setup.path(),
+    );
+    let lt_port: u16 = lt
+        .wait_line("port ", Duration::from_secs(15))
+        .trim()
+        .parse()
+        .unwrap();
+    // libtorrent first, so the seed's first tracker reply already names it.
+    setup.expect_announce(
+        0,
+        lt_port,
+        ("started", "http"),
+        Duration::from_secs(15),
+        &[&lt],
+    );
+    let Seed { proc, port, .. } = Seed::start_with(
+        &setup.torrent,
+        &setup.path().join("data"),
+        setup.path(),
+        Duration::from_secs(30),
+        "127.0.0.3",
+        &["--encryption", "required"],
+    );
+    let mut seed = TestSeed { proc, port };
+    finish_download(&setup, &mut lt, &out, false, &String::new, &seed);
+    let log = seed.proc.stderr_text();
+    let connected: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("peer connected"))
+        .collect();
+    assert!(
+        !connected.is_empty()
+            && connected
+                .iter()
+                .all(|l| l.contains("mse_rc4") && l.contains("outgoing=true")),
+        "the seed's connections: {connected:#?}\n{}",
+        seed.proc.report()
+    );
+    seed.stop();
 }
 
 #[test]

@@ -350,12 +350,25 @@ pub fn make_torrent(root: &Path, out: &Path, extra: &[&str]) -> String {
 pub struct Seed {
     pub proc: Proc,
     pub port: u16,
+    pub ip: String,
 }
 
 impl Seed {
     /// Starts it and waits (at most `startup`, which includes verifying the data) for its
     /// `listening: 127.0.0.1:PORT` line and then its `ready:` line (data checked, torrent served).
     pub fn start(torrent: &Path, data: &Path, log_dir: &Path, startup: Duration) -> Seed {
+        Seed::start_with(torrent, data, log_dir, startup, "127.0.0.1", &[])
+    }
+
+    /// `start` listening on `ip` (a loopback address), with `extra` serve options.
+    pub fn start_with(
+        torrent: &Path,
+        data: &Path,
+        log_dir: &Path,
+        startup: Duration,
+        ip: &str,
+        extra: &[&str],
+    ) -> Seed {
         let mut proc = Proc::spawn(
             "uringseed",
             uringseed()
@@ -364,20 +377,25 @@ impl Seed {
                 .arg(torrent)
                 .arg("--data")
                 .arg(data)
-                .args(["--listen", "127.0.0.1:0", "--log-level", "debug"]),
+                .args(["--listen", &format!("{ip}:0"), "--log-level", "debug"])
+                .args(extra),
             log_dir,
         );
         let addr = proc.wait_line("listening: ", startup);
         let port = addr
-            .strip_prefix("127.0.0.1:")
+            .strip_prefix(&format!("{ip}:"))
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("uringseed printed listening: {addr:?}"));
         proc.wait_line("ready: ", startup);
-        Seed { proc, port }
+        Seed {
+            proc,
+            port,
+            ip: ip.to_string(),
+        }
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// SIGTERM; it must exit with status 0 within 10 s.

@@ -22,9 +22,10 @@
   lt_tool.py tracker_download TORRENT SAVE_DIR TIMEOUT
                                            download TORRENT into SAVE_DIR from peers found ONLY through
                                            the torrent's own trackers (HTTP or UDP, every tier; no peer
-                                           is added by hand); prints "state", "downloaded", "seconds"
-                                           and "have" like download; exit 1 on timeout or a torrent
-                                           error, 2 on bad arguments
+                                           is added by hand); prints "port" (its listen port) first,
+                                           then "state", "downloaded", "seconds" and "have" like
+                                           download; exit 1 on timeout or a torrent error, 2 on bad
+                                           arguments (LT_ENCRYPTION as for download)
   lt_tool.py seed TORRENT SAVE_DIR [TRACKER_URL|-] [TIMEOUT]
                                            seed TORRENT's data from SAVE_DIR (checked first), announce
                                            to the torrent's trackers plus TRACKER_URL ("-": none), and
@@ -140,16 +141,7 @@ def download(torrent, save_dir, peer, timeout, expect=None):
         "alert_mask": cats.status_notification | cats.error_notification
                       | cats.peer_notification | cats.connect_notification,
     }
-    # LT_ENCRYPTION=rc4|plaintext|both: Message Stream Encryption required in and out (no plain
-    # handshake at all), offering that payload level.
-    enc = os.environ.get("LT_ENCRYPTION")
-    if enc:
-        levels = {"rc4": lt.enc_level.rc4, "plaintext": lt.enc_level.plaintext,
-                  "both": lt.enc_level.both}
-        settings["out_enc_policy"] = int(lt.enc_policy.forced)
-        settings["in_enc_policy"] = int(lt.enc_policy.forced)
-        settings["allowed_enc_level"] = int(levels[enc])
-        settings["prefer_rc4"] = enc == "rc4"
+    settings.update(encryption_settings())
     # LT_DOWNLOAD_RATE: cap the download at this many bytes/s so that it lasts a while.
     rate = int(os.environ.get("LT_DOWNLOAD_RATE") or 0)
     if rate > 0:
@@ -209,6 +201,22 @@ def download(torrent, save_dir, peer, timeout, expect=None):
     ses.remove_torrent(h)  # closes its files
 
 
+def encryption_settings():
+    """LT_ENCRYPTION=rc4|plaintext|both: Message Stream Encryption required in and out (no plain
+    handshake at all), offering that payload level. Unset: libtorrent's defaults."""
+    enc = os.environ.get("LT_ENCRYPTION")
+    if not enc:
+        return {}
+    levels = {"rc4": lt.enc_level.rc4, "plaintext": lt.enc_level.plaintext,
+              "both": lt.enc_level.both}
+    return {
+        "out_enc_policy": int(lt.enc_policy.forced),
+        "in_enc_policy": int(lt.enc_policy.forced),
+        "allowed_enc_level": int(levels[enc]),
+        "prefer_rc4": enc == "rc4",
+    }
+
+
 def net_session():
     """A session that listens on 127.0.0.1 (random port), TCP only, and finds peers only through
     trackers or connect_peer: DHT, LSD, UPnP, NAT-PMP off (set before the session starts)."""
@@ -234,6 +242,7 @@ def net_session():
     })
     if os.environ.get("LT_HIGH_PERFORMANCE"):
         base.update({"unchoke_slots_limit": -1, "connections_limit": 20000})
+    base.update(encryption_settings())
     return lt.session(base)
 
 
@@ -251,6 +260,8 @@ def tracker_download(torrent, save_dir, timeout):
     """Downloads TORRENT from whatever peers its trackers return (no peer given by hand)."""
     t0 = time.time()
     ses = net_session()
+    print("port", ses.listen_port())
+    sys.stdout.flush()
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.save_path = save_dir
