@@ -29,7 +29,10 @@ fn handshake(i: u32) {
     let find = |h: &[u8; 20]| (*h == mse::req2_hash(&ih)).then_some(ih);
     b.feed(&a.take_output(), find).unwrap();
     a.feed(&b.take_output()).unwrap();
-    let eb = b.feed(&a.take_output(), find).unwrap().expect("responder done");
+    let eb = b
+        .feed(&a.take_output(), find)
+        .unwrap()
+        .expect("responder done");
     let ea = a.feed(&b.take_output()).unwrap().expect("initiator done");
     assert_eq!(ea.method, eb.method);
 }
@@ -79,8 +82,5 @@ fn main() {
         per_handshake / per_sha1
     );
     println!("| memcpy | {copy_gbs:.2} GB/s | 1 |");
-    println!(
-        "| RC4 | {rc4_gbs:.2} GB/s | {:.2} |",
-        rc4_gbs / copy_gbs
-    );
+    println!("| RC4 | {rc4_gbs:.2} GB/s | {:.2} |", rc4_gbs / copy_gbs);
 }

@@ -322,6 +322,8 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         max_queued: s.max_queued_requests,
         max_control_bytes: s.max_send_buffer_bytes,
         idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+        // Known once the listeners are bound; each connection takes the current value.
+        listen_port: 0,
     };
     let blocklist = match &config.server.blocklist {
         p if p.as_os_str().is_empty() => Blocklist::default(),

@@ -51,6 +51,7 @@ fn limits() -> Limits {
         max_queued: 4,
         max_control_bytes: 1 << 16,
         idle_timeout: Duration::from_secs(300),
+        listen_port: 6881,
     }
 }
 
@@ -114,6 +115,22 @@ fn greets_with_handshake_extension_handshake_and_have_all_or_bitfield() {
     let mut p = Peer::new(view(true), limits(), &theirs(true), [2; 20], true, t0);
     let msgs = sent(&mut p);
     assert!(msgs[0].starts_with("Extended { id: 0"), "{msgs:?}");
+    // Its payload is canonical bencode with our listen port (`p`) and queue depth (`reqq`).
+    let mut p = Peer::new(view(true), limits(), &theirs(true), [2; 20], true, t0);
+    let bytes = p.poll_transmit().unwrap();
+    let (ext, _) = match message::decode(&bytes[68..], 1 << 20).unwrap() {
+        message::Decoded::Message(Message::Extended { id: 0, payload }, used) => {
+            (payload.to_vec(), used)
+        }
+        other => panic!("{other:?}"),
+    };
+    let text = String::from_utf8_lossy(&ext);
+    assert!(
+        text.starts_with("d1:mde1:pi6881e4:reqqi4e1:v"),
+        "extension handshake {text}"
+    );
+    let node = uringseed::bencode::decode(&ext).expect("extension handshake decodes");
+    assert!(uringseed::bencode::is_canonical(&node), "{text}");
     assert_eq!(msgs[1], "HaveAll");
     // A peer without the fast extension gets a full bitfield with zero spare bits; a partial
     // seed sends a bitfield even to fast peers.

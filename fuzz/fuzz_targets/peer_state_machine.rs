@@ -125,6 +125,7 @@ fuzz_target!(|data: &[u8]| {
         max_queued: 1 + usize::from(input.byte() % 8),
         max_control_bytes: 64 + usize::from(input.u16() % 4096),
         idle_timeout: Duration::from_millis(1 + u64::from(input.u16()) * 50),
+        listen_port: input.u16(),
     };
     let t0 = Instant::now();
     let mut now = t0;

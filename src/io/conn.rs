@@ -7,7 +7,7 @@ use crate::metainfo::InfoHash;
 use crate::server::{PeerHandle, Shared, TorrentCtx};
 use crate::wire::message::piece_header;
 use crate::wire::mse::Rc4;
-use crate::wire::{Event, Peer};
+use crate::wire::{Event, Limits, Peer};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::io;
@@ -99,7 +99,10 @@ async fn connected<S: Stream, D: Disk>(
     let now = Instant::now();
     let peer = RefCell::new(Peer::new(
         ctx.view.clone(),
-        shared.limits.clone(),
+        Limits {
+            listen_port: shared.listen_port.load(Ordering::Relaxed),
+            ..shared.limits.clone()
+        },
         &hs,
         shared.peer_id,
         !outgoing,

@@ -52,6 +52,9 @@ pub struct Limits {
     pub max_queued: usize,
     pub max_control_bytes: usize,
     pub idle_timeout: Duration,
+    /// Our listen port, sent as `p` in the BEP 10 handshake so a peer we dialled can reach us
+    /// again (0: not sent).
+    pub listen_port: u16,
 }
 
 /// Why a peer was disconnected (a metrics label).
@@ -148,9 +151,12 @@ impl Peer {
         }
         let fast = theirs.has(reserved::FAST);
         if theirs.has(reserved::EXTENSION) {
+            let port = match limits.listen_port {
+                0 => String::new(),
+                p => format!("1:pi{p}e"),
+            };
             let payload = format!(
-                "d1:md{}e4:reqqi{}e1:v{}:{}e",
-                "",
+                "d1:mde{port}4:reqqi{}e1:v{}:{}e",
                 limits.max_queued,
                 VERSION.len(),
                 VERSION
