@@ -118,6 +118,16 @@ fn aria2(dir: &Path, torrent: &Path, tracker: &Tracker) -> Download {
     }
 }
 
+/// The small multi-file tree under `dir/data`, its torrent (32 KiB pieces) and uringseed
+/// seeding it.
+fn seed_small_tree(dir: &Path) -> (PathBuf, PathBuf, Seed) {
+    let root = data_tree(dir, false);
+    let torrent = dir.join("tree.torrent");
+    make_torrent(&root, &torrent, &["--piece-length", "32768"]);
+    let seed = Seed::start(&torrent, &dir.join("data"), dir, Duration::from_secs(30));
+    (root, torrent, seed)
+}
+
 /// Waits for every download to exit, then checks each one exited 0 and wrote `root`'s files.
 /// Panics with every client's output and uringseed's debug log on any failure.
 fn finish(downloads: &mut [Download], root: &Path, seed: &Seed) {
@@ -179,15 +189,7 @@ fn libtorrent_downloads_multi_file_torrent() {
     }
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let root = data_tree(dir.path(), false);
-    let torrent = dir.path().join("tree.torrent");
-    make_torrent(&root, &torrent, &["--piece-length", "32768"]);
-    let seed = Seed::start(
-        &torrent,
-        &dir.path().join("data"),
-        dir.path(),
-        Duration::from_secs(30),
-    );
+    let (root, torrent, seed) = seed_small_tree(dir.path());
     let mut downloads = [libtorrent(dir.path(), &torrent, &seed)];
     finish(&mut downloads, &root, &seed);
     // The only peer libtorrent had was uringseed: everything came from it.
@@ -205,15 +207,7 @@ fn libtorrent_requiring_encryption_downloads_over_mse() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = data_tree(dir.path(), false);
-    let torrent = dir.path().join("tree.torrent");
-    make_torrent(&root, &torrent, &["--piece-length", "32768"]);
-    let seed = Seed::start(
-        &torrent,
-        &dir.path().join("data"),
-        dir.path(),
-        Duration::from_secs(30),
-    );
+    let (root, torrent, seed) = seed_small_tree(dir.path());
     let mut downloads = ["rc4", "plaintext", "both"]
         .map(|e| libtorrent_encrypted(dir.path(), &torrent, &seed, Some(e)));
     finish(&mut downloads, &root, &seed);
@@ -255,7 +249,8 @@ fn aria2_downloads_via_http_tracker() {
         dir.path(),
         Duration::from_secs(30),
     );
-    // uringseed has no tracker client yet: announce it on its behalf.
+    // Announced by hand as well, so aria2's first tracker reply already lists the seed (its own
+    // `started` may reach the tracker after aria2's first announce).
     tracker.announce_seed(&hash, seed.port);
     let mut downloads = [aria2(dir.path(), &torrent, &tracker)];
     finish(&mut downloads, &root, &seed);
@@ -271,15 +266,7 @@ fn webtorrent_downloads_multi_file_torrent() {
     }
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let root = data_tree(dir.path(), false);
-    let torrent = dir.path().join("tree.torrent");
-    make_torrent(&root, &torrent, &["--piece-length", "32768"]);
-    let seed = Seed::start(
-        &torrent,
-        &dir.path().join("data"),
-        dir.path(),
-        Duration::from_secs(30),
-    );
+    let (root, torrent, seed) = seed_small_tree(dir.path());
     let mut downloads = [webtorrent(dir.path(), &torrent, &seed)];
     finish(&mut downloads, &root, &seed);
     seed.stop();

@@ -329,9 +329,18 @@ fn fake_tracker(peers: Vec<SocketAddr>) -> (String, mpsc::Receiver<String>) {
     (url, rx)
 }
 
-#[test]
-fn server_announces_connects_out_to_returned_peers_and_stops() {
-    // A leecher that only listens: uringseed must dial it after the tracker names it.
+/// A seed with one torrent (a small tree) whose only tracker is a fake one naming a listening
+/// "leecher" socket; `tweak` adjusts the configuration. Returns the server, the torrent, the
+/// leecher's listener, the tracker's request lines and the temp dir (keep it alive).
+fn seed_with_fake_tracker(
+    tweak: impl FnOnce(&mut uringseed::config::Config),
+) -> (
+    uringseed::server::ServerHandle,
+    uringseed::metainfo::Torrent,
+    TcpListener,
+    mpsc::Receiver<String>,
+    tempfile::TempDir,
+) {
     let leecher = TcpListener::bind("127.0.0.1:0").unwrap();
     let (url, requests) = fake_tracker(vec![leecher.local_addr().unwrap()]);
     let dir = tempfile::tempdir().unwrap();
@@ -347,13 +356,21 @@ fn server_announces_connects_out_to_returned_peers_and_stops() {
     config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.server.workers = 1;
     config.hashing.resume = false;
-    config.metrics.per_torrent = true;
+    tweak(&mut config);
     let spec = uringseed::server::TorrentSpec {
         torrent: torrent.clone(),
         data_dir: dir.path().to_path_buf(),
         just_hashed: true,
     };
     let server = uringseed::server::start(config, vec![spec]).unwrap();
+    (server, torrent, leecher, requests, dir)
+}
+
+#[test]
+fn server_announces_connects_out_to_returned_peers_and_stops() {
+    // A leecher that only listens: uringseed must dial it after the tracker names it.
+    let (server, torrent, leecher, requests, _dir) =
+        seed_with_fake_tracker(|c| c.metrics.per_torrent = true);
     let port = server.local_addrs[0].port();
     let first = requests.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(
@@ -411,28 +428,8 @@ fn server_announces_connects_out_to_returned_peers_and_stops() {
 #[test]
 fn required_encryption_dials_out_with_an_mse_handshake() {
     use uringseed::wire::mse::{self, Policy, Responder};
-    let leecher = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (url, requests) = fake_tracker(vec![leecher.local_addr().unwrap()]);
-    let dir = tempfile::tempdir().unwrap();
-    let tree = write_tree(dir.path(), "tree");
-    let opts = uringseed::make::MakeOptions {
-        path: tree,
-        trackers: vec![vec![url]],
-        quiet: true,
-        ..Default::default()
-    };
-    let (_, torrent) = uringseed::make::make(&opts).unwrap();
-    let mut config = uringseed::config::Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.workers = 1;
-    config.server.encryption = uringseed::config::Encryption::Required;
-    config.hashing.resume = false;
-    let spec = uringseed::server::TorrentSpec {
-        torrent: torrent.clone(),
-        data_dir: dir.path().to_path_buf(),
-        just_hashed: true,
-    };
-    let server = uringseed::server::start(config, vec![spec]).unwrap();
+    let (server, torrent, leecher, requests, _dir) =
+        seed_with_fake_tracker(|c| c.server.encryption = uringseed::config::Encryption::Required);
     requests.recv_timeout(Duration::from_secs(10)).unwrap();
     // The seed dials the leecher the tracker named and opens with an MSE key exchange.
     let (mut s, _) = leecher.accept().unwrap();

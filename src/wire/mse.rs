@@ -231,6 +231,44 @@ enum State {
     Done,
 }
 
+impl State {
+    /// Reading the encrypted fields from the start.
+    fn fields(info_hash: InfoHash, rx: Rc4, tx: Rc4) -> State {
+        State::Fields {
+            info_hash,
+            rx,
+            tx,
+            stage: 0,
+            method: 0,
+            len: 0,
+        }
+    }
+}
+
+/// Ends a handshake that is in the `Fields` state: the payload streams (RC4 only if selected)
+/// and the payload bytes received so far, `head` (already decrypted) first.
+fn establish(state: &mut State, input: &mut Input, mut head: Vec<u8>) -> Established {
+    let State::Fields {
+        info_hash,
+        mut rx,
+        tx,
+        method,
+        ..
+    } = std::mem::replace(state, State::Done)
+    else {
+        unreachable!("a handshake is established from its Fields state only");
+    };
+    let rc4 = method == CRYPTO_RC4;
+    head.extend(std::mem::take(input).rest(rc4.then_some(&mut rx)));
+    Established {
+        info_hash,
+        method,
+        rx: rc4.then_some(rx),
+        tx: rc4.then_some(tx),
+        initial: head,
+    }
+}
+
 /// How the responder picks the payload method from what the initiator provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -323,22 +361,19 @@ impl Responder {
                     }
                     let info_hash = find(&req2).ok_or(MseError::UnknownInfoHash)?;
                     self.input.pos = start + 20;
-                    self.state = State::Fields {
+                    self.state = State::fields(
                         info_hash,
-                        rx: Rc4::mse(&hash(&[b"keyA", &secret, &info_hash.0])),
-                        tx: Rc4::mse(&hash(&[b"keyB", &secret, &info_hash.0])),
-                        stage: 0,
-                        method: 0,
-                        len: 0,
-                    };
+                        Rc4::mse(&hash(&[b"keyA", &secret, &info_hash.0])),
+                        Rc4::mse(&hash(&[b"keyB", &secret, &info_hash.0])),
+                    );
                 }
                 State::Fields {
-                    info_hash,
                     rx,
                     tx,
                     stage,
                     method,
                     len,
+                    ..
                 } => match *stage {
                     // VC, crypto_provide, len(PadC)
                     0 => {
@@ -375,25 +410,13 @@ impl Responder {
                         let Some(ia) = self.input.take(*len, rx) else {
                             return Ok(None);
                         };
-                        let mut initial = ia.to_vec();
+                        let initial = ia.to_vec();
                         let mut answer = VC.to_vec();
                         answer.extend_from_slice(&method.to_be_bytes());
                         answer.extend_from_slice(&0u16.to_be_bytes());
                         tx.apply(&mut answer);
                         self.out.extend_from_slice(&answer);
-                        let (info_hash, method) = (*info_hash, *method);
-                        let (mut rx, tx) = (rx.clone(), tx.clone());
-                        self.state = State::Done;
-                        let rc4 = method == CRYPTO_RC4;
-                        let input = std::mem::take(&mut self.input);
-                        initial.extend(input.rest(rc4.then_some(&mut rx)));
-                        return Ok(Some(Established {
-                            info_hash,
-                            method,
-                            rx: rc4.then_some(rx),
-                            tx: rc4.then_some(tx),
-                            initial,
-                        }));
+                        return Ok(Some(establish(&mut self.state, &mut self.input, initial)));
                     }
                 },
                 State::Vc { .. } | State::Done => return Ok(None),
@@ -497,22 +520,14 @@ impl Initiator {
                     self.input.pos = KEY_LEN + at;
                     let mut rx = rx.clone();
                     self.input.take(8, &mut rx);
-                    self.state = State::Fields {
-                        info_hash: *info_hash,
-                        rx,
-                        tx: tx.clone(),
-                        stage: 0,
-                        method: 0,
-                        len: 0,
-                    };
+                    self.state = State::fields(*info_hash, rx, tx.clone());
                 }
                 State::Fields {
-                    info_hash,
                     rx,
-                    tx,
                     stage,
                     method,
                     len,
+                    ..
                 } => {
                     if *stage == 0 {
                         // crypto_select, len(PadD)
@@ -535,18 +550,11 @@ impl Initiator {
                     if self.input.take(*len, rx).is_none() {
                         return Ok(None);
                     }
-                    let (info_hash, method) = (*info_hash, *method);
-                    let (mut rx, tx) = (rx.clone(), tx.clone());
-                    self.state = State::Done;
-                    let rc4 = method == CRYPTO_RC4;
-                    let input = std::mem::take(&mut self.input);
-                    return Ok(Some(Established {
-                        info_hash,
-                        method,
-                        initial: input.rest(rc4.then_some(&mut rx)),
-                        rx: rc4.then_some(rx),
-                        tx: rc4.then_some(tx),
-                    }));
+                    return Ok(Some(establish(
+                        &mut self.state,
+                        &mut self.input,
+                        Vec::new(),
+                    )));
                 }
                 State::Sync { .. } | State::Done => return Ok(None),
             }
