@@ -120,6 +120,11 @@ pub fn render(shared: &Shared, backend: &str) -> String {
             get(&s.requests_served),
         ),
         (
+            "uringseed_zero_copy_bytes_total",
+            "Payload bytes sent straight from the page cache (the rest is read from disk first).",
+            get(&s.zero_copy_bytes),
+        ),
+        (
             "uringseed_piece_read_errors_total",
             "Reads of piece data that failed.",
             get(&s.piece_read_errors),
@@ -216,6 +221,17 @@ pub fn render(shared: &Shared, backend: &str) -> String {
     );
     gauge_vec(
         &reg,
+        "uringseed_resident_memory_bytes",
+        "Resident memory by kind: anon is the server's own, file is page cache of the data files \
+         mapped for zero-copy sends (reclaimable by the kernel).",
+        &["kind"],
+        resident_memory()
+            .into_iter()
+            .map(|(kind, bytes)| sample(&[kind], bytes))
+            .collect(),
+    );
+    gauge_vec(
+        &reg,
         "uringseed_build_info",
         "Build information (1).",
         &["version"],
@@ -287,6 +303,22 @@ pub fn render(shared: &Shared, backend: &str) -> String {
         .encode(&reg.gather(), &mut out)
         .expect("text encoding");
     String::from_utf8(out).expect("text format is UTF-8")
+}
+
+/// RssAnon and RssFile of this process, in bytes (from /proc/self/status).
+fn resident_memory() -> Vec<(&'static str, i64)> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| -> i64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    vec![
+        ("anon", kib("RssAnon:") * 1024),
+        ("file", kib("RssFile:") * 1024),
+    ]
 }
 
 /// Binds the endpoint; returns its address and the thread serving it until shutdown.

@@ -159,6 +159,8 @@ pub struct Stats {
     pub connections_dialed: AtomicU64,
     pub connections_dial_failed: AtomicU64,
     pub requests_served: AtomicU64,
+    /// Payload bytes sent straight from the page cache (no read into a buffer).
+    pub zero_copy_bytes: AtomicU64,
     pub piece_read_errors: AtomicU64,
     /// Pieces withdrawn while serving because their data could not be read.
     pub pieces_withdrawn: AtomicU64,

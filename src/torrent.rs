@@ -6,10 +6,12 @@ use crate::config::Config;
 use crate::metainfo::{self, Torrent};
 use crate::progress::Progress;
 use crate::stats::Stats;
+use crate::storage::resident::FileMap;
 use crate::storage::resume::ResumeRecord;
 use crate::storage::{verify, Layout};
 use crate::wire::peer::TorrentView;
 use crate::wire::Block;
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +57,8 @@ pub struct TorrentCtx {
     pub data_dir: PathBuf,
     /// Open data files (None for pad files and files that could not be opened).
     pub files: Vec<Option<std::fs::File>>,
+    /// Read-only mappings of the data files, made on first use, for zero-copy sends.
+    maps: Vec<std::sync::OnceLock<Option<Arc<FileMap>>>>,
     pub peers: AtomicUsize,
     /// Set when the torrent is removed: its connections end.
     pub closed: std::sync::atomic::AtomicBool,
@@ -96,6 +100,21 @@ impl TorrentCtx {
         {
             h.wake.notify_one();
         }
+    }
+
+    /// `len` bytes of the torrent at `start` without a copy, if they lie in one data file and
+    /// are all in the page cache (see [`crate::storage::resident`]); None: read them.
+    pub fn mapped(&self, start: u64, len: usize) -> Option<Bytes> {
+        let mut spans = self.view.layout.spans(start, len as u64);
+        let span = spans.next()?;
+        if span.pad || spans.next().is_some() {
+            return None;
+        }
+        let file = self.files.get(span.file)?.as_ref()?;
+        self.maps[span.file]
+            .get_or_init(|| FileMap::new(file))
+            .as_ref()?
+            .resident(file, span.file_offset, len)
     }
 
     /// Registers a connection with the choker; returns its handle.
@@ -254,6 +273,7 @@ pub fn check_and_open(
         }),
         name: t.name.clone(),
         data_dir: spec.data_dir,
+        maps: files.iter().map(|_| std::sync::OnceLock::new()).collect(),
         files,
         peers: AtomicUsize::new(0),
         closed: std::sync::atomic::AtomicBool::new(false),

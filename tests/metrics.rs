@@ -201,6 +201,13 @@ fn upload_counter_matches_what_a_real_client_received_and_peers_rise_and_fall() 
     );
     assert_eq!(payload, total);
     assert!(sample(&after, "uringseed_requests_served_total") >= total / 16384.0);
+    // The data was just checked, so (most of) it went out straight from the page cache.
+    let zero_copy = sample(&after, "uringseed_zero_copy_bytes_total");
+    assert!(
+        zero_copy > 0.0 && zero_copy <= payload,
+        "zero-copy bytes {zero_copy}"
+    );
+    assert!(sample(&after, "uringseed_resident_memory_bytes{kind=\"anon\"}") > 0.0);
     assert!(sample(&after, "uringseed_piece_read_seconds_count") >= 1.0);
     assert_eq!(sample(&after, "uringseed_torrents{state=\"seeding\"}"), 1.0);
     assert_eq!(get(&metrics, "/healthz").0, 200);

@@ -363,3 +363,76 @@ fn encryption_policies_over_real_sockets() {
         assert_eq!(stats.dropped("bad_handshake"), 1, "{backend}");
     }
 }
+
+/// A run that is in the page cache goes out from the data file's mapping; one that is not is
+/// read first (and then served the same bytes), on both backends.
+#[test]
+fn cached_runs_are_sent_without_a_copy_and_cold_ones_are_read() {
+    use std::sync::atomic::Ordering;
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.bin");
+        let data = pseudo_random(1 << 20, 77);
+        std::fs::write(&path, &data).unwrap();
+        // Written back, so that the page cache may drop its pages when told to below.
+        std::fs::File::open(&path).unwrap().sync_all().unwrap();
+        let opts = uringseed::make::MakeOptions {
+            path: path.clone(),
+            piece_length: Some(65536),
+            quiet: true,
+            ..Default::default()
+        };
+        let (_, torrent) = uringseed::make::make(&opts).unwrap();
+        let mut config = Config::default();
+        config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.server.workers = 1;
+        config.server.io_backend = backend.into();
+        config.hashing.resume = false;
+        let spec = TorrentSpec {
+            torrent: torrent.clone(),
+            data_dir: dir.path().to_path_buf(),
+            just_hashed: false,
+        };
+        let server = server::start(config, vec![spec]).unwrap();
+        assert!(server.wait_ready(Duration::from_secs(30)));
+        let stats = server.stats();
+        let (mut p, _) = RawPeer::handshake(server.local_addrs[0], torrent.info_hash, true);
+        p.send(&[Message::Interested]);
+        p.expect(message::UNCHOKE);
+        let mut fetch = |index: u32| {
+            p.send(&[Message::Request(Block {
+                index,
+                begin: 0,
+                length: 16384,
+            })]);
+            let got = p.expect(message::PIECE);
+            let at = index as usize * 65536;
+            assert_eq!(got[8..], data[at..at + 16384], "{backend}: piece {index}");
+        };
+        // Drop the file from the page cache (the check read it all): the first request is
+        // read from disk, the same request again is then cached and sent from the mapping.
+        let reads = stats.hist.piece_read_seconds.get_sample_count();
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: advice on an open descriptor; no memory is passed.
+        let r = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
+        };
+        assert_eq!(r, 0);
+        fetch(8);
+        assert_eq!(
+            stats.zero_copy_bytes.load(Ordering::Relaxed),
+            0,
+            "{backend}"
+        );
+        assert_eq!(stats.hist.piece_read_seconds.get_sample_count(), reads + 1);
+        fetch(8);
+        assert_eq!(
+            stats.zero_copy_bytes.load(Ordering::Relaxed),
+            16384,
+            "{backend}"
+        );
+        assert_eq!(stats.hist.piece_read_seconds.get_sample_count(), reads + 1);
+        server.shutdown();
+    }
+}

@@ -57,7 +57,9 @@ pub async fn serve<S: Stream, D: Disk>(
     addr: SocketAddr,
     dialed: Option<InfoHash>,
 ) {
-    let end = match super::handshake::open(&shared, &stream, dialed).await {
+    // Boxed: the handshake's state (MSE keys, buffers) is freed once it is over instead of
+    // staying part of every connection's future.
+    let end = match Box::pin(super::handshake::open(&shared, &stream, dialed)).await {
         Ok(opened) => connected(&shared, &stream, disk, opened, addr, dialed.is_some()).await,
         Err(reason) => End::Dropped(reason),
     };
@@ -156,7 +158,7 @@ impl Inbound<'_> {
 async fn reader<S: Stream>(
     stream: &S,
     inbound: Inbound<'_>,
-    mut rx: Option<Rc4>,
+    mut rx: Option<Box<Rc4>>,
     leftover: Vec<u8>,
 ) -> End {
     if let Err(end) = inbound.deliver(&leftover) {
@@ -186,9 +188,11 @@ async fn writer<S: Stream, D: Disk>(
     peer: &RefCell<Peer>,
     ctx: &TorrentCtx,
     handle: &PeerHandle,
-    mut tx: Option<Rc4>,
+    mut tx: Option<Box<Rc4>>,
 ) -> End {
     let mut shutdown = shared.shutdown.clone();
+    // Plaintext runs may go out straight from the page cache; RC4 needs a buffer to encrypt.
+    let zero_copy = tx.is_none();
     // RC4 is a stream: every byte is encrypted once, in the order it is sent.
     let mut encrypt = |b: &mut [u8]| {
         if let Some(tx) = &mut tx {
@@ -232,25 +236,37 @@ async fn writer<S: Stream, D: Disk>(
         }
         let mut payload = 0u64;
         if let Some(run) = run {
-            let read_started = Instant::now();
-            match disk.read_run(ctx, run.start, run.len as usize).await {
+            let len = run.len as usize;
+            let mut headers = Vec::with_capacity(13 * run.blocks.len());
+            for b in &run.blocks {
+                headers.extend_from_slice(&piece_header(b.index, b.begin, b.length));
+            }
+            let mapped = zero_copy.then(|| ctx.mapped(run.start, len)).flatten();
+            let data = match mapped {
+                Some(data) => {
+                    let stats = &shared.stats;
+                    stats.zero_copy_bytes.fetch_add(run.len, Ordering::Relaxed);
+                    Ok(data)
+                }
+                None => {
+                    let read_started = Instant::now();
+                    let read = disk.read_run(ctx, run.start, len).await;
+                    let elapsed = read_started.elapsed().as_secs_f64();
+                    shared.stats.hist.piece_read_seconds.observe(elapsed);
+                    read.map(|mut data| {
+                        let mut at = 0usize;
+                        for (i, b) in run.blocks.iter().enumerate() {
+                            encrypt(&mut headers[i * 13..(i + 1) * 13]);
+                            encrypt(&mut data[at..at + b.length as usize]);
+                            at += b.length as usize;
+                        }
+                        Bytes::from(data)
+                    })
+                }
+            };
+            match data {
                 Ok(data) => {
-                    shared
-                        .stats
-                        .hist
-                        .piece_read_seconds
-                        .observe(read_started.elapsed().as_secs_f64());
-                    let mut data = data;
-                    let mut headers = Vec::with_capacity(13 * run.blocks.len());
-                    let mut at = 0usize;
-                    for b in &run.blocks {
-                        let h = headers.len();
-                        headers.extend_from_slice(&piece_header(b.index, b.begin, b.length));
-                        encrypt(&mut headers[h..]);
-                        encrypt(&mut data[at..at + b.length as usize]);
-                        at += b.length as usize;
-                    }
-                    let (data, headers) = (Bytes::from(data), Bytes::from(headers));
+                    let headers = Bytes::from(headers);
                     let mut at = 0usize;
                     for (i, b) in run.blocks.iter().enumerate() {
                         bufs.push(headers.slice(i * 13..(i + 1) * 13));

@@ -23,10 +23,11 @@ const MAX_OUR_PAD: usize = 64;
 pub struct Opened {
     pub hs: Handshake,
     pub ctx: Arc<TorrentCtx>,
-    /// Decrypts what the peer sends (RC4 payload), None in plaintext.
-    pub rx: Option<Rc4>,
+    /// Decrypts what the peer sends (RC4 payload), None in plaintext. (Boxed: plaintext
+    /// connections, the many, then carry a pointer, not 260 bytes.)
+    pub rx: Option<Box<Rc4>>,
     /// Encrypts what we send, None in plaintext.
-    pub tx: Option<Rc4>,
+    pub tx: Option<Box<Rc4>>,
     /// Payload bytes that arrived with the handshake (already decrypted).
     pub leftover: Vec<u8>,
     /// "plaintext", "mse_plaintext" or "mse_rc4" (a metrics label).
@@ -36,7 +37,7 @@ pub struct Opened {
 struct Opening<'a, S> {
     stream: &'a S,
     stall: Duration,
-    rx: Option<Rc4>,
+    rx: Option<Box<Rc4>>,
     /// Received bytes not consumed yet (decrypted once the payload is encrypted).
     buf: Vec<u8>,
 }
@@ -182,14 +183,14 @@ pub async fn open<S: Stream>(
         };
         let (tx, kind, skey) = match est {
             Some(e) => {
-                o.rx = e.rx;
+                o.rx = e.rx.map(Box::new);
                 o.buf = e.initial;
                 let kind = if e.method == mse::CRYPTO_RC4 {
                     "mse_rc4"
                 } else {
                     "mse_plaintext"
                 };
-                (e.tx, kind, Some(e.info_hash))
+                (e.tx.map(Box::new), kind, Some(e.info_hash))
             }
             None => (None, "plaintext", None),
         };

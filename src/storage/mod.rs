@@ -1,9 +1,10 @@
 //! Torrent data on disk: the layout of pieces over files, batched parallel piece hashing,
-//! checking data against a torrent, and fast-resume records.
+//! checking data against a torrent, fast-resume records, and sending from the page cache.
 
 pub mod hasher;
 pub mod layout;
 pub mod mapped;
+pub mod resident;
 pub mod resume;
 pub mod verify;
 
