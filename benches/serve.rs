@@ -10,7 +10,9 @@
 //! - starts this binary as a `sendfile` server (a thread per connection streaming the file) and
 //!   reads the same bytes over the same number of connections: the kernel's baseline;
 //! - where Debian's libtorrent Python bindings are installed, libtorrent with its
-//!   `high_performance_seed` settings serving the same torrent to the same load generator.
+//!   `high_performance_seed` settings serving the same torrent to the same load generator;
+//! - with URINGSEED_BENCH_BASELINE_BIN=PATH, that other build of `uringseed` (e.g. the commit
+//!   before a change) under the same load in the same run, as a "baseline build" row.
 //!
 //! `idle`: URINGSEED_BENCH_IDLE (default 10000) connections that handshake and stay silent;
 //! reports the server's RSS per peer and an active leecher's throughput beside them vs alone.
@@ -298,13 +300,18 @@ fn streams(n: usize, addr: SocketAddr, total: u64) -> (u64, Vec<u32>) {
     (total * n as u64, Vec::new())
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A field of /proc/PID/status in KiB (VmRSS, RssAnon, RssFile).
+fn status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
 }
 
 /// Opens `n` connections that handshake and then stay silent; returns them (keep them open).
@@ -355,6 +362,9 @@ fn disk_read_mbps(path: &std::path::Path) -> f64 {
 fn drop_cache(path: &std::path::Path) {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(path).unwrap();
+    // Written back first: dirty pages cannot be dropped, and writeback still running would
+    // compete with the reads being measured.
+    f.sync_all().unwrap();
     // SAFETY: advisory call on an open descriptor.
     unsafe {
         libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
@@ -366,7 +376,17 @@ fn uringseed_cmd(
     dir: &std::path::Path,
     config: &std::path::Path,
 ) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uringseed"));
+    uringseed_cmd_of(env!("CARGO_BIN_EXE_uringseed"), torrent, dir, config)
+}
+
+/// `uringseed_cmd` for another build of the binary (URINGSEED_BENCH_BASELINE_BIN).
+fn uringseed_cmd_of(
+    bin: &str,
+    torrent: &std::path::Path,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.args([
         "serve",
         "--listen",
@@ -462,6 +482,19 @@ fn main() {
                 || leechers(n, addr, &t, depth),
             ));
             stop(child);
+            if let Ok(bin) = std::env::var("URINGSEED_BENCH_BASELINE_BIN") {
+                let (mut child, addr) = spawn_server(
+                    uringseed_cmd_of(&bin, &torrent_path, dir.path(), &config),
+                    "listening: ",
+                    Some("ready: "),
+                );
+                group.push(measure(
+                    format!("baseline build, {n} leecher(s)"),
+                    &mut child,
+                    || leechers(n, addr, &t, depth),
+                ));
+                stop(child);
+            }
             if have_lt {
                 let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/lt_tool.py");
                 let mut cmd = Command::new("/usr/bin/python3");
@@ -496,15 +529,21 @@ fn main() {
         let conns = idle_peers(addr, t.info_hash.0, idle);
         std::thread::sleep(Duration::from_millis(500));
         let rss1 = rss_kib(child.id());
+        let (anon, file_kib) = (
+            status_kib(child.id(), "RssAnon:"),
+            status_kib(child.id(), "RssFile:"),
+        );
         let loaded = measure(
             format!("1 leecher beside {idle} idle peers"),
             &mut child,
             || leechers(1, addr, &t, depth),
         );
         println!(
-            "\n{idle} idle handshaken peers: server RSS {} MiB -> {} MiB ({:.1} KiB per peer); active leecher {:.0} MB/s alone, {:.0} MB/s beside them ({:.0}%)",
+            "\n{idle} idle handshaken peers: server RSS {} MiB -> {} MiB ({} MiB anon + {} MiB data-file pages mapped for sending; {:.1} KiB per peer); active leecher {:.0} MB/s alone, {:.0} MB/s beside them ({:.0}%)",
             rss0 / 1024,
             rss1 / 1024,
+            anon / 1024,
+            file_kib / 1024,
             (rss1 as f64 - rss0 as f64) / idle as f64,
             alone.mbps,
             loaded.mbps,
