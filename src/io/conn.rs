@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 /// Largest run of contiguous requested blocks read and sent in one go.
 pub const MAX_RUN_BYTES: u64 = 1 << 20;
+/// After a run had to be read from disk, the connection keeps reading (and so keeps the
+/// kernel's readahead going) for this many bytes before it tries the page cache again.
+const COLD_STREAK_BYTES: u64 = 16 << 20;
 /// Bytes read from the socket per read.
 const READ_BUF: usize = 4 << 10;
 
@@ -193,6 +196,8 @@ async fn writer<S: Stream, D: Disk>(
     let mut shutdown = shared.shutdown.clone();
     // Plaintext runs may go out straight from the page cache; RC4 needs a buffer to encrypt.
     let zero_copy = tx.is_none();
+    // Bytes this connection reads from disk before trying the page cache again.
+    let mut cold_bytes = 0u64;
     // RC4 is a stream: every byte is encrypted once, in the order it is sent.
     let mut encrypt = |b: &mut [u8]| {
         if let Some(tx) = &mut tx {
@@ -241,7 +246,10 @@ async fn writer<S: Stream, D: Disk>(
             for b in &run.blocks {
                 headers.extend_from_slice(&piece_header(b.index, b.begin, b.length));
             }
-            let mapped = zero_copy.then(|| ctx.mapped(run.start, len)).flatten();
+            let mapped = (zero_copy && cold_bytes == 0)
+                .then(|| ctx.mapped(run.start, len))
+                .flatten();
+            cold_bytes = cold_bytes.saturating_sub(run.len);
             let data = match mapped {
                 Some(data) => {
                     let stats = &shared.stats;
@@ -249,6 +257,9 @@ async fn writer<S: Stream, D: Disk>(
                     Ok(data)
                 }
                 None => {
+                    if zero_copy && cold_bytes == 0 {
+                        cold_bytes = COLD_STREAK_BYTES;
+                    }
                     let read_started = Instant::now();
                     let read = disk.read_run(ctx, run.start, len).await;
                     let elapsed = read_started.elapsed().as_secs_f64();

@@ -6,7 +6,8 @@
 //! handed to the socket write as [`Bytes`] pointing into that mapping: the kernel copies it
 //! once, from the page cache into the socket. A run with any page not cached gets None and the
 //! caller reads it with io_uring as before, so a worker thread never waits on a page fault that
-//! goes to the disk. (Mapping per run instead was tried and is slower with several peers:
+//! goes to the disk (and, in `io::conn`, keeps reading for a while: streaming cold data through
+//! reads keeps the kernel's readahead going). (Mapping per run instead was tried and is slower with several peers:
 //! mmap/munmap serialise the threads on the address-space lock; see benches/README.md.)
 //!
 //! Only the kernel reads the mapping (inside the socket write, where a page past the end of a
