@@ -439,3 +439,80 @@ fn cached_runs_are_sent_without_a_copy_and_cold_ones_are_read() {
         server.shutdown();
     }
 }
+
+/// A connection that had to read keeps reading for `COLD_STREAK_BYTES`, then tries the page
+/// cache again (and is served from it while the data is cached).
+#[test]
+fn the_read_streak_after_a_cold_run_ends() {
+    use std::sync::atomic::Ordering;
+    use uringseed::io::conn::COLD_STREAK_BYTES;
+    const PIECE: usize = 1 << 20;
+    let streak_pieces = (COLD_STREAK_BYTES as usize).div_ceil(PIECE);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.bin");
+    let data = pseudo_random((streak_pieces + 2) * PIECE, 78);
+    std::fs::write(&path, &data).unwrap();
+    std::fs::File::open(&path).unwrap().sync_all().unwrap();
+    let opts = uringseed::make::MakeOptions {
+        path: path.clone(),
+        piece_length: Some(PIECE as u64),
+        quiet: true,
+        ..Default::default()
+    };
+    let (_, torrent) = uringseed::make::make(&opts).unwrap();
+    let mut config = Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.workers = 1;
+    config.hashing.resume = false;
+    let spec = TorrentSpec {
+        torrent: torrent.clone(),
+        data_dir: dir.path().to_path_buf(),
+        just_hashed: false,
+    };
+    let server = server::start(config, vec![spec]).unwrap();
+    assert!(server.wait_ready(Duration::from_secs(30)));
+    let stats = server.stats();
+    let zero_copy = || stats.zero_copy_bytes.load(Ordering::Relaxed);
+    let (mut p, _) = RawPeer::handshake(server.local_addrs[0], torrent.info_hash, true);
+    p.send(&[Message::Interested]);
+    p.expect(message::UNCHOKE);
+    // A whole piece: 64 requests at once, so the server sends it as one 1 MiB run.
+    let mut fetch_piece = |index: u32| {
+        let blocks: Vec<Message> = (0..PIECE as u32 / 16384)
+            .map(|i| {
+                Message::Request(Block {
+                    index,
+                    begin: i * 16384,
+                    length: 16384,
+                })
+            })
+            .collect();
+        p.send(&blocks);
+        for i in 0..PIECE / 16384 {
+            let got = p.expect(message::PIECE);
+            let at = index as usize * PIECE + i * 16384;
+            assert_eq!(got[8..], data[at..at + 16384], "piece {index} block {i}");
+        }
+    };
+    // SAFETY: advice on an open descriptor; no memory is passed.
+    let r = unsafe {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(&path).unwrap();
+        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
+    };
+    assert_eq!(r, 0);
+    // Cold: piece 0 is read, and the streak starts; it covers the next COLD_STREAK_BYTES even
+    // though what those reads bring in is cached by then.
+    for index in 0..=streak_pieces as u32 {
+        fetch_piece(index);
+    }
+    assert_eq!(zero_copy(), 0);
+    // Over: piece 1, cached now, goes out from the mapping.
+    fetch_piece(1);
+    assert!(
+        zero_copy() > 0 && zero_copy() <= PIECE as u64,
+        "zero-copy bytes {}",
+        zero_copy()
+    );
+    server.shutdown();
+}

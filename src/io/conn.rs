@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub const MAX_RUN_BYTES: u64 = 1 << 20;
 /// After a run had to be read from disk, the connection keeps reading (and so keeps the
 /// kernel's readahead going) for this many bytes before it tries the page cache again.
-const COLD_STREAK_BYTES: u64 = 16 << 20;
+pub const COLD_STREAK_BYTES: u64 = 16 << 20;
 /// Bytes read from the socket per read.
 const READ_BUF: usize = 4 << 10;
 
@@ -246,10 +246,9 @@ async fn writer<S: Stream, D: Disk>(
             for b in &run.blocks {
                 headers.extend_from_slice(&piece_header(b.index, b.begin, b.length));
             }
-            let mapped = (zero_copy && cold_bytes == 0)
-                .then(|| ctx.mapped(run.start, len))
-                .flatten();
+            let try_map = zero_copy && cold_bytes == 0;
             cold_bytes = cold_bytes.saturating_sub(run.len);
+            let mapped = try_map.then(|| ctx.mapped(run.start, len)).flatten();
             let data = match mapped {
                 Some(data) => {
                     let stats = &shared.stats;
@@ -257,7 +256,7 @@ async fn writer<S: Stream, D: Disk>(
                     Ok(data)
                 }
                 None => {
-                    if zero_copy && cold_bytes == 0 {
+                    if try_map {
                         cold_bytes = COLD_STREAK_BYTES;
                     }
                     let read_started = Instant::now();
