@@ -364,6 +364,55 @@ fn encryption_policies_over_real_sockets() {
     }
 }
 
+/// A server (1 worker, `backend`) seeding one file of `len` pseudo-random bytes in pieces of
+/// `piece_length`, written back to disk first (so its pages can be dropped from the cache).
+/// Returns the server, the torrent, the file's path and bytes; keep `dir` alive.
+fn single_file_server(
+    dir: &std::path::Path,
+    backend: &str,
+    len: usize,
+    piece_length: u64,
+) -> (
+    ServerHandle,
+    uringseed::metainfo::Torrent,
+    std::path::PathBuf,
+    Vec<u8>,
+) {
+    let path = dir.join("one.bin");
+    let data = pseudo_random(len, 77);
+    std::fs::write(&path, &data).unwrap();
+    std::fs::File::open(&path).unwrap().sync_all().unwrap();
+    let opts = uringseed::make::MakeOptions {
+        path: path.clone(),
+        piece_length: Some(piece_length),
+        quiet: true,
+        ..Default::default()
+    };
+    let (_, torrent) = uringseed::make::make(&opts).unwrap();
+    let mut config = Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.workers = 1;
+    config.server.io_backend = backend.into();
+    config.hashing.resume = false;
+    let spec = TorrentSpec {
+        torrent: torrent.clone(),
+        data_dir: dir.to_path_buf(),
+        just_hashed: false,
+    };
+    let server = server::start(config, vec![spec]).unwrap();
+    assert!(server.wait_ready(Duration::from_secs(30)));
+    (server, torrent, path, data)
+}
+
+/// Drops `path`'s pages from the page cache (those the server has mapped stay).
+fn drop_from_cache(path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: advice on an open descriptor; no memory is passed.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0);
+}
+
 /// A run that is in the page cache goes out from the data file's mapping; one that is not is
 /// read first (and then served the same bytes), and its connection keeps reading for a while;
 /// on both backends.
@@ -372,30 +421,7 @@ fn cached_runs_are_sent_without_a_copy_and_cold_ones_are_read() {
     use std::sync::atomic::Ordering;
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("one.bin");
-        let data = pseudo_random(1 << 20, 77);
-        std::fs::write(&path, &data).unwrap();
-        // Written back, so that the page cache may drop its pages when told to below.
-        std::fs::File::open(&path).unwrap().sync_all().unwrap();
-        let opts = uringseed::make::MakeOptions {
-            path: path.clone(),
-            piece_length: Some(65536),
-            quiet: true,
-            ..Default::default()
-        };
-        let (_, torrent) = uringseed::make::make(&opts).unwrap();
-        let mut config = Config::default();
-        config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        config.server.workers = 1;
-        config.server.io_backend = backend.into();
-        config.hashing.resume = false;
-        let spec = TorrentSpec {
-            torrent: torrent.clone(),
-            data_dir: dir.path().to_path_buf(),
-            just_hashed: false,
-        };
-        let server = server::start(config, vec![spec]).unwrap();
-        assert!(server.wait_ready(Duration::from_secs(30)));
+        let (server, torrent, path, data) = single_file_server(dir.path(), backend, 1 << 20, 65536);
         let stats = server.stats();
         let peer = || {
             let (mut p, _) = RawPeer::handshake(server.local_addrs[0], torrent.info_hash, true);
@@ -418,13 +444,7 @@ fn cached_runs_are_sent_without_a_copy_and_cold_ones_are_read() {
         // Drop the file from the page cache (the check read it all): the first request is
         // read from disk.
         let reads0 = reads();
-        let f = std::fs::File::open(&path).unwrap();
-        // SAFETY: advice on an open descriptor; no memory is passed.
-        let r = unsafe {
-            use std::os::fd::AsRawFd;
-            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
-        };
-        assert_eq!(r, 0);
+        drop_from_cache(&path);
         let mut p = peer();
         fetch(&mut p, 8);
         assert_eq!((zero_copy(), reads()), (0, reads0 + 1), "{backend}");
@@ -449,28 +469,12 @@ fn the_read_streak_after_a_cold_run_ends() {
     const PIECE: usize = 1 << 20;
     let streak_pieces = (COLD_STREAK_BYTES as usize).div_ceil(PIECE);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("one.bin");
-    let data = pseudo_random((streak_pieces + 2) * PIECE, 78);
-    std::fs::write(&path, &data).unwrap();
-    std::fs::File::open(&path).unwrap().sync_all().unwrap();
-    let opts = uringseed::make::MakeOptions {
-        path: path.clone(),
-        piece_length: Some(PIECE as u64),
-        quiet: true,
-        ..Default::default()
-    };
-    let (_, torrent) = uringseed::make::make(&opts).unwrap();
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.workers = 1;
-    config.hashing.resume = false;
-    let spec = TorrentSpec {
-        torrent: torrent.clone(),
-        data_dir: dir.path().to_path_buf(),
-        just_hashed: false,
-    };
-    let server = server::start(config, vec![spec]).unwrap();
-    assert!(server.wait_ready(Duration::from_secs(30)));
+    let (server, torrent, path, data) = single_file_server(
+        dir.path(),
+        "io_uring",
+        (streak_pieces + 2) * PIECE,
+        PIECE as u64,
+    );
     let stats = server.stats();
     let zero_copy = || stats.zero_copy_bytes.load(Ordering::Relaxed);
     let (mut p, _) = RawPeer::handshake(server.local_addrs[0], torrent.info_hash, true);
@@ -494,13 +498,7 @@ fn the_read_streak_after_a_cold_run_ends() {
             assert_eq!(got[8..], data[at..at + 16384], "piece {index} block {i}");
         }
     };
-    // SAFETY: advice on an open descriptor; no memory is passed.
-    let r = unsafe {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::File::open(&path).unwrap();
-        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
-    };
-    assert_eq!(r, 0);
+    drop_from_cache(&path);
     // Cold: piece 0 is read, and the streak starts; it covers the next COLD_STREAK_BYTES even
     // though what those reads bring in is cached by then.
     for index in 0..=streak_pieces as u32 {
