@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub blocklist: PathBuf,
     /// Message Stream Encryption (the obfuscated handshake clients call "encryption").
     pub encryption: Encryption,
+    /// Outgoing connections started per second, at most (peers from trackers and, later,
+    /// other sources); 0 = never connect out.
+    pub max_dials_per_sec: u32,
 }
 
 /// Whether peers may (or must) use Message Stream Encryption.
@@ -102,6 +105,7 @@ impl Default for ServerConfig {
             write_stall_secs: 60,
             blocklist: PathBuf::new(),
             encryption: Encryption::Enabled,
+            max_dials_per_sec: 30,
         }
     }
 }

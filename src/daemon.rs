@@ -11,7 +11,6 @@ use crate::server::{self, ServerHandle, TorrentSpec};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How often the watch directory is scanned.
@@ -65,7 +64,7 @@ pub fn run(
     }
     // READY=1 as soon as peers can connect: checking terabytes may take longer than any start
     // timeout, and /readyz says when every torrent has been checked.
-    let notify = Arc::new(Notifier::from_env());
+    let notify = Notifier::from_env();
     notify.ready(&format!(
         "listening on {}; checking data",
         handle
@@ -75,20 +74,7 @@ pub fn run(
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let (n, shared) = (Arc::clone(&notify), Arc::clone(&handle.shared));
-    handle.on_ready(move |r| {
-        let good = r.pieces - r.bad_pieces;
-        say(format_args!(
-            "ready: {} {} ({good} of {} pieces good)",
-            r.info_hash, r.name, r.pieces
-        ));
-        n.status(&format!(
-            "seeding {} torrent(s); last checked: {} ({good} of {} pieces good)",
-            shared.torrents().len(),
-            r.name,
-            r.pieces
-        ));
-    });
+    let mut ready = handle.subscribe_ready();
     let mut control = Control {
         handle: &handle,
         notify: &notify,
@@ -110,6 +96,7 @@ pub fn run(
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => control.reload(),
+                Some(r) = ready.recv() => control.announce_ready(&r),
                 _ = tick.tick() => {
                     if !watch.dir.as_os_str().is_empty() {
                         control.scan(&watch.dir, &watch.data);
@@ -136,6 +123,21 @@ struct Control<'a> {
 }
 
 impl Control<'_> {
+    /// A torrent finished its check: the `ready:` line and the service status.
+    fn announce_ready(&self, r: &crate::server::Ready) {
+        let good = r.pieces - r.bad_pieces;
+        say(format_args!(
+            "ready: {} {} ({good} of {} pieces good)",
+            r.info_hash, r.name, r.pieces
+        ));
+        self.notify.status(&format!(
+            "seeding {} torrent(s); last checked: {} ({good} of {} pieces good)",
+            self.handle.shared.live_torrents().len(),
+            r.name,
+            r.pieces
+        ));
+    }
+
     /// Re-reads the configuration file; applies its torrent list, or keeps everything as it is
     /// if the file is bad.
     fn reload(&mut self) {
@@ -143,7 +145,7 @@ impl Control<'_> {
         let outcome = self.apply_reload();
         self.notify.ready(&format!(
             "{outcome}; seeding {} torrent(s)",
-            self.handle.shared.torrents().len()
+            self.handle.shared.live_torrents().len()
         ));
     }
 

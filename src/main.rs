@@ -7,6 +7,7 @@ use uringseed::config::Config;
 use uringseed::daemon;
 use uringseed::make::{self, MakeOptions};
 use uringseed::server::TorrentSpec;
+use uringseed::storage::files::DataFiles;
 use uringseed::storage::verify::check;
 use uringseed::storage::Layout;
 
@@ -288,7 +289,9 @@ fn verify(
     let t = uringseed::metainfo::load(torrent)?;
     let layout = Layout::new(&t);
     let progress = uringseed::progress::Progress::start("verifying", t.total_length, quiet || json);
-    let report = check(&t, &layout, data, None, threads, &progress.done);
+    let files = DataFiles::open(&layout, data);
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let report = check(&t, &layout, &files, None, threads, &progress.done, &never);
     progress.finish();
     let bad_by_file: std::collections::HashMap<usize, usize> =
         report.bad_files(&layout).into_iter().collect();

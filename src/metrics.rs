@@ -2,19 +2,21 @@
 //!
 //! Counters live as atomics in [`crate::stats::Stats`] (cheap on hot paths); each scrape copies
 //! them into a fresh `prometheus` registry together with the shared histograms and the process
-//! collector, and encodes the text format. The endpoint runs on its own thread, answers each
-//! connection on a short-lived thread with read and write timeouts, and caps how many it serves
-//! at once, so a hanging scraper cannot block the others or the server.
+//! collector, and encodes the text format. Labelled counters are exported for every value of
+//! their [`crate::reasons`] enum. The endpoint is the async service `metrics`: one task per
+//! connection, one deadline for each request, a cap on connections answered at once, so a
+//! hanging scraper cannot block the others or the server. It reads the shared state only.
 
-use crate::server::Shared;
-use crate::stats::{ANNOUNCE_RESULTS, DROP_REASONS, HANDSHAKE_KINDS, REJECT_REASONS};
+use crate::lifecycle::{Services, Shutdown};
+use crate::reasons::{CandidateResult, Label, LabelCounters, PeerSourceKind};
+use crate::state::Shared;
 use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Connections answered at once; more are closed immediately.
 const MAX_CONCURRENT: usize = 64;
@@ -50,15 +52,14 @@ fn register<C: Collector + 'static>(reg: &Registry, c: C) {
     reg.register(Box::new(c)).expect("unique metric");
 }
 
-/// Counts by label, with every `known` label present (0 if it never occurred).
-fn by_label(known: &[&str], v: Vec<(&'static str, u64)>) -> Vec<Sample<u64>> {
-    let mut out: Vec<Sample<u64>> = known
-        .iter()
-        .filter(|k| !v.iter().any(|(l, _)| l == *k))
-        .map(|k| sample(&[k], 0))
+/// A counter with one label, with every value of `L` present (0 if it never occurred).
+fn labelled<L: Label>(reg: &Registry, name: &str, help: &str, counts: &LabelCounters<L>) {
+    let values = counts
+        .all()
+        .into_iter()
+        .map(|(l, n)| sample(&[l.label()], n))
         .collect();
-    out.extend(v.into_iter().map(|(k, n)| sample(&[k], n)));
-    out
+    counter_vec(reg, name, help, &[L::NAME], values);
 }
 
 /// The metrics in Prometheus text format.
@@ -89,7 +90,7 @@ pub fn render(shared: &Shared, backend: &str) -> String {
         &["direction", "family"],
         peers,
     );
-    let torrents = shared.torrents();
+    let torrents = shared.live_torrents();
     let unchoked: usize = torrents.iter().map(|t| t.unchoked()).sum();
     gauge_vec(
         &reg,
@@ -152,52 +153,55 @@ pub fn render(shared: &Shared, backend: &str) -> String {
     ] {
         counter_vec(&reg, name, help, &[], vec![sample(&[], v)]);
     }
-    counter_vec(
+    labelled(
         &reg,
         "uringseed_requests_rejected_total",
         "Block requests refused, by reason.",
-        &["reason"],
-        by_label(REJECT_REASONS, s.rejected_all()),
+        &s.rejected,
     );
-    counter_vec(
+    labelled(
         &reg,
         "uringseed_peers_dropped_total",
         "Connections closed by the server, by reason.",
-        &["reason"],
-        by_label(DROP_REASONS, s.dropped_all()),
+        &s.dropped,
     );
-    counter_vec(
+    labelled(
         &reg,
         "uringseed_peer_handshakes_total",
         "Peers that completed the handshake, by kind (plain, or encrypted handshake with a \
          plaintext or RC4 payload).",
-        &["kind"],
-        by_label(HANDSHAKE_KINDS, s.handshakes_all()),
+        &s.handshakes,
     );
-    counter_vec(
+    labelled(
         &reg,
         "uringseed_tracker_announces_total",
         "Tracker announces, by result.",
-        &["result"],
-        by_label(ANNOUNCE_RESULTS, s.announces_all()),
+        &s.announces,
     );
-    let state = |a: &AtomicUsize| a.load(Ordering::Relaxed) as i64;
+    let mut candidates = Vec::new();
+    for &source in PeerSourceKind::ALL {
+        for &result in CandidateResult::ALL {
+            let n = s.candidates(source, result);
+            candidates.push(sample(&[source.label(), result.label()], n));
+        }
+    }
+    counter_vec(
+        &reg,
+        "uringseed_peer_candidates_total",
+        "Peer addresses offered for dialling, by source and by what became of them.",
+        &[PeerSourceKind::NAME, CandidateResult::NAME],
+        candidates,
+    );
+    let counts = shared.torrents.counts();
     gauge_vec(
         &reg,
         "uringseed_torrents",
-        "Torrents by state.",
+        "Torrents by state (error: nothing to serve, data missing or all bad, or the check failed).",
         &["state"],
         vec![
-            sample(&["checking"], state(&s.torrents_checking)),
-            sample(
-                &["seeding"],
-                torrents.iter().filter(|t| t.view.have.count() > 0).count() as i64,
-            ),
-            // Served but with no piece that can be served (data missing or all bad).
-            sample(
-                &["error"],
-                torrents.iter().filter(|t| t.view.have.count() == 0).count() as i64,
-            ),
+            sample(&["checking"], counts.checking as i64),
+            sample(&["seeding"], counts.seeding as i64),
+            sample(&["error"], counts.error as i64),
         ],
     );
     let trackers = shared.tracker_status();
@@ -321,64 +325,87 @@ fn resident_memory() -> Vec<(&'static str, i64)> {
     ]
 }
 
-/// Binds the endpoint; returns its address and the thread serving it until shutdown.
+/// Binds the endpoint and starts it as the service `metrics`; returns its address.
 pub fn spawn(
     shared: Arc<Shared>,
     addr: SocketAddr,
     backend: &'static str,
-) -> std::io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr)?;
+    services: &mut Services,
+) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    let busy = Arc::new(AtomicUsize::new(0));
-    let t = std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            while !*shared.shutdown.borrow() {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT {
-                            busy.fetch_sub(1, Ordering::AcqRel);
-                            continue; // dropped: closed at once
-                        }
-                        let (shared, busy) = (shared.clone(), busy.clone());
-                        std::thread::spawn(move || {
-                            let _ = answer(&shared, conn, backend);
-                            busy.fetch_sub(1, Ordering::AcqRel);
-                        });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
-                    Err(e) => {
-                        tracing::warn!("metrics endpoint: accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })?;
-    Ok((local, t))
+    services.spawn_async("metrics", move |shutdown| {
+        serve(shared, listener, backend, shutdown)
+    })?;
+    Ok(local)
 }
 
-fn answer(shared: &Shared, conn: TcpStream, backend: &str) -> std::io::Result<()> {
-    conn.set_nonblocking(false)?;
-    conn.set_write_timeout(Some(IO_TIMEOUT))?;
+async fn serve(
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    backend: &'static str,
+    shutdown: Shutdown,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("metrics endpoint not started: {e}");
+            return;
+        }
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.triggered() => break,
+        };
+        let conn = match accepted {
+            Ok((conn, _)) => conn,
+            Err(e) => {
+                tracing::warn!("metrics endpoint: accept failed: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    _ = shutdown.triggered() => break,
+                }
+            }
+        };
+        // Over the cap: closed at once.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = answer(&shared, conn, backend).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn answer(
+    shared: &Shared,
+    mut conn: tokio::net::TcpStream,
+    backend: &str,
+) -> std::io::Result<()> {
     // One deadline for the whole request (a client trickling bytes cannot hold a slot longer).
-    let deadline = std::time::Instant::now() + IO_TIMEOUT;
     let mut head = Vec::new();
     let mut chunk = [0u8; 1024];
-    let mut reader = conn.try_clone()?;
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() || head.len() > 8192 {
-            return Ok(());
+    let read = tokio::time::timeout(IO_TIMEOUT, async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+            if head.len() > 8192 {
+                return Err(std::io::Error::other("request head too long"));
+            }
+            let n = conn.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
         }
-        reader.set_read_timeout(Some(left))?;
-        let n = reader.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&chunk[..n]);
+        Ok(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return Ok(());
     }
     let request = String::from_utf8_lossy(&head)
         .lines()
@@ -393,13 +420,15 @@ fn answer(shared: &Shared, conn: TcpStream, backend: &str) -> std::io::Result<()
             "text/plain; version=0.0.4; charset=utf-8",
             render(shared, backend),
         ),
-        "/healthz" if !*shared.shutdown.borrow() => ("200 OK", "text/plain", "ok\n".to_string()),
+        "/healthz" if !shared.shutdown.is_triggered() => {
+            ("200 OK", "text/plain", "ok\n".to_string())
+        }
         "/healthz" => (
             "503 Service Unavailable",
             "text/plain",
             "shutting down\n".to_string(),
         ),
-        "/readyz" if shared.stats.torrents_checking.load(Ordering::Relaxed) == 0 => {
+        "/readyz" if shared.torrents.counts().checking == 0 => {
             ("200 OK", "text/plain", "ready\n".to_string())
         }
         "/readyz" => (
@@ -409,7 +438,11 @@ fn answer(shared: &Shared, conn: TcpStream, backend: &str) -> std::io::Result<()
         ),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };
-    let mut w = conn;
-    write!(w, "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
-    w.flush()
+    let reply = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    tokio::time::timeout(IO_TIMEOUT, async {
+        conn.write_all(reply.as_bytes()).await?;
+        conn.flush().await
+    })
+    .await
+    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }

@@ -4,39 +4,48 @@
 //! plain log line every ten seconds so service logs show the job is alive.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A running progress reporter; call [`Progress::finish`] when the job is done.
 pub struct Progress {
     pub done: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+    /// Dropped (or sent to) by `finish`: ends the reporter at once.
+    stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Progress {
     /// Starts reporting progress of `label` towards `total` bytes. Prints nothing when `quiet`.
     pub fn start(label: &str, total: u64, quiet: bool) -> Progress {
-        let done = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
+        Progress::follow(label, total, quiet, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// Like [`Progress::start`], counting in `done` (shared with whoever reports the job).
+    pub fn follow(label: &str, total: u64, quiet: bool, done: Arc<AtomicU64>) -> Progress {
+        let (stop, stopped) = mpsc::channel();
         let thread = (!quiet).then(|| {
-            let (done, stop, label) = (done.clone(), stop.clone(), label.to_string());
-            std::thread::spawn(move || report(&label, total, &done, &stop))
+            let (done, label) = (done.clone(), label.to_string());
+            std::thread::spawn(move || report(&label, total, &done, &stopped))
         });
-        Progress { done, stop, thread }
+        Progress {
+            done,
+            stop: Some(stop),
+            thread,
+        }
     }
 
     pub fn finish(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn report(label: &str, total: u64, done: &AtomicU64, stop: &AtomicBool) {
+fn report(label: &str, total: u64, done: &AtomicU64, stopped: &mpsc::Receiver<()>) {
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
     let tick = if tty {
@@ -44,14 +53,8 @@ fn report(label: &str, total: u64, done: &AtomicU64, stop: &AtomicBool) {
     } else {
         Duration::from_secs(10)
     };
-    let mut last = Instant::now();
     let mut drawn = false;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        if last.elapsed() < tick {
-            continue;
-        }
-        last = Instant::now();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
         let line = render(
             label,
             done.load(Ordering::Relaxed),

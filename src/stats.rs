@@ -1,9 +1,11 @@
 //! Process-wide counters and gauges, updated lock-free on hot paths by every worker thread and
 //! read by the metrics endpoint and by tests.
 
-use std::collections::HashMap;
+use crate::reasons::{
+    AnnounceResult, CandidateResult, DropReason, HandshakeKind, Label, LabelCounters,
+    PeerSourceKind, RejectReason,
+};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 /// Histograms observed on hot paths (prometheus histograms are lock-free).
 #[derive(Debug, Clone)]
@@ -63,90 +65,8 @@ impl PeerGauges {
     }
 }
 
-/// Label values exported (as 0) before they first occur, so dashboards and alerts see them.
-pub const REJECT_REASONS: &[&str] = &[
-    "choked",
-    "oversized",
-    "out_of_range",
-    "unavailable",
-    "queue_full",
-    "read_error",
-];
-pub const DROP_REASONS: &[&str] = &[
-    "bad_handshake",
-    "unknown_info_hash",
-    "handshake_timeout",
-    "closed_in_handshake",
-    "connection_cap",
-    "ip_connection_cap",
-    "blocked",
-    "torrent_connection_cap",
-    "duplicate_peer",
-    "self_connection",
-    "wrong_info_hash",
-    "message_too_long",
-    "malformed_message",
-    "bad_bitfield",
-    "bad_have",
-    "oversized_request",
-    "request_out_of_range",
-    "unavailable_piece",
-    "queue_full",
-    "output_backlog",
-    "idle_timeout",
-    "write_stall",
-    "piece_read_error",
-    "peer_is_seed",
-    "torrent_removed",
-    "encryption_required",
-    "mse_bad_key",
-    "mse_no_sync",
-    "mse_bad_vc",
-    "mse_bad_length",
-    "mse_no_common_method",
-];
-pub const ANNOUNCE_RESULTS: &[&str] = &["ok", "failure", "unreachable", "malformed"];
-/// How peers completed their handshake: plain, or Message Stream Encryption with a plaintext
-/// or RC4 payload.
-pub const HANDSHAKE_KINDS: &[&str] = &["plaintext", "mse_plaintext", "mse_rc4"];
-
-/// Counters by a label value (reasons, results): few distinct values, counted rarely.
-#[derive(Debug, Default)]
-pub struct Labeled(Mutex<HashMap<&'static str, u64>>);
-
-impl Labeled {
-    pub fn inc(&self, label: &'static str) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(label)
-            .or_default() += 1;
-    }
-
-    pub fn get(&self, label: &str) -> u64 {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(label)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Every (label, count), sorted by label.
-    pub fn all(&self) -> Vec<(&'static str, u64)> {
-        let mut v: Vec<_> = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        v.sort();
-        v
-    }
-}
-
+/// Counters and gauges of the whole process. Labelled counters are per value of a
+/// [`crate::reasons`] enum, so every value is exported from the start.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub hist: Histograms,
@@ -167,68 +87,71 @@ pub struct Stats {
     pub hash_bytes: AtomicU64,
     pub hash_pieces: AtomicU64,
     pub hash_failed_pieces: AtomicU64,
-    pub torrents_checking: AtomicUsize,
-    rejected: Labeled,
-    /// Announces by result.
-    announces: Labeled,
-    dropped: Labeled,
-    handshakes: Labeled,
+    pub rejected: LabelCounters<RejectReason>,
+    pub announces: LabelCounters<AnnounceResult>,
+    pub dropped: LabelCounters<DropReason>,
+    pub handshakes: LabelCounters<HandshakeKind>,
+    /// Peer addresses offered for dialling, by source, then by what became of them.
+    candidates: Candidates,
+}
+
+/// [`CandidateResult`] counts for each [`PeerSourceKind`].
+#[derive(Debug)]
+struct Candidates(Vec<LabelCounters<CandidateResult>>);
+
+impl Default for Candidates {
+    fn default() -> Self {
+        Candidates(
+            PeerSourceKind::ALL
+                .iter()
+                .map(|_| Default::default())
+                .collect(),
+        )
+    }
 }
 
 impl Stats {
-    pub fn count_rejected(&self, reason: &'static str) {
+    pub fn count_rejected(&self, reason: RejectReason) {
         self.rejected.inc(reason);
     }
 
-    pub fn count_dropped(&self, reason: &'static str) {
+    pub fn count_dropped(&self, reason: DropReason) {
         self.dropped.inc(reason);
     }
 
-    pub fn count_handshake(&self, kind: &'static str) {
+    pub fn count_handshake(&self, kind: HandshakeKind) {
         self.handshakes.inc(kind);
     }
 
-    pub fn handshakes(&self, kind: &str) -> u64 {
-        self.handshakes.get(kind)
-    }
-
-    /// All completed handshakes by kind.
-    pub fn handshakes_all(&self) -> Vec<(&'static str, u64)> {
-        self.handshakes.all()
-    }
-
-    pub fn count_announce(&self, result: &'static str, latency: std::time::Duration) {
+    pub fn count_announce(&self, result: AnnounceResult, latency: std::time::Duration) {
         self.announces.inc(result);
-        if result == "ok" {
+        if result == AnnounceResult::Ok {
             self.hist.announce_seconds.observe(latency.as_secs_f64());
         }
     }
 
-    pub fn rejected(&self, reason: &str) -> u64 {
+    pub fn count_candidate(&self, source: PeerSourceKind, result: CandidateResult) {
+        self.candidates.0[source.index()].inc(result);
+    }
+
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
         self.rejected.get(reason)
     }
 
-    pub fn dropped(&self, reason: &str) -> u64 {
+    pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped.get(reason)
     }
 
-    pub fn announces(&self, result: &str) -> u64 {
+    pub fn handshakes(&self, kind: HandshakeKind) -> u64 {
+        self.handshakes.get(kind)
+    }
+
+    pub fn announces(&self, result: AnnounceResult) -> u64 {
         self.announces.get(result)
     }
 
-    /// All rejection counts by reason.
-    pub fn rejected_all(&self) -> Vec<(&'static str, u64)> {
-        self.rejected.all()
-    }
-
-    /// All drop counts by reason.
-    pub fn dropped_all(&self) -> Vec<(&'static str, u64)> {
-        self.dropped.all()
-    }
-
-    /// All announce counts by result.
-    pub fn announces_all(&self) -> Vec<(&'static str, u64)> {
-        self.announces.all()
+    pub fn candidates(&self, source: PeerSourceKind, result: CandidateResult) -> u64 {
+        self.candidates.0[source.index()].get(result)
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

@@ -28,6 +28,7 @@ use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 use uringseed::config::Config;
 use uringseed::metainfo::InfoHash;
+use uringseed::reasons::DropReason;
 use uringseed::server::{self, ServerHandle, TorrentSpec};
 use uringseed::stats::Stats;
 use uringseed::wire::handshake::Handshake;
@@ -77,12 +78,14 @@ impl Counts {
         let st = s.stats();
         Counts {
             dropped: st
-                .dropped_all()
+                .dropped
+                .all()
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
             rejected: st
-                .rejected_all()
+                .rejected
+                .all()
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
@@ -785,12 +788,12 @@ fn slowloris_and_connection_churn_do_not_hurt_a_real_download() {
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut rss_during = 0;
-    while b.stats().dropped("handshake_timeout") < 2000 {
+    while b.stats().dropped(DropReason::HandshakeTimeout) < 2000 {
         rss_during = rss_during.max(rss_kib(None));
         assert!(
             Instant::now() < deadline,
             "only {} of 2000 silent connections timed out",
-            b.stats().dropped("handshake_timeout")
+            b.stats().dropped(DropReason::HandshakeTimeout)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -891,11 +894,11 @@ fn peers_that_never_read_are_dropped_for_write_stall() {
     }
     let sent = Instant::now();
     let deadline = sent + Duration::from_secs(15);
-    while b.stats().dropped("write_stall") < 10 {
+    while b.stats().dropped(DropReason::WriteStall) < 10 {
         assert!(
             Instant::now() < deadline,
             "only {} of 10 peers that never read were dropped within 15 s",
-            b.stats().dropped("write_stall")
+            b.stats().dropped(DropReason::WriteStall)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -1100,7 +1103,7 @@ fn a_slow_reader_that_keeps_reading_is_not_dropped_for_write_stall() {
         progress.push((start.elapsed().as_secs_f64(), got));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let stalls = b.stats().dropped("write_stall");
+    let stalls = b.stats().dropped(DropReason::WriteStall);
     let secs = closed_at.unwrap_or(start.elapsed()).as_secs_f64();
     let rate = got as f64 / secs;
     eprintln!(

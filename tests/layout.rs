@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use sha1::{Digest, Sha1};
 use std::sync::atomic::AtomicU64;
 use uringseed::metainfo::{FileEntry, InfoHash, Torrent};
+use uringseed::storage::files::DataFiles;
 use uringseed::storage::hasher::{self, Access};
 use uringseed::storage::{Layout, RangeError};
 
@@ -110,7 +111,7 @@ fn huge_begin_does_not_overflow() {
 }
 
 #[test]
-fn check_data_names_missing_and_wrong_sized_files() {
+fn opening_data_names_missing_and_wrong_sized_files() {
     let dir = tempfile::tempdir().unwrap();
     let t = torrent(
         &[(10, false), (5, true), (7, false), (0, false), (3, false)],
@@ -123,7 +124,7 @@ fn check_data_names_missing_and_wrong_sized_files() {
     std::fs::write(root.join("f2"), [2u8; 6]).unwrap();
     std::fs::write(root.join("f3"), []).unwrap();
     std::fs::create_dir(root.join("f4")).unwrap();
-    let problems = layout.check_data(dir.path());
+    let problems = DataFiles::open(&layout, dir.path()).problems();
     let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert_eq!(problems.len(), 2, "{text:?}");
     assert!(
@@ -135,7 +136,7 @@ fn check_data_names_missing_and_wrong_sized_files() {
         "{text:?}"
     );
     std::fs::remove_file(root.join("f0")).unwrap();
-    assert!(layout.check_data(dir.path())[0]
+    assert!(DataFiles::open(&layout, dir.path()).problems()[0]
         .to_string()
         .ends_with("root/f0: missing"));
 }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use uringseed::config::Config;
 use uringseed::metainfo::InfoHash;
+use uringseed::reasons::{DropReason, HandshakeKind, RejectReason};
 use uringseed::server::{self, ServerHandle, TorrentSpec};
 
 use uringseed::wire::handshake::{reserved, Handshake};
@@ -179,8 +180,8 @@ fn serves_correct_blocks_and_refuses_bad_requests_with_reject() {
         );
         assert_eq!(p.expect(message::PIECE)[4..8], 16384u32.to_be_bytes());
         let stats = f.server.as_ref().unwrap().stats();
-        assert_eq!(stats.rejected("oversized"), 1);
-        assert_eq!(stats.rejected("out_of_range"), 2);
+        assert_eq!(stats.rejected(RejectReason::Oversized), 1);
+        assert_eq!(stats.rejected(RejectReason::OutOfRange), 2);
     }
 }
 
@@ -230,11 +231,11 @@ fn misbehaving_peers_are_dropped_without_harming_others() {
         assert_eq!(good.expect(message::PIECE)[8..], f.stream[..16384]);
         let stats = f.server.as_ref().unwrap().stats();
         for reason in [
-            "oversized_request",
-            "message_too_long",
-            "mse_no_sync",
-            "unknown_info_hash",
-            "handshake_timeout",
+            DropReason::OversizedRequest,
+            DropReason::MessageTooLong,
+            DropReason::MseNoSync,
+            DropReason::UnknownInfoHash,
+            DropReason::HandshakeTimeout,
         ] {
             assert_eq!(stats.dropped(reason), 1, "{backend}: {reason}");
         }
@@ -249,7 +250,11 @@ fn connection_cap_refuses_extra_peers() {
     let mut c = RawPeer::connect(f.addr);
     c.expect_closed();
     assert_eq!(
-        f.server.as_ref().unwrap().stats().dropped("connection_cap"),
+        f.server
+            .as_ref()
+            .unwrap()
+            .stats()
+            .dropped(DropReason::ConnectionCap),
         1
     );
 }
@@ -326,10 +331,14 @@ fn encryption_policies_over_real_sockets() {
         // An encrypted handshake for a torrent not served here is refused.
         assert!(RawPeer::mse_handshake(f.addr, InfoHash([0xee; 20]), both).is_err());
         let stats = f.server.as_ref().unwrap().stats();
-        for (kind, n) in [("mse_rc4", 1), ("mse_plaintext", 1), ("plaintext", 1)] {
+        for (kind, n) in [
+            (HandshakeKind::MseRc4, 1),
+            (HandshakeKind::MsePlaintext, 1),
+            (HandshakeKind::Plaintext, 1),
+        ] {
             assert_eq!(stats.handshakes(kind), n, "{backend}: {kind}");
         }
-        assert_eq!(stats.dropped("unknown_info_hash"), 1, "{backend}");
+        assert_eq!(stats.dropped(DropReason::UnknownInfoHash), 1, "{backend}");
         drop(f);
 
         // Required: plain handshakes and plaintext-only offers are refused; RC4 is chosen
@@ -350,8 +359,12 @@ fn encryption_policies_over_real_sockets() {
         assert_eq!(method, CRYPTO_RC4);
         first_block_served(&mut p, &f);
         let stats = f.server.as_ref().unwrap().stats();
-        assert_eq!(stats.dropped("encryption_required"), 1, "{backend}");
-        assert_eq!(stats.dropped("mse_no_common_method"), 1, "{backend}");
+        assert_eq!(
+            stats.dropped(DropReason::EncryptionRequired),
+            1,
+            "{backend}"
+        );
+        assert_eq!(stats.dropped(DropReason::MseNoCommonMethod), 1, "{backend}");
         drop(f);
 
         // Disabled: an encrypted handshake is just a bad one.
@@ -360,7 +373,7 @@ fn encryption_policies_over_real_sockets() {
         let (mut plain, _) = RawPeer::handshake(f.addr, f.info_hash, true);
         first_block_served(&mut plain, &f);
         let stats = f.server.as_ref().unwrap().stats();
-        assert_eq!(stats.dropped("bad_handshake"), 1, "{backend}");
+        assert_eq!(stats.dropped(DropReason::BadHandshake), 1, "{backend}");
     }
 }
 

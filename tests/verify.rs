@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use uringseed::config::Config;
 use uringseed::metainfo::Torrent;
+use uringseed::reasons::RejectReason;
 use uringseed::server::{self, ServerHandle, TorrentSpec};
 use uringseed::storage::resume::record_path;
 use uringseed::storage::Layout;
@@ -176,7 +177,7 @@ fn bad_pieces_are_withheld_and_refused_while_good_ones_are_served() {
         length: 16384,
     })]);
     p.expect(message::REJECT);
-    assert_eq!(server.stats().rejected("unavailable"), 1);
+    assert_eq!(server.stats().rejected(RejectReason::Unavailable), 1);
     p.send(&[Message::Request(Block {
         index: 4,
         begin: 0,
@@ -270,8 +271,8 @@ fn truncating_a_file_while_serving_withdraws_its_pieces_and_keeps_serving() {
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
-    assert_eq!(stats.rejected("read_error"), 1);
-    assert_eq!(stats.rejected("unavailable"), 1);
+    assert_eq!(stats.rejected(RejectReason::ReadError), 1);
+    assert_eq!(stats.rejected(RejectReason::Unavailable), 1);
     server.shutdown();
 }
 

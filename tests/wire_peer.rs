@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uringseed::bitfield::{full as full_bitfield, valid as valid_bitfield, SharedBitfield};
 use uringseed::metainfo::{FileEntry, InfoHash, Torrent};
+use uringseed::reasons::RejectReason;
 use uringseed::storage::Layout;
 use uringseed::wire::handshake::{reserved, Handshake};
 use uringseed::wire::message::{self, Block, Decoded, Message};
@@ -179,12 +180,12 @@ fn fast_peers_get_rejects_with_reasons() {
     let t0 = Instant::now();
     let mut p = unchoked(true, false, t0);
     let bad = [
-        (req(0, 0, 16385), "oversized"),
-        (req(6, 0, 16384), "out_of_range"),
-        (req(5, 0, 1001), "out_of_range"),
-        (req(0, 65535, 2), "out_of_range"),
-        (req(0, 0, 0), "out_of_range"),
-        (req(2, 0, 16384), "unavailable"),
+        (req(0, 0, 16385), RejectReason::Oversized),
+        (req(6, 0, 16384), RejectReason::OutOfRange),
+        (req(5, 0, 1001), RejectReason::OutOfRange),
+        (req(0, 65535, 2), RejectReason::OutOfRange),
+        (req(0, 0, 0), RejectReason::OutOfRange),
+        (req(2, 0, 16384), RejectReason::Unavailable),
     ];
     for (b, reason) in bad {
         p.handle_bytes(t0, &enc(&[Message::Request(b)])).unwrap();
@@ -198,7 +199,10 @@ fn fast_peers_get_rejects_with_reasons() {
         .collect();
     p.handle_bytes(t0, &enc(&five)).unwrap();
     assert_eq!(p.queued_requests(), 4);
-    assert_eq!(p.take_events(), vec![Event::Rejected("queue_full")]);
+    assert_eq!(
+        p.take_events(),
+        vec![Event::Rejected(RejectReason::QueueFull)]
+    );
 }
 
 #[test]

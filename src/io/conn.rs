@@ -1,16 +1,23 @@
-//! One peer connection, driven over any backend's stream and disk: handshake with a timeout,
-//! then a reader (bytes into the state machine) and a writer (control bytes, coalesced piece data
-//! read from disk and sent with one vectored write per run) running side by side.
+//! One peer connection, driven over any backend's [`Stream`] and [`Disk`]: the handshake
+//! (`super::handshake`) under its timeout, then a reader (bytes into the sans-IO state
+//! machine, [`crate::wire::Peer`]) and a writer (control bytes, and runs of requested blocks
+//! fetched from the page cache or read from disk, sent with one vectored write per run) side by
+//! side, until the peer closes, breaks a rule, the torrent is removed or the server stops.
+//!
+//! Time comes from tokio's clock (`tokio::time::Instant`), so the in-process harness
+//! (`super::mem`) can run connections under paused time. This module opens no sockets and no
+//! files: the worker hands it a stream, the torrent its files.
 
 use super::handshake::Opened;
+use super::stream::{send_all, Disk, SendError, Stream};
 use crate::metainfo::InfoHash;
-use crate::server::{PeerHandle, Shared, TorrentCtx};
+use crate::reasons::{ChokeCmd, DropReason, RejectReason};
+use crate::state::{PeerHandle, Shared, TorrentCtx};
 use crate::wire::message::piece_header;
 use crate::wire::mse::Rc4;
 use crate::wire::{Event, Limits, Peer};
 use bytes::Bytes;
 use std::cell::RefCell;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,31 +31,25 @@ pub const COLD_STREAK_BYTES: u64 = 16 << 20;
 /// Bytes read from the socket per read.
 const READ_BUF: usize = 4 << 10;
 
-/// A connected socket as the connection driver needs it.
-#[allow(async_fn_in_trait)]
-pub trait Stream {
-    /// Reads into `buf` (from index 0, up to its length); returns the count and the buffer.
-    async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
-    /// One vectored write of (a prefix of) `bufs`; returns the bytes written and the buffers.
-    async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>);
-    /// Shuts the socket down both ways (ends any read or write in flight).
-    fn shutdown(&self);
-    /// The socket's descriptor (for TCP_INFO).
-    fn fd(&self) -> std::os::fd::RawFd;
-}
-
-/// Reading torrent bytes from the data files.
-#[allow(async_fn_in_trait)]
-pub trait Disk {
-    /// Reads `len` bytes of `ctx`'s torrent stream starting at `start` (pad files as zeros).
-    async fn read_run(&self, ctx: &TorrentCtx, start: u64, len: usize) -> io::Result<Vec<u8>>;
+/// Now, on tokio's clock (paused in the harness, the real clock otherwise).
+pub fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// How a connection ended (a metrics label unless it is a plain close).
 pub(super) enum End {
     Closed,
     Shutdown,
-    Dropped(&'static str),
+    Dropped(DropReason),
+}
+
+impl From<SendError> for End {
+    fn from(e: SendError) -> End {
+        match e {
+            SendError::Closed => End::Closed,
+            SendError::Stalled => End::Dropped(DropReason::WriteStall),
+        }
+    }
 }
 
 /// Serves one connection until it closes, misbehaves or the server shuts down. `dialed` is
@@ -70,7 +71,7 @@ pub async fn serve<S: Stream, D: Disk>(
     match end {
         End::Dropped(reason) => {
             shared.stats.count_dropped(reason);
-            tracing::debug!(%addr, reason, "peer dropped");
+            tracing::debug!(%addr, %reason, "peer dropped");
         }
         End::Closed | End::Shutdown => tracing::trace!(%addr, "peer closed"),
     }
@@ -94,14 +95,14 @@ async fn connected<S: Stream, D: Disk>(
         kind,
     } = opened;
     if !ctx.add_peer_id(hs.peer_id) {
-        return End::Dropped("duplicate_peer");
+        return End::Dropped(DropReason::DuplicatePeer);
     }
     let ipv6 = addr.ip().to_canonical().is_ipv6();
     shared.stats.peers.add(outgoing, ipv6);
     shared.stats.count_handshake(kind);
-    tracing::debug!(%addr, handshake = kind, outgoing, "peer connected");
-    let key = shared.next_key.fetch_add(1, Ordering::Relaxed);
-    let now = Instant::now();
+    tracing::debug!(%addr, handshake = %kind, outgoing, "peer connected");
+    let key = shared.next_peer_key();
+    let now = now();
     let peer = RefCell::new(Peer::new(
         ctx.view.clone(),
         Limits {
@@ -122,7 +123,7 @@ async fn connected<S: Stream, D: Disk>(
     ctx.peers.fetch_sub(1, Ordering::Relaxed);
     ctx.remove_peer_id(&hs.peer_id);
     shared.stats.peers.remove(outgoing, ipv6);
-    ctx.leave(key, Instant::now());
+    ctx.leave(key, self::now());
     end
 }
 
@@ -138,7 +139,7 @@ struct Inbound<'a> {
 impl Inbound<'_> {
     /// Feeds received (decrypted) bytes to the state machine; Err ends the connection.
     fn deliver(&self, bytes: &[u8]) -> Result<(), End> {
-        let now = Instant::now();
+        let now = now();
         let (result, events) = {
             let mut p = self.peer.borrow_mut();
             let r = p.handle_bytes(now, bytes);
@@ -152,7 +153,7 @@ impl Inbound<'_> {
             }
         }
         self.handle.wake.notify_one();
-        result.map_err(|reason| End::Dropped(reason.as_str()))
+        result.map_err(End::Dropped)
     }
 }
 
@@ -193,7 +194,6 @@ async fn writer<S: Stream, D: Disk>(
     handle: &PeerHandle,
     mut tx: Option<Box<Rc4>>,
 ) -> End {
-    let mut shutdown = shared.shutdown.clone();
     // Plaintext runs may go out straight from the page cache; RC4 needs a buffer to encrypt.
     let zero_copy = tx.is_none();
     // Bytes this connection reads from disk before trying the page cache again.
@@ -205,30 +205,30 @@ async fn writer<S: Stream, D: Disk>(
         }
     };
     loop {
-        if ctx.closed.load(Ordering::Acquire) {
-            return End::Dropped("torrent_removed");
+        if ctx.is_closed() {
+            return End::Dropped(DropReason::TorrentRemoved);
         }
-        match handle.choke_cmd.swap(0, Ordering::AcqRel) {
-            1 => peer.borrow_mut().set_choking(true),
-            2 => peer.borrow_mut().set_choking(false),
-            _ => {}
+        match handle.choke.take() {
+            Some(ChokeCmd::Choke) => peer.borrow_mut().set_choking(true),
+            Some(ChokeCmd::Unchoke) => peer.borrow_mut().set_choking(false),
+            None => {}
         }
         let (control, run) = {
             let mut p = peer.borrow_mut();
             (p.poll_transmit(), p.next_run(MAX_RUN_BYTES))
         };
         if control.is_none() && run.is_none() {
-            if *shutdown.borrow() {
+            if shared.shutdown.is_triggered() {
                 return End::Shutdown;
             }
             let deadline = peer.borrow().next_timeout();
             tokio::select! {
                 _ = handle.wake.notified() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
-                _ = shutdown.changed() => {}
+                _ = shared.shutdown.triggered() => {}
             }
-            if let Err(reason) = peer.borrow_mut().handle_timeout(Instant::now()) {
-                return End::Dropped(reason.as_str());
+            if let Err(reason) = peer.borrow_mut().handle_timeout(now()) {
+                return End::Dropped(reason);
             }
             continue;
         }
@@ -248,7 +248,7 @@ async fn writer<S: Stream, D: Disk>(
             }
             let try_map = zero_copy && cold_bytes == 0;
             cold_bytes = cold_bytes.saturating_sub(run.len);
-            let mapped = try_map.then(|| ctx.mapped(run.start, len)).flatten();
+            let mapped = try_map.then(|| ctx.resident(run.start, len)).flatten();
             let data = match mapped {
                 Some(data) => {
                     let stats = &shared.stats;
@@ -259,9 +259,9 @@ async fn writer<S: Stream, D: Disk>(
                     if try_map {
                         cold_bytes = COLD_STREAK_BYTES;
                     }
-                    let read_started = Instant::now();
+                    let read_started = now();
                     let read = disk.read_run(ctx, run.start, len).await;
-                    let elapsed = read_started.elapsed().as_secs_f64();
+                    let elapsed = now().saturating_duration_since(read_started).as_secs_f64();
                     shared.stats.hist.piece_read_seconds.observe(elapsed);
                     read.map(|mut data| {
                         let mut at = 0usize;
@@ -301,10 +301,10 @@ async fn writer<S: Stream, D: Disk>(
                         .pieces_withdrawn
                         .fetch_add(withdrawn as u64, Ordering::Relaxed);
                     if !peer.borrow_mut().reject_all(&run.blocks) {
-                        return End::Dropped("piece_read_error");
+                        return End::Dropped(DropReason::PieceReadError);
                     }
                     for _ in &run.blocks {
-                        stats.count_rejected("read_error");
+                        stats.count_rejected(RejectReason::ReadError);
                     }
                     let rejects = peer.borrow_mut().poll_transmit();
                     if let Some(mut c) = rejects {
@@ -318,10 +318,10 @@ async fn writer<S: Stream, D: Disk>(
         let write_len: usize = bufs.iter().map(Bytes::len).sum();
         shared.stats.hist.write_bytes.observe(write_len as f64);
         let stall = Duration::from_secs(shared.config.server.write_stall_secs);
-        if let Err(end) = send_all(stream, bufs, stall).await {
-            return end;
+        if let Err(e) = send_all(stream, bufs, stall).await {
+            return e.into();
         }
-        peer.borrow_mut().on_sent(Instant::now());
+        peer.borrow_mut().on_sent(now());
         shared
             .stats
             .uploaded_payload_bytes
@@ -331,87 +331,4 @@ async fn writer<S: Stream, D: Disk>(
             .uploaded_protocol_bytes
             .fetch_add(protocol, Ordering::Relaxed);
     }
-}
-
-/// Bytes handed to one vectored write (an io_uring send on a stream socket completes only when
-/// all of it is sent).
-pub const WRITE_CHUNK: usize = 256 << 10;
-
-/// Writes all of `bufs` with vectored writes of at most [`WRITE_CHUNK`] bytes and
-/// [`super::MAX_IOVECS`] buffers. A write that makes no progress for `stall` means the peer is
-/// not reading: it is dropped. (A slow reader that keeps taking bytes is not.)
-pub(super) async fn send_all<S: Stream>(
-    stream: &S,
-    mut bufs: Vec<Bytes>,
-    stall: Duration,
-) -> Result<(), End> {
-    while !bufs.is_empty() {
-        let (mut take, mut bytes) = (0, 0);
-        while take < bufs.len() && take < super::MAX_IOVECS && bytes < WRITE_CHUNK {
-            bytes += bufs[take].len();
-            take += 1;
-        }
-        let mut rest = bufs.split_off(take);
-        if bytes > WRITE_CHUNK {
-            // Split the last buffer at the chunk boundary (no copy: both halves share it).
-            let last = bufs.last_mut().expect("took at least one buffer");
-            let keep = last.len() - (bytes - WRITE_CHUNK);
-            rest.insert(0, last.split_off(keep));
-        }
-        // Waiting longer than `stall` is fine while the peer acknowledges data (a slow reader);
-        // a whole `stall` without any byte acknowledged is a peer that stopped reading.
-        let mut op = std::pin::pin!(stream.writev(bufs));
-        let mut acked = bytes_acked(stream.fd());
-        let (res, mut head) = loop {
-            tokio::select! {
-                r = &mut op => break r,
-                _ = tokio::time::sleep(stall) => {
-                    let now = bytes_acked(stream.fd());
-                    if now.is_none() || now == acked {
-                        return Err(End::Dropped("write_stall"));
-                    }
-                    acked = now;
-                }
-            }
-        };
-        match res {
-            Ok(0) | Err(_) => return Err(End::Closed),
-            Ok(n) => advance(&mut head, n),
-        }
-        head.extend(rest);
-        bufs = head;
-    }
-    Ok(())
-}
-
-/// Bytes of ours the peer has acknowledged (TCP_INFO `tcpi_bytes_acked`), if the kernel says.
-fn bytes_acked(fd: std::os::fd::RawFd) -> Option<u64> {
-    // SAFETY: getsockopt writes at most `len` bytes into a zeroed tcp_info.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let r = libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        );
-        (r == 0).then_some(info.tcpi_bytes_acked)
-    }
-}
-
-/// Drops the first `n` bytes of a list of buffers (after a partial vectored write).
-pub fn advance(bufs: &mut Vec<Bytes>, mut n: usize) {
-    let mut done = 0;
-    for b in bufs.iter_mut() {
-        if n >= b.len() {
-            n -= b.len();
-            done += 1;
-        } else {
-            bytes::Buf::advance(b, n);
-            break;
-        }
-    }
-    bufs.drain(..done);
 }

@@ -3,13 +3,15 @@
 //! ([`crate::wire::mse`]) over the stream, and handing the connection on with its RC4 streams
 //! (if any) and the payload bytes already read. All of it runs under the handshake timeout.
 
-use super::conn::{send_all, Stream};
+use super::stream::{send_all, Stream};
 use crate::config::Encryption;
 use crate::metainfo::InfoHash;
-use crate::server::{Shared, TorrentCtx};
+use crate::reasons::{DropReason, HandshakeKind};
+use crate::state::{Shared, TorrentCtx};
 use crate::wire::handshake::{Handshake, HANDSHAKE_LEN, PROTOCOL};
 use crate::wire::mse::{self, Established, Initiator, Policy, Rc4, Responder};
 use bytes::Bytes;
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +32,7 @@ pub struct Opened {
     pub tx: Option<Box<Rc4>>,
     /// Payload bytes that arrived with the handshake (already decrypted).
     pub leftover: Vec<u8>,
-    /// "plaintext", "mse_plaintext" or "mse_rc4" (a metrics label).
-    pub kind: &'static str,
+    pub kind: HandshakeKind,
 }
 
 struct Opening<'a, S> {
@@ -44,10 +45,10 @@ struct Opening<'a, S> {
 
 impl<S: Stream> Opening<'_, S> {
     /// Reads once; the bytes are returned raw (for the MSE machines) and not buffered.
-    async fn read_raw(&mut self) -> Result<Vec<u8>, &'static str> {
+    async fn read_raw(&mut self) -> Result<Vec<u8>, DropReason> {
         let (res, mut chunk) = self.stream.read(vec![0u8; READ_CHUNK]).await;
         match res {
-            Ok(0) | Err(_) => Err("closed_in_handshake"),
+            Ok(0) | Err(_) => Err(DropReason::ClosedInHandshake),
             Ok(n) => {
                 chunk.truncate(n);
                 Ok(chunk)
@@ -56,7 +57,7 @@ impl<S: Stream> Opening<'_, S> {
     }
 
     /// Reads once more into `buf`, decrypting when the payload is encrypted.
-    async fn read_more(&mut self) -> Result<(), &'static str> {
+    async fn read_more(&mut self) -> Result<(), DropReason> {
         let mut chunk = self.read_raw().await?;
         if let Some(rx) = &mut self.rx {
             rx.apply(&mut chunk);
@@ -65,13 +66,13 @@ impl<S: Stream> Opening<'_, S> {
         Ok(())
     }
 
-    async fn send(&self, bytes: Vec<u8>) -> Result<(), &'static str> {
+    async fn send(&self, bytes: Vec<u8>) -> Result<(), DropReason> {
         if bytes.is_empty() {
             return Ok(());
         }
         send_all(self.stream, vec![Bytes::from(bytes)], self.stall)
             .await
-            .map_err(|_| "closed_in_handshake")
+            .map_err(|_| DropReason::ClosedInHandshake)
     }
 
     /// An incoming connection: a plain handshake, or an MSE one answered as the responder.
@@ -79,7 +80,7 @@ impl<S: Stream> Opening<'_, S> {
         &mut self,
         shared: &Shared,
         policy: Encryption,
-    ) -> Result<Option<Established>, &'static str> {
+    ) -> Result<Option<Established>, DropReason> {
         let mut plain = [0u8; 20];
         plain[0] = PROTOCOL.len() as u8;
         plain[1..].copy_from_slice(PROTOCOL);
@@ -90,17 +91,17 @@ impl<S: Stream> Opening<'_, S> {
             }
             if n == plain.len() {
                 if policy == Encryption::Required {
-                    return Err("encryption_required");
+                    return Err(DropReason::EncryptionRequired);
                 }
                 return Ok(None);
             }
             self.read_more().await?;
         }
         if policy == Encryption::Disabled {
-            return Err("bad_handshake");
+            return Err(DropReason::BadHandshake);
         }
         let mut responder = Responder::new(
-            super::random_bytes(),
+            random_bytes(),
             random_pad(),
             Policy {
                 allow_plaintext: policy != Encryption::Required,
@@ -109,14 +110,14 @@ impl<S: Stream> Opening<'_, S> {
         );
         let find = |req2: &[u8; 20]| {
             shared
-                .torrents()
+                .live_torrents()
                 .iter()
                 .map(|t| t.view.info_hash)
                 .find(|ih| mse::req2_hash(ih) == *req2)
         };
         let mut input = std::mem::take(&mut self.buf);
         loop {
-            let done = responder.feed(&input, find).map_err(|e| e.as_str())?;
+            let done = responder.feed(&input, find).map_err(|e| e.reason())?;
             self.send(responder.take_output()).await?;
             if done.is_some() {
                 return Ok(done);
@@ -131,10 +132,10 @@ impl<S: Stream> Opening<'_, S> {
         &mut self,
         shared: &Shared,
         info_hash: InfoHash,
-    ) -> Result<Established, &'static str> {
+    ) -> Result<Established, DropReason> {
         let ours = Handshake::ours(info_hash, shared.peer_id).encode().to_vec();
         let mut initiator = Initiator::new(
-            super::random_bytes(),
+            random_bytes(),
             random_pad(),
             info_hash,
             mse::CRYPTO_RC4,
@@ -143,16 +144,32 @@ impl<S: Stream> Opening<'_, S> {
         loop {
             self.send(initiator.take_output()).await?;
             let input = self.read_raw().await?;
-            if let Some(done) = initiator.feed(&input).map_err(|e| e.as_str())? {
+            if let Some(done) = initiator.feed(&input).map_err(|e| e.reason())? {
                 return Ok(done);
             }
         }
     }
 }
 
+/// Random bytes from the kernel (getrandom(2)), for MSE keys and padding.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        // SAFETY: getrandom writes at most N - filled bytes at the given position of `out`.
+        let r = unsafe { libc::getrandom(out[filled..].as_mut_ptr().cast(), N - filled, 0) };
+        if r > 0 {
+            filled += r as usize;
+        } else if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            panic!("getrandom failed: {}", io::Error::last_os_error());
+        }
+    }
+    out
+}
+
 fn random_pad() -> Vec<u8> {
-    let [len] = super::random_bytes::<1>();
-    let mut pad = super::random_bytes::<MAX_OUR_PAD>().to_vec();
+    let [len] = random_bytes::<1>();
+    let mut pad = random_bytes::<MAX_OUR_PAD>().to_vec();
     pad.truncate(usize::from(len) % (MAX_OUR_PAD + 1));
     pad
 }
@@ -163,7 +180,7 @@ pub async fn open<S: Stream>(
     shared: &Shared,
     stream: &S,
     dialed: Option<InfoHash>,
-) -> Result<Opened, &'static str> {
+) -> Result<Opened, DropReason> {
     let policy = shared.config.server.encryption;
     let mut o = Opening {
         stream,
@@ -186,38 +203,40 @@ pub async fn open<S: Stream>(
                 o.rx = e.rx.map(Box::new);
                 o.buf = e.initial;
                 let kind = if e.method == mse::CRYPTO_RC4 {
-                    "mse_rc4"
+                    HandshakeKind::MseRc4
                 } else {
-                    "mse_plaintext"
+                    HandshakeKind::MsePlaintext
                 };
                 (e.tx.map(Box::new), kind, Some(e.info_hash))
             }
-            None => (None, "plaintext", None),
+            None => (None, HandshakeKind::Plaintext, None),
         };
         while o.buf.len() < HANDSHAKE_LEN {
             o.read_more().await?;
         }
         let hs = match Handshake::decode(&o.buf[..HANDSHAKE_LEN]) {
             Ok(Some(hs)) => hs,
-            _ => return Err("bad_handshake"),
+            _ => return Err(DropReason::BadHandshake),
         };
         if skey.is_some_and(|ih| ih != hs.info_hash) {
-            return Err("wrong_info_hash");
+            return Err(DropReason::WrongInfoHash);
         }
         Ok((hs, tx, kind))
     };
     let (hs, tx, kind) = tokio::time::timeout(shared.handshake_timeout(), exchange)
         .await
-        .map_err(|_| "handshake_timeout")??;
+        .map_err(|_| DropReason::HandshakeTimeout)??;
     if dialed.is_some_and(|ih| ih != hs.info_hash) {
-        return Err("wrong_info_hash");
+        return Err(DropReason::WrongInfoHash);
     }
     if hs.peer_id == shared.peer_id {
-        return Err("self_connection");
+        return Err(DropReason::SelfConnection);
     }
-    let ctx = shared.torrent(&hs.info_hash).ok_or("unknown_info_hash")?;
+    let ctx = shared
+        .torrent(&hs.info_hash)
+        .ok_or(DropReason::UnknownInfoHash)?;
     if ctx.peers.load(Ordering::Relaxed) >= shared.config.server.max_connections_per_torrent {
-        return Err("torrent_connection_cap");
+        return Err(DropReason::TorrentConnectionCap);
     }
     Ok(Opened {
         hs,

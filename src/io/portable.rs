@@ -1,13 +1,11 @@
 //! The portable backend (tokio on epoll, `pread` for piece data), used when io_uring is not
 //! available, for example under Docker's default seccomp profile.
 
-use super::conn::{Disk, Stream};
-use super::worker;
-use super::Worker;
-use crate::server::TorrentCtx;
+use super::stream::{tcp_bytes_acked, Disk, Stream};
+use super::worker::{self, Worker};
+use crate::state::TorrentCtx;
 use bytes::Bytes;
 use std::io::{self, IoSlice};
-use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
 struct TokioStream(tokio::net::TcpStream);
@@ -38,9 +36,9 @@ impl Stream for TokioStream {
         }
     }
 
-    fn fd(&self) -> std::os::fd::RawFd {
+    fn bytes_acked(&self) -> Option<u64> {
         use std::os::fd::AsRawFd;
-        self.0.as_raw_fd()
+        tcp_bytes_acked(self.0.as_raw_fd())
     }
 
     fn shutdown(&self) {
@@ -48,22 +46,13 @@ impl Stream for TokioStream {
     }
 }
 
+/// Reads with `pread` on the torrent's own descriptors (blocking the worker while it lasts).
 struct PreadDisk;
 
 impl Disk for PreadDisk {
     async fn read_run(&self, ctx: &TorrentCtx, start: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        let mut at = 0usize;
-        for span in ctx.view.layout.spans(start, len as u64) {
-            let n = span.len as usize;
-            if !span.pad {
-                let file = ctx.files[span.file].as_ref().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, "data file is not open")
-                })?;
-                file.read_exact_at(&mut buf[at..at + n], span.file_offset)?;
-            }
-            at += n;
-        }
+        ctx.files.read_at(&ctx.view.layout, start, &mut buf)?;
         Ok(buf)
     }
 }

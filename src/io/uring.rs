@@ -1,21 +1,34 @@
 //! The io_uring backend (tokio-uring): one runtime per worker thread, piece reads and socket
-//! reads/writes as io_uring operations, data files opened once per thread.
+//! reads/writes as io_uring operations.
+//!
+//! Piece reads use the torrent's own descriptors ([`crate::storage::files::DataFiles`], opened
+//! once): each worker wraps a descriptor number in a tokio-uring file that never closes it, and
+//! every read's buffer holds an `Arc` of the torrent's files until the kernel completes it, so a
+//! descriptor is never closed (and its number never reused) under a read in flight, even when
+//! the read's future is dropped.
 
-use super::conn::{Disk, Stream};
-use super::worker;
-use super::Worker;
-use crate::metainfo::InfoHash;
-use crate::server::TorrentCtx;
+use super::stream::{tcp_bytes_acked, Disk, Stream};
+use super::worker::{self, Worker};
+use crate::state::TorrentCtx;
+use crate::storage::files::{not_open, DataFiles};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
-use tokio_uring::buf::BoundedBuf;
+use std::sync::Arc;
+use tokio_uring::buf::{BoundedBuf, IoBuf, IoBufMut};
 
-/// True if this kernel and seccomp profile let us create an io_uring.
+/// True if this kernel and seccomp profile let us create an io_uring. Probed on a thread of
+/// its own: a ring's teardown queues task work to the thread that made it, which interrupts
+/// that thread's next blocking socket call that has a timeout (EINTR), so the caller's thread
+/// must never own one.
 pub fn available() -> Result<(), io::Error> {
-    tokio_uring::Runtime::new(&tokio_uring::builder()).map(drop)
+    std::thread::spawn(|| tokio_uring::Runtime::new(&tokio_uring::builder()).map(drop))
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("io_uring probe panicked")))
 }
 
 struct UringStream(tokio_uring::net::TcpStream);
@@ -29,9 +42,8 @@ impl Stream for UringStream {
         self.0.writev(bufs).await
     }
 
-    fn fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.0.as_raw_fd()
+    fn bytes_acked(&self) -> Option<u64> {
+        tcp_bytes_acked(self.0.as_raw_fd())
     }
 
     fn shutdown(&self) {
@@ -39,46 +51,86 @@ impl Stream for UringStream {
     }
 }
 
-/// Per-thread table of data files opened for io_uring reads.
+/// A read buffer that keeps the torrent's files (and so the descriptor read from) open until
+/// tokio-uring gives the buffer back, which is after the kernel has completed the read.
+struct ReadBuf {
+    data: Vec<u8>,
+    _files: Arc<DataFiles>,
+}
+
+// SAFETY: every method forwards to the Vec, whose heap pointer is stable while it is owned here.
+unsafe impl IoBuf for ReadBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        IoBuf::stable_ptr(&self.data)
+    }
+
+    fn bytes_init(&self) -> usize {
+        IoBuf::bytes_init(&self.data)
+    }
+
+    fn bytes_total(&self) -> usize {
+        IoBuf::bytes_total(&self.data)
+    }
+}
+
+// SAFETY: as above.
+unsafe impl IoBufMut for ReadBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        IoBufMut::stable_mut_ptr(&mut self.data)
+    }
+
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: the caller's promise is passed on unchanged.
+        unsafe { IoBufMut::set_init(&mut self.data, pos) }
+    }
+}
+
+/// Per-thread tokio-uring handles for data-file descriptors, by descriptor number. They never
+/// close the descriptor (the torrent's [`DataFiles`] owns it); a number reused for another data
+/// file is the same handle for the new file, so entries never go stale.
 #[derive(Default)]
 struct UringDisk {
-    files: RefCell<HashMap<(InfoHash, usize), Rc<tokio_uring::fs::File>>>,
+    handles: RefCell<HashMap<RawFd, Rc<ManuallyDrop<tokio_uring::fs::File>>>>,
 }
 
 impl UringDisk {
-    fn file(&self, ctx: &TorrentCtx, index: usize) -> io::Result<Rc<tokio_uring::fs::File>> {
-        let key = (ctx.view.info_hash, index);
-        if let Some(f) = self.files.borrow().get(&key) {
-            return Ok(f.clone());
-        }
-        let std_file = ctx.files[index]
-            .as_ref()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "data file is not open"))?
-            .try_clone()?;
-        let f = Rc::new(tokio_uring::fs::File::from_std(std_file));
-        self.files.borrow_mut().insert(key, f.clone());
-        Ok(f)
+    fn handle(&self, fd: RawFd) -> Rc<ManuallyDrop<tokio_uring::fs::File>> {
+        self.handles
+            .borrow_mut()
+            .entry(fd)
+            // SAFETY: `fd` is open (the caller holds the DataFiles owning it); ManuallyDrop keeps
+            // tokio-uring from ever closing it.
+            .or_insert_with(|| {
+                Rc::new(ManuallyDrop::new(unsafe {
+                    tokio_uring::fs::File::from_raw_fd(fd)
+                }))
+            })
+            .clone()
     }
 }
 
 impl Disk for UringDisk {
     async fn read_run(&self, ctx: &TorrentCtx, start: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut buf: Vec<u8> = Vec::with_capacity(len);
+        let mut buf = ReadBuf {
+            data: Vec::with_capacity(len),
+            _files: ctx.files.clone(),
+        };
         for span in ctx.view.layout.spans(start, len as u64) {
-            let at = buf.len();
+            let at = buf.data.len();
             let n = span.len as usize;
             if span.pad {
-                buf.resize(at + n, 0);
+                buf.data.resize(at + n, 0);
                 continue;
             }
-            let file = self.file(ctx, span.file)?;
+            let fd = ctx.files.file(span.file).ok_or_else(not_open)?.as_raw_fd();
+            let file = self.handle(fd);
             let (res, slice) = file
                 .read_exact_at(buf.slice(at..at + n), span.file_offset)
                 .await;
             buf = slice.into_inner();
             res?;
         }
-        Ok(buf)
+        Ok(buf.data)
     }
 }
 

@@ -6,13 +6,14 @@
 //! hashed as zeros without touching the disk. An unreadable file only costs the pieces that touch
 //! it. Used by `make`, `verify` and the server's startup check.
 
+use super::files::DataFiles;
 use super::layout::Layout;
 use super::mapped::{self, GuardedMap};
 use sha1::{Digest, Sha1};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Bytes read and hashed per batch by one thread.
@@ -32,9 +33,11 @@ pub enum Access {
     Mmap,
 }
 
-enum Source {
-    Read(File),
+/// Where one file's bytes come from during a hash.
+enum Source<'a> {
+    Read(&'a File),
     Map(GuardedMap),
+    Unusable(String),
 }
 
 /// Result of hashing one piece: its SHA-1, or why its bytes could not be read.
@@ -59,29 +62,43 @@ pub fn hash_pieces(
     progress: &AtomicU64,
 ) -> Vec<PieceDigest> {
     let all: Vec<usize> = (0..layout.num_pieces()).collect();
-    hash_selected(layout, data_dir, access, threads, progress, &all)
+    let files = DataFiles::open(layout, data_dir);
+    hash_files(
+        layout,
+        &files,
+        access,
+        threads,
+        progress,
+        &all,
+        &AtomicBool::new(false),
+    )
 }
 
-/// Hashes the pieces listed in `pieces` (ascending); results are in the same order.
-pub fn hash_selected(
+/// Hashes the pieces listed in `pieces` (ascending) from `files`; results are in the same
+/// order. Once `cancel` is set, the pieces not hashed yet come back as errors.
+pub fn hash_files(
     layout: &Layout,
-    data_dir: &Path,
+    files: &DataFiles,
     access: Access,
     threads: usize,
     progress: &AtomicU64,
     pieces: &[usize],
+    cancel: &AtomicBool,
 ) -> Vec<PieceDigest> {
-    let files: Vec<Result<Source, String>> = (0..layout.files().len())
+    let sources: Vec<Source<'_>> = (0..layout.files().len())
         .map(|i| {
-            let path = layout.file_path(data_dir, i);
-            let open = |path: &Path| -> std::io::Result<Source> {
-                let file = File::open(path)?;
-                if access == Access::Pread || layout.files()[i].length == 0 {
-                    return Ok(Source::Read(file));
-                }
-                Ok(Source::Map(GuardedMap::new(&file)?))
+            let Some(file) = files.file(i) else {
+                let why = files.unusable(i).unwrap_or("not open");
+                return Source::Unusable(format!("{}: {why}", files.path(i).display()));
             };
-            open(&path).map_err(|e| format!("{}: {e}", path.display()))
+            if access == Access::Pread || layout.files()[i].length == 0 {
+                return Source::Read(file);
+            }
+            match GuardedMap::new(file) {
+                Ok(map) => Source::Map(map),
+                // No mapping to be had (the guard's slots, the map count): read instead.
+                Err(_) => Source::Read(file),
+            }
         })
         .collect();
     let n = pieces.len();
@@ -98,7 +115,7 @@ pub fn hash_selected(
                 let mut local = Vec::with_capacity(per_batch);
                 loop {
                     let b = next.fetch_add(1, Ordering::Relaxed);
-                    if b >= batches {
+                    if b >= batches || cancel.load(Ordering::Relaxed) {
                         break;
                     }
                     let batch = &pieces[b * per_batch..((b + 1) * per_batch).min(n)];
@@ -109,7 +126,7 @@ pub fn hash_selected(
                         bytes += r.end - r.start;
                         local.push(hash_range(
                             layout,
-                            &files,
+                            &sources,
                             r.start,
                             r.end - r.start,
                             &mut buf,
@@ -133,7 +150,7 @@ pub fn hash_selected(
 /// batch first and hashing it from memory.
 fn hash_range(
     layout: &Layout,
-    files: &[Result<Source, String>],
+    files: &[Source<'_>],
     start: u64,
     len: u64,
     buf: &mut [u8],
@@ -149,7 +166,8 @@ fn hash_range(
             if span.pad {
                 chunk.fill(0);
             } else {
-                match files[span.file].as_ref().map_err(Clone::clone)? {
+                match &files[span.file] {
+                    Source::Unusable(why) => return Err(why.clone()),
                     Source::Map(map) => {
                         let bytes =
                             map.bytes()

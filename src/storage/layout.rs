@@ -3,7 +3,7 @@
 //! A torrent is one byte stream cut into pieces; the files are laid end to end along it. This
 //! module answers "which files, at which offsets, hold bytes X..Y" for pieces that straddle files,
 //! the short last piece, zero-length files and BEP 47 pad files (which are zeros, never on disk).
-//! No I/O happens here except [`Layout::check_data`], which only stats files.
+//! No I/O happens here ([`super::files`] opens and checks the files).
 
 use crate::metainfo::Torrent;
 use std::fmt;
@@ -173,33 +173,6 @@ impl Layout {
     /// Absolute path of file `index` under the data directory.
     pub fn file_path(&self, data_dir: &Path, index: usize) -> PathBuf {
         data_dir.join(&self.files[index].rel_path)
-    }
-
-    /// Checks that every non-pad file exists under `data_dir` as a regular file of the right
-    /// size. Returns every problem found (empty when the data directory is complete).
-    pub fn check_data(&self, data_dir: &Path) -> Vec<DataProblem> {
-        let mut problems = Vec::new();
-        for (i, f) in self.files.iter().enumerate() {
-            if f.pad {
-                continue;
-            }
-            let path = self.file_path(data_dir, i);
-            let reason = match std::fs::metadata(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing".to_string(),
-                Err(e) => format!("cannot stat: {e}"),
-                Ok(m) if !m.is_file() => "is not a regular file".to_string(),
-                Ok(m) if m.len() != f.length => {
-                    format!("size is {} bytes, torrent says {}", m.len(), f.length)
-                }
-                Ok(_) => continue,
-            };
-            problems.push(DataProblem {
-                file: i,
-                path,
-                reason,
-            });
-        }
-        problems
     }
 }
 

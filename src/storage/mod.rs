@@ -1,6 +1,7 @@
 //! Torrent data on disk: the layout of pieces over files, batched parallel piece hashing,
 //! checking data against a torrent, fast-resume records, and sending from the page cache.
 
+pub mod files;
 pub mod hasher;
 pub mod layout;
 pub mod mapped;

@@ -31,7 +31,12 @@ impl FileStamp {
     /// Stamp of a regular file; `None` if it is missing or not a regular file.
     pub fn of(path: &Path) -> Option<FileStamp> {
         let m = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
-        Some(FileStamp {
+        Some(FileStamp::from_metadata(&m))
+    }
+
+    /// Stamp from a file's metadata (e.g. `fstat` of an open file).
+    pub fn from_metadata(m: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
             size: m.len(),
             mtime: m.mtime(),
             mtime_ns: m.mtime_nsec(),
@@ -39,7 +44,7 @@ impl FileStamp {
             ctime_ns: m.ctime_nsec(),
             ino: m.ino(),
             dev: m.dev(),
-        })
+        }
     }
 }
 

@@ -1,13 +1,13 @@
 //! Checking a torrent's data: which pieces may be served, hashing only what a resume record
 //! cannot vouch for.
 
+use super::files::DataFiles;
 use super::hasher::{self, Access};
 use super::layout::{DataProblem, Layout};
 use super::resume::{FileStamp, ResumeRecord};
 use crate::bitfield;
 use crate::metainfo::Torrent;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What a check found.
 #[derive(Debug, Clone)]
@@ -40,30 +40,25 @@ impl CheckReport {
     }
 }
 
-/// Checks `torrent`'s data under `data_dir`. Pieces touching a missing or wrong-sized file are
-/// bad without hashing; pieces whose files all carry the same stamps as in `previous` take the
-/// record's verdict; every other piece is hashed. `progress` counts bytes dealt with.
+/// Checks `torrent`'s data as opened in `data` (the descriptors the server then serves from).
+/// Pieces touching a missing or wrong-sized file are bad without hashing; pieces whose files
+/// all carry the same stamps as in `previous` take the record's verdict; every other piece is
+/// hashed. `progress` counts bytes dealt with; once `cancel` is set the check ends early and
+/// the pieces not hashed yet count as bad (the caller throws such a report away).
 pub fn check(
     torrent: &Torrent,
     layout: &Layout,
-    data_dir: &Path,
+    data: &DataFiles,
     previous: Option<&ResumeRecord>,
     threads: usize,
     progress: &AtomicU64,
+    cancel: &AtomicBool,
 ) -> CheckReport {
     let files = layout.files();
-    // Stamps first: a file changed while it is being hashed gets a newer stamp than this one,
-    // so the next start hashes it again.
-    let stamps: Vec<Option<FileStamp>> = (0..files.len())
-        .map(|i| {
-            let f = &files[i];
-            if f.pad {
-                return None;
-            }
-            FileStamp::of(&layout.file_path(data_dir, i)).filter(|s| s.size == f.length)
-        })
-        .collect();
-    let problems = layout.check_data(data_dir);
+    // Stamps as the files were opened: a file changed while it is being hashed gets a newer
+    // stamp than this one, so the next start hashes it again.
+    let stamps: Vec<Option<FileStamp>> = (0..files.len()).map(|i| data.stamp(i)).collect();
+    let problems = data.problems();
     let mut unusable = vec![false; files.len()];
     for p in &problems {
         unusable[p.file] = true;
@@ -99,8 +94,15 @@ pub fn check(
             to_hash.push(p);
         }
     }
-    let digests =
-        hasher::hash_selected(layout, data_dir, Access::Mmap, threads, progress, &to_hash);
+    let digests = hasher::hash_files(
+        layout,
+        data,
+        Access::Mmap,
+        threads,
+        progress,
+        &to_hash,
+        cancel,
+    );
     let mut hashed_bytes = 0;
     for (&p, d) in to_hash.iter().zip(&digests) {
         hashed_bytes += layout.piece_size(p).unwrap_or(0);

@@ -1,5 +1,5 @@
 //! Tracker announces: request and reply types, the per-torrent announce schedule (pure: time is
-//! passed in), and the announcer thread that runs it for every served torrent.
+//! passed in), and the announcer service that runs it for every served torrent.
 //!
 //! Schedule (BEP 12 multi-tracker): every tier is announced to; within a tier the trackers are
 //! shuffled once and tried in order until one answers, and the one that answered moves to the
@@ -11,9 +11,10 @@ pub mod http;
 mod runner;
 pub mod udp;
 
-pub use runner::{random_u32 as runner_random, spawn, TrackerStatus};
+pub use runner::spawn;
 
 use crate::metainfo::InfoHash;
+use crate::reasons::AnnounceResult;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -81,12 +82,12 @@ pub enum TrackerError {
 }
 
 impl TrackerError {
-    /// A metrics label.
-    pub fn kind(&self) -> &'static str {
+    /// How the announce is counted.
+    pub fn kind(&self) -> AnnounceResult {
         match self {
-            TrackerError::Failure(_) => "failure",
-            TrackerError::Transport(_) => "unreachable",
-            TrackerError::Malformed(_) => "malformed",
+            TrackerError::Failure(_) => AnnounceResult::Failure,
+            TrackerError::Transport(_) => AnnounceResult::Unreachable,
+            TrackerError::Malformed(_) => AnnounceResult::Malformed,
         }
     }
 }
@@ -221,7 +222,7 @@ pub fn announce_once(
     } else if url.starts_with("udp://") {
         let base = Duration::from_secs(15).min(timeout);
         let mut t = udp::UdpTracker::new(url, udp_retries, base)?;
-        let mut tid = runner::random_u32;
+        let mut tid = crate::state::random_u32;
         t.announce(req, &mut tid)
     } else {
         Err(TrackerError::Transport(format!(

@@ -1,48 +1,31 @@
-//! The announcer thread: runs every served torrent's [`Schedule`], announcing on short-lived
-//! threads (blocking HTTP/UDP clients with timeouts), hands peers from replies to the I/O
-//! workers to connect out, records each tracker's state, and announces `stopped` on shutdown.
+//! The announcer: an async service that runs every live torrent's [`Schedule`], announcing on
+//! tokio's blocking pool (blocking HTTP/UDP clients with timeouts), offers the peers of each
+//! reply to the peer-address intake, records each tracker's state, and announces `stopped`
+//! when a torrent is removed and at shutdown (within `tracker.stop_timeout_secs`).
+//!
+//! It wakes only for a reason: an announce finished, the torrent table changed, the next
+//! announce is due, or shutdown. It holds a removed torrent only until it has taken the
+//! figures its `stopped` announce needs.
 
 use super::{announce_once, AnnounceRequest, AnnounceResponse, Event, Schedule, TrackerError};
+use crate::lifecycle::{Services, Shutdown};
 use crate::metainfo::InfoHash;
-use crate::server::{Shared, TorrentCtx};
+use crate::peer_source::Candidate;
+use crate::reasons::{AnnounceResult, PeerSourceKind};
+use crate::state::{random_u32, Shared, TorrentCtx};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Most announces in flight at once.
 const MAX_IN_FLIGHT: usize = 32;
-
-/// A fresh random number (from the standard library's randomly keyed hasher).
-pub fn random_u32() -> u32 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish() as u32
-}
 
 fn shuffle(urls: &mut [String]) {
     for i in (1..urls.len()).rev() {
         urls.swap(i, random_u32() as usize % (i + 1));
     }
-}
-
-/// Last known state of one tracker of one torrent (for logs and metrics).
-#[derive(Debug, Clone, Default)]
-pub struct TrackerStatus {
-    pub ok: bool,
-    pub last_error: Option<String>,
-    pub announces: u64,
-    pub failures: u64,
-    pub peers_returned: u64,
-    pub seeders: Option<u32>,
-    pub leechers: Option<u32>,
-    pub next_announce: Option<Instant>,
-    pub last_latency: Option<Duration>,
 }
 
 struct Done {
@@ -51,12 +34,12 @@ struct Done {
     result: Result<(String, AnnounceResponse, Duration), Vec<(String, TrackerError)>>,
 }
 
-/// Starts the announcer thread.
-pub fn spawn(shared: Arc<Shared>) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("tracker".into())
-        .spawn(move || run(&shared))
-        .expect("spawn tracker thread")
+/// A torrent's schedule and the torrent itself (while it is live).
+type Known = (Schedule, Arc<TorrentCtx>);
+
+/// Starts the announcer as the service `tracker`.
+pub fn spawn(shared: Arc<Shared>, services: &mut Services) -> std::io::Result<()> {
+    services.spawn_async("tracker", move |shutdown| run(shared, shutdown))
 }
 
 fn request(
@@ -79,28 +62,41 @@ fn request(
     }
 }
 
-fn run(shared: &Shared) {
+/// The `stopped` announces for one torrent: (URL, request) for each tier that heard `started`.
+fn stop_requests(shared: &Shared, (s, ctx): &Known) -> Vec<(String, AnnounceRequest)> {
+    s.stop_targets()
+        .into_iter()
+        .map(|(url, tid)| (url, request(shared, ctx, Event::Stopped, tid)))
+        .collect()
+}
+
+async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
     let cfg = &shared.config.tracker;
     let timeout = Duration::from_secs(cfg.timeout_secs);
     let mut schedules: HashMap<InfoHash, Known> = HashMap::new();
-    let (tx, rx) = mpsc::channel::<Done>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
+    let mut table = shared.torrents.subscribe();
     let mut in_flight = 0usize;
-    while !*shared.shutdown.borrow() {
+    loop {
         let now = Instant::now();
-        let torrents = shared.torrents();
-        // Torrents removed while running: tell their trackers, forget them.
+        let torrents = shared.live_torrents();
+        // Torrents removed while running: tell their trackers (in the background, bounded),
+        // forget them.
         let gone: Vec<InfoHash> = schedules
             .keys()
             .filter(|ih| !torrents.iter().any(|t| t.view.info_hash == **ih))
             .copied()
             .collect();
-        if !gone.is_empty() {
-            let gone: HashMap<InfoHash, Known> = gone
-                .iter()
-                .filter_map(|ih| schedules.remove_entry(ih))
-                .collect();
-            stop_all(shared, &gone);
+        for ih in gone {
+            if let Some(known) = schedules.remove(&ih) {
+                let stops = stop_requests(&shared, &known);
+                drop(known);
+                shared.forget_trackers_of(&ih);
+                shared.forget_peers_of(&ih);
+                tokio::spawn(announce_stopped(shared.clone(), stops));
+            }
         }
+        let mut next_due: Option<Instant> = None;
         for ctx in torrents {
             let (s, _) = schedules.entry(ctx.view.info_hash).or_insert_with(|| {
                 (
@@ -113,47 +109,77 @@ fn run(shared: &Shared) {
                     break;
                 }
                 let (urls, event) = s.begin(tier);
-                let req = request(shared, &ctx, event, s.tiers[tier].tracker_id.clone());
+                let req = request(&shared, &ctx, event, s.tiers[tier].tracker_id.clone());
                 let (tx, retries, ih) = (tx.clone(), cfg.udp_max_retries, ctx.view.info_hash);
                 in_flight += 1;
-                std::thread::spawn(move || {
-                    let mut errors = Vec::new();
-                    for url in urls {
-                        let started = Instant::now();
-                        match announce_once(&url, &req, timeout, retries) {
-                            Ok(resp) => {
-                                let _ = tx.send(Done {
-                                    info_hash: ih,
-                                    tier,
-                                    result: Ok((url, resp, started.elapsed())),
-                                });
-                                return;
-                            }
-                            Err(e) => errors.push((url, e)),
-                        }
-                    }
-                    let _ = tx.send(Done {
-                        info_hash: ih,
-                        tier,
-                        result: Err(errors),
-                    });
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.send(announce_tier(ih, tier, urls, &req, timeout, retries));
                 });
             }
-        }
-        if let Ok(done) = rx.recv_timeout(Duration::from_millis(200)) {
-            in_flight -= 1;
-            handle(shared, &mut schedules, done);
-            while let Ok(done) = rx.try_recv() {
-                in_flight -= 1;
-                handle(shared, &mut schedules, done);
+            for t in s.tiers.iter().filter(|t| !t.in_flight) {
+                next_due = Some(next_due.map_or(t.next, |n| n.min(t.next)));
             }
         }
+        let due = async {
+            match next_due {
+                // While announces are capped, the next one can start when one finishes.
+                Some(at) if in_flight < MAX_IN_FLIGHT => {
+                    tokio::time::sleep_until(at.max(Instant::now()).into()).await
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(done) = rx.recv() => {
+                in_flight -= 1;
+                handle(&shared, &mut schedules, done);
+                while let Ok(done) = rx.try_recv() {
+                    in_flight -= 1;
+                    handle(&shared, &mut schedules, done);
+                }
+            }
+            _ = table.changed() => {}
+            _ = due => {}
+            _ = shutdown.triggered() => break,
+        }
     }
-    stop_all(shared, &schedules);
+    let stops: Vec<(String, AnnounceRequest)> = schedules
+        .values()
+        .flat_map(|k| stop_requests(&shared, k))
+        .collect();
+    drop(schedules);
+    announce_stopped(shared, stops).await;
 }
 
-/// A torrent's schedule and the torrent itself (kept to announce `stopped` after removal).
-type Known = (Schedule, Arc<TorrentCtx>);
+/// Tries a tier's URLs in order until one answers (runs on the blocking pool).
+fn announce_tier(
+    info_hash: InfoHash,
+    tier: usize,
+    urls: Vec<String>,
+    req: &AnnounceRequest,
+    timeout: Duration,
+    retries: u32,
+) -> Done {
+    let mut errors = Vec::new();
+    for url in urls {
+        let started = Instant::now();
+        match announce_once(&url, req, timeout, retries) {
+            Ok(resp) => {
+                return Done {
+                    info_hash,
+                    tier,
+                    result: Ok((url, resp, started.elapsed())),
+                }
+            }
+            Err(e) => errors.push((url, e)),
+        }
+    }
+    Done {
+        info_hash,
+        tier,
+        result: Err(errors),
+    }
+}
 
 fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done) {
     let now = Instant::now();
@@ -165,7 +191,7 @@ fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done)
     match done.result {
         Ok((url, resp, latency)) => {
             s.succeeded(done.tier, &url, &resp, now);
-            stats.count_announce("ok", latency);
+            stats.count_announce(AnnounceResult::Ok, latency);
             if let Some(w) = &resp.warning {
                 tracing::warn!(torrent = %ctx.name, tracker = %url, "tracker warning: {w}");
             }
@@ -186,11 +212,11 @@ fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done)
             });
             if shared.config.tracker.connect_out {
                 for addr in resp.peers {
-                    if !shared.blocked(addr.ip().to_canonical())
-                        && ctx.should_dial(addr, shared.listen_port.load(Ordering::Relaxed), now)
-                    {
-                        shared.connect_out(done.info_hash, addr);
-                    }
+                    shared.offer_peer(Candidate {
+                        info_hash: done.info_hash,
+                        addr,
+                        source: PeerSourceKind::Tracker,
+                    });
                 }
             }
         }
@@ -210,33 +236,20 @@ fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done)
     }
 }
 
-/// Tells every tracker that heard `started` that we stop, in parallel, within the configured
-/// bound.
-fn stop_all(shared: &Shared, schedules: &HashMap<InfoHash, Known>) {
+/// Tells trackers that we stop, in parallel, within `tracker.stop_timeout_secs`.
+async fn announce_stopped(shared: Arc<Shared>, stops: Vec<(String, AnnounceRequest)>) {
     let limit = Duration::from_secs(shared.config.tracker.stop_timeout_secs);
-    let (tx, rx) = mpsc::channel::<()>();
-    let mut sent = 0;
-    for (s, ctx) in schedules.values() {
-        for (url, tracker_id) in s.stop_targets() {
-            let req = request(shared, ctx, Event::Stopped, tracker_id);
-            let tx = tx.clone();
-            sent += 1;
-            std::thread::spawn(move || {
-                match announce_once(&url, &req, limit, 0) {
-                    Ok(_) => tracing::info!(tracker = %url, "announced stopped"),
-                    Err(e) => tracing::warn!(tracker = %url, "announcing stopped failed: {e}"),
-                }
-                let _ = tx.send(());
-            });
+    let all = stops.into_iter().map(|(url, req)| {
+        tokio::task::spawn_blocking(move || match announce_once(&url, &req, limit, 0) {
+            Ok(_) => tracing::info!(tracker = %url, "announced stopped"),
+            Err(e) => tracing::warn!(tracker = %url, "announcing stopped failed: {e}"),
+        })
+    });
+    let joined: Vec<_> = all.collect();
+    let _ = tokio::time::timeout(limit, async {
+        for j in joined {
+            let _ = j.await;
         }
-    }
-    let deadline = Instant::now() + limit;
-    for _ in 0..sent {
-        if rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_err()
-        {
-            break;
-        }
-    }
+    })
+    .await;
 }

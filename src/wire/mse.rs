@@ -14,6 +14,7 @@
 //! streams drop their first 1024 bytes; pads are at most 512 bytes; SKEY is the info-hash.
 
 use crate::metainfo::InfoHash;
+use crate::reasons::DropReason;
 use num_bigint::BigUint;
 use sha1::{Digest, Sha1};
 
@@ -53,14 +54,15 @@ pub enum MseError {
 }
 
 impl MseError {
-    pub fn as_str(&self) -> &'static str {
+    /// Why the connection is dropped.
+    pub fn reason(&self) -> DropReason {
         match self {
-            MseError::BadPublicKey => "mse_bad_key",
-            MseError::NoSync => "mse_no_sync",
-            MseError::UnknownInfoHash => "unknown_info_hash",
-            MseError::BadVc => "mse_bad_vc",
-            MseError::BadLength => "mse_bad_length",
-            MseError::NoCommonMethod => "mse_no_common_method",
+            MseError::BadPublicKey => DropReason::MseBadKey,
+            MseError::NoSync => DropReason::MseNoSync,
+            MseError::UnknownInfoHash => DropReason::UnknownInfoHash,
+            MseError::BadVc => DropReason::MseBadVc,
+            MseError::BadLength => DropReason::MseBadLength,
+            MseError::NoCommonMethod => DropReason::MseNoCommonMethod,
         }
     }
 }

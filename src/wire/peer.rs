@@ -10,9 +10,10 @@ use super::handshake::{reserved, Handshake};
 use super::message::{self, Block, Decoded, Message, WireError};
 use crate::bitfield::{self, SharedBitfield};
 use crate::metainfo::InfoHash;
+pub use crate::reasons::DropReason;
+use crate::reasons::RejectReason;
 use crate::storage::Layout;
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::{Duration, Instant};
 
 /// Interval between keep-alives when nothing else is sent.
@@ -57,54 +58,13 @@ pub struct Limits {
     pub listen_port: u16,
 }
 
-/// Why a peer was disconnected (a metrics label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    MessageTooLong,
-    MalformedMessage,
-    BadBitfield,
-    BadHave,
-    OversizedRequest,
-    RequestOutOfRange,
-    UnavailablePiece,
-    QueueFull,
-    OutputBacklog,
-    IdleTimeout,
-    /// The peer has every piece: nothing to send it (seeds do not trade).
-    PeerIsSeed,
-}
-
-impl DropReason {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DropReason::MessageTooLong => "message_too_long",
-            DropReason::MalformedMessage => "malformed_message",
-            DropReason::BadBitfield => "bad_bitfield",
-            DropReason::BadHave => "bad_have",
-            DropReason::OversizedRequest => "oversized_request",
-            DropReason::RequestOutOfRange => "request_out_of_range",
-            DropReason::UnavailablePiece => "unavailable_piece",
-            DropReason::QueueFull => "queue_full",
-            DropReason::OutputBacklog => "output_backlog",
-            DropReason::IdleTimeout => "idle_timeout",
-            DropReason::PeerIsSeed => "peer_is_seed",
-        }
-    }
-}
-
-impl fmt::Display for DropReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Something the rest of the server should know about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     Interested,
     NotInterested,
-    /// A request refused with BEP 6 reject; the string is the reason label.
-    Rejected(&'static str),
+    /// A request refused with BEP 6 reject.
+    Rejected(RejectReason),
 }
 
 /// A contiguous stretch of the torrent to read and send as piece messages.
@@ -272,23 +232,35 @@ impl Peer {
     fn request(&mut self, b: Block) -> Result<(), DropReason> {
         if self.choking {
             // BEP 3: requests while choked are dropped; BEP 6 peers get an explicit reject.
-            return self.refuse(b, "choked", None);
+            return self.refuse(b, RejectReason::Choked, None);
         }
         if b.length > self.limits.max_request {
-            return self.refuse(b, "oversized", Some(DropReason::OversizedRequest));
+            return self.refuse(
+                b,
+                RejectReason::Oversized,
+                Some(DropReason::OversizedRequest),
+            );
         }
         let layout = &self.torrent.layout;
         if layout
             .block_spans(b.index as usize, b.begin.into(), b.length.into())
             .is_err()
         {
-            return self.refuse(b, "out_of_range", Some(DropReason::RequestOutOfRange));
+            return self.refuse(
+                b,
+                RejectReason::OutOfRange,
+                Some(DropReason::RequestOutOfRange),
+            );
         }
         if !self.torrent.has_piece(b.index as usize) {
-            return self.refuse(b, "unavailable", Some(DropReason::UnavailablePiece));
+            return self.refuse(
+                b,
+                RejectReason::Unavailable,
+                Some(DropReason::UnavailablePiece),
+            );
         }
         if self.queue.len() >= self.limits.max_queued {
-            return self.refuse(b, "queue_full", Some(DropReason::QueueFull));
+            return self.refuse(b, RejectReason::QueueFull, Some(DropReason::QueueFull));
         }
         if !self.queue.contains(&b) {
             self.queue.push_back(b);
@@ -301,7 +273,7 @@ impl Peer {
     fn refuse(
         &mut self,
         b: Block,
-        label: &'static str,
+        label: RejectReason,
         drop: Option<DropReason>,
     ) -> Result<(), DropReason> {
         if self.fast {

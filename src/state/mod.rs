@@ -1,0 +1,277 @@
+#![doc = include_str!("STATE.md")]
+//!
+//! This module may not start threads, open sockets or files, or name `io`, `metrics`,
+//! `tracker` or `server`: those use it.
+
+mod table;
+mod torrent;
+
+pub use table::{Checking, Failed, StateCounts, TorrentState, TorrentTable};
+pub use torrent::{PeerHandle, TorrentCtx, TorrentSpec};
+
+use crate::blocklist::{Blocklist, BlocklistError};
+use crate::config::Config;
+use crate::lifecycle::{Shutdown, StartError};
+use crate::metainfo::InfoHash;
+use crate::peer_source::{Candidate, Dial, IntakeLimits, PeerIntake};
+use crate::reasons::CandidateResult;
+use crate::stats::Stats;
+use crate::wire::peer::Limits;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+/// Last known state of one tracker of one torrent (for logs, metrics and the API).
+#[derive(Debug, Clone, Default)]
+pub struct TrackerStatus {
+    pub ok: bool,
+    pub last_error: Option<String>,
+    pub announces: u64,
+    pub failures: u64,
+    pub peers_returned: u64,
+    pub seeders: Option<u32>,
+    pub leechers: Option<u32>,
+    pub next_announce: Option<Instant>,
+    pub last_latency: Option<Duration>,
+}
+
+/// Everything the server's threads share.
+pub struct Shared {
+    pub config: Config,
+    pub torrents: TorrentTable,
+    pub peer_id: [u8; 20],
+    pub limits: Limits,
+    pub stats: Stats,
+    pub shutdown: Shutdown,
+    next_key: AtomicU64,
+    /// The port announced to trackers (that of the first listen address).
+    pub listen_port: AtomicU16,
+    /// The tracker `key` of this session.
+    pub announce_key: u32,
+    /// Queues of outgoing connections, one per worker.
+    dial_queues: OnceLock<Vec<tokio::sync::mpsc::UnboundedSender<Candidate>>>,
+    next_queue: AtomicUsize,
+    trackers: Mutex<HashMap<(InfoHash, String), TrackerStatus>>,
+    /// Connections per IP address (those counted against the per-IP cap).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    blocklist: RwLock<Blocklist>,
+    intake: Mutex<PeerIntake>,
+    /// Wakes the dialer when addresses are offered.
+    dial_wake: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// The state of a server with this configuration, before anything runs: no sockets, no
+    /// threads, an empty torrent table. Fails only for a blocklist that cannot be read.
+    pub fn new(config: Config, shutdown: Shutdown) -> Result<Shared, StartError> {
+        let s = &config.server;
+        let limits = Limits {
+            max_request: s.max_request_bytes,
+            max_queued: s.max_queued_requests,
+            max_control_bytes: s.max_send_buffer_bytes,
+            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            // Known once the listeners are bound; each connection takes the current value.
+            listen_port: 0,
+        };
+        let blocklist = match &s.blocklist {
+            p if p.as_os_str().is_empty() => Blocklist::default(),
+            p => Blocklist::load(p).map_err(|e| StartError(format!("server.blocklist: {e}")))?,
+        };
+        let intake = PeerIntake::new(IntakeLimits {
+            dials_per_sec: s.max_dials_per_sec,
+            ..IntakeLimits::default()
+        });
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ok(Shared {
+            peer_id: crate::wire::handshake::new_peer_id(seed, u64::from(std::process::id())),
+            limits,
+            config,
+            torrents: TorrentTable::default(),
+            stats: Stats::default(),
+            shutdown,
+            next_key: AtomicU64::new(1),
+            listen_port: AtomicU16::new(0),
+            announce_key: random_u32(),
+            dial_queues: OnceLock::new(),
+            next_queue: AtomicUsize::new(0),
+            trackers: Mutex::new(HashMap::new()),
+            per_ip: Mutex::new(HashMap::new()),
+            blocklist: RwLock::new(blocklist),
+            intake: Mutex::new(intake),
+            dial_wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.server.handshake_timeout_secs)
+    }
+
+    /// The torrent with this info-hash, if it is being served.
+    pub fn torrent(&self, info_hash: &InfoHash) -> Option<Arc<TorrentCtx>> {
+        self.torrents.live(info_hash)
+    }
+
+    /// Every torrent being served.
+    pub fn live_torrents(&self) -> Vec<Arc<TorrentCtx>> {
+        self.torrents.all_live()
+    }
+
+    /// A key unique in the process for a new connection.
+    pub fn next_peer_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn blocked(&self, ip: IpAddr) -> bool {
+        self.blocklist
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(ip)
+    }
+
+    /// Re-reads `server.blocklist` (on SIGHUP); on error the old list stays. Returns the
+    /// number of ranges (0 when no blocklist is configured).
+    pub fn reload_blocklist(&self) -> Result<usize, BlocklistError> {
+        let path = &self.config.server.blocklist;
+        if path.as_os_str().is_empty() {
+            return Ok(0);
+        }
+        let b = Blocklist::load(path)?;
+        let n = b.len();
+        *self.blocklist.write().unwrap_or_else(|e| e.into_inner()) = b;
+        Ok(n)
+    }
+
+    /// Counts a connection of `ip`; false (and not counted) if it is at the per-IP cap.
+    pub fn ip_enter(&self, ip: IpAddr) -> bool {
+        let mut m = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_default();
+        if *n >= self.config.server.max_connections_per_ip {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn ip_leave(&self, ip: IpAddr) {
+        let mut m = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+
+    /// Our bound listen addresses (once known): never dialled, and the port announced.
+    pub fn set_listen_addrs(&self, addrs: &[SocketAddr]) {
+        self.listen_port
+            .store(addrs.first().map_or(0, |a| a.port()), Ordering::Relaxed);
+        self.intake().set_own_addrs(addrs);
+    }
+
+    /// The workers' queues of connections to make (set once, at start).
+    pub fn set_dial_queues(&self, queues: Vec<tokio::sync::mpsc::UnboundedSender<Candidate>>) {
+        let _ = self.dial_queues.set(queues);
+    }
+
+    fn intake(&self) -> std::sync::MutexGuard<'_, PeerIntake> {
+        self.intake.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry point for a peer address from any source: decided and counted in the
+    /// intake ([`crate::peer_source`]); a queued one is dialled by [`Shared::run_dials`].
+    pub fn offer_peer(&self, cand: Candidate) {
+        if !self.config.tracker.connect_out {
+            return;
+        }
+        let result = self
+            .intake()
+            .handle_offer(Instant::now(), cand, |ip| self.blocked(ip));
+        match result {
+            Ok(()) => self.dial_wake.notify_one(),
+            Err(why) => self.stats.count_candidate(cand.source, why),
+        }
+    }
+
+    /// Wakes when addresses are offered (see [`Shared::run_dials`]).
+    pub fn dial_wake(&self) -> &tokio::sync::Notify {
+        &self.dial_wake
+    }
+
+    /// Hands every address that may be dialled now to a worker (round robin); returns when the
+    /// next one may go (None: nothing queued).
+    pub fn run_dials(&self, now: Instant) -> Option<Instant> {
+        let max_total = self.config.server.max_connections;
+        let max_torrent = self.config.server.max_connections_per_torrent;
+        let has_room = |ih: &InfoHash| {
+            self.stats.peers_connected.load(Ordering::Relaxed) < max_total
+                && self
+                    .torrent(ih)
+                    .is_some_and(|t| t.peers.load(Ordering::Relaxed) < max_torrent)
+        };
+        let mut intake = self.intake();
+        loop {
+            match intake.poll_dial(now, has_room) {
+                Dial::Go(c) => {
+                    self.stats
+                        .count_candidate(c.source, CandidateResult::Dialed);
+                    if let Some(q) = self.dial_queues.get() {
+                        let i = self.next_queue.fetch_add(1, Ordering::Relaxed) % q.len();
+                        let _ = q[i].send(c);
+                    }
+                }
+                Dial::Dropped(c, why) => self.stats.count_candidate(c.source, why),
+                Dial::Wait(at) => return Some(at),
+                Dial::Idle => return None,
+            }
+        }
+    }
+
+    /// Drops queued addresses of a torrent that is no longer served.
+    pub fn forget_peers_of(&self, info_hash: &InfoHash) {
+        self.intake().forget_torrent(info_hash);
+    }
+
+    /// Updates the recorded state of one tracker of one torrent.
+    pub fn update_tracker(
+        &self,
+        info_hash: InfoHash,
+        url: &str,
+        f: impl FnOnce(&mut TrackerStatus),
+    ) {
+        let mut t = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        f(t.entry((info_hash, url.to_string())).or_default());
+    }
+
+    /// Forgets the trackers of a torrent that is no longer served.
+    pub fn forget_trackers_of(&self, info_hash: &InfoHash) {
+        self.trackers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(ih, _), _| ih != info_hash);
+    }
+
+    /// Every tracker's recorded state: (info-hash, URL, state).
+    pub fn tracker_status(&self) -> Vec<(InfoHash, String, TrackerStatus)> {
+        let t = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        t.iter()
+            .map(|((ih, url), st)| (*ih, url.clone(), st.clone()))
+            .collect()
+    }
+}
+
+/// A fresh random number (from the standard library's randomly keyed hasher).
+pub fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u32
+}

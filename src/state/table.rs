@@ -1,0 +1,285 @@
+//! The torrent table: every torrent the server knows, in one map, each in exactly one
+//! [`TorrentState`]. See `STATE.md` beside this file for the states, the transitions, the
+//! invariants and the lock order.
+
+use super::torrent::TorrentCtx;
+use crate::metainfo::{InfoHash, Torrent};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// A torrent whose data is being checked (or waits for a checker).
+#[derive(Debug)]
+pub struct Checking {
+    pub name: String,
+    pub total_bytes: u64,
+    /// Bytes dealt with so far (hashed, or vouched for by the resume record).
+    pub done_bytes: Arc<AtomicU64>,
+    /// Set when the torrent is removed during its check: the check stops early.
+    pub cancel: AtomicBool,
+    /// Tells this check from a later one of the same info-hash (removed and added again).
+    id: u64,
+}
+
+/// A torrent that could not be started.
+#[derive(Debug)]
+pub struct Failed {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Where one torrent is in its life.
+#[derive(Clone)]
+pub enum TorrentState {
+    /// Added; its data is being checked. Not served.
+    Checking(Arc<Checking>),
+    /// Checked and served (its verified pieces; possibly none).
+    Live(Arc<TorrentCtx>),
+    /// Its check failed outright; kept so that it is visible, not served.
+    Error(Arc<Failed>),
+}
+
+impl TorrentState {
+    pub fn name(&self) -> &str {
+        match self {
+            TorrentState::Checking(c) => &c.name,
+            TorrentState::Live(t) => &t.name,
+            TorrentState::Error(f) => &f.name,
+        }
+    }
+}
+
+/// Torrents by state, for metrics and readiness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    pub checking: usize,
+    /// Live with at least one piece to serve.
+    pub seeding: usize,
+    /// Live with nothing to serve (data missing or all bad), or failed.
+    pub error: usize,
+}
+
+/// Every torrent, by info-hash. Removing a torrent takes it out of the map (a removed torrent
+/// has no state); see `STATE.md`.
+pub struct TorrentTable {
+    map: RwLock<HashMap<InfoHash, TorrentState>>,
+    next_id: AtomicU64,
+    /// Bumped on every change, for parts that follow the table (the announcer).
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for TorrentTable {
+    fn default() -> Self {
+        TorrentTable {
+            map: RwLock::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            changed: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl TorrentTable {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<InfoHash, TorrentState>> {
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<InfoHash, TorrentState>> {
+        self.map.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Follows changes: the value changes whenever a torrent is added, goes live or is removed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Adds a torrent in `Checking`; None if its info-hash is already in the table.
+    pub fn begin_check(&self, torrent: &Torrent) -> Option<Arc<Checking>> {
+        let mut map = self.write();
+        if map.contains_key(&torrent.info_hash) {
+            return None;
+        }
+        let c = Arc::new(Checking {
+            name: torrent.name.clone(),
+            total_bytes: torrent.total_length,
+            done_bytes: Arc::new(AtomicU64::new(0)),
+            cancel: AtomicBool::new(false),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        });
+        map.insert(torrent.info_hash, TorrentState::Checking(c.clone()));
+        drop(map);
+        self.bump();
+        Some(c)
+    }
+
+    /// Ends the check `checking` of `info_hash`: the torrent goes `Live` (Ok) or `Error`.
+    /// False, and nothing changes, if that check is no longer the torrent's state (it was
+    /// removed, and possibly added again, meanwhile).
+    pub fn finish_check(
+        &self,
+        info_hash: &InfoHash,
+        checking: &Checking,
+        result: Result<TorrentCtx, String>,
+    ) -> bool {
+        let mut map = self.write();
+        match map.get(info_hash) {
+            Some(TorrentState::Checking(c)) if c.id == checking.id => {}
+            _ => return false,
+        }
+        let state = match result {
+            Ok(ctx) => TorrentState::Live(Arc::new(ctx)),
+            Err(reason) => TorrentState::Error(Arc::new(Failed {
+                name: checking.name.clone(),
+                reason,
+            })),
+        };
+        map.insert(*info_hash, state);
+        drop(map);
+        self.bump();
+        true
+    }
+
+    /// Removes a torrent in any state: a check is cancelled, a live torrent's connections are
+    /// told to close. Returns the state it was in.
+    pub fn remove(&self, info_hash: &InfoHash) -> Option<TorrentState> {
+        let removed = self.write().remove(info_hash);
+        match &removed {
+            Some(TorrentState::Checking(c)) => c.cancel.store(true, Ordering::Release),
+            Some(TorrentState::Live(t)) => t.close(),
+            Some(TorrentState::Error(_)) | None => {}
+        }
+        if removed.is_some() {
+            self.bump();
+        }
+        removed
+    }
+
+    /// Cancels every check in progress (at shutdown), leaving the table as it is.
+    pub fn cancel_checks(&self) {
+        for s in self.read().values() {
+            if let TorrentState::Checking(c) = s {
+                c.cancel.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    pub fn contains(&self, info_hash: &InfoHash) -> bool {
+        self.read().contains_key(info_hash)
+    }
+
+    pub fn get(&self, info_hash: &InfoHash) -> Option<TorrentState> {
+        self.read().get(info_hash).cloned()
+    }
+
+    /// The torrent with this info-hash, if it is live.
+    pub fn live(&self, info_hash: &InfoHash) -> Option<Arc<TorrentCtx>> {
+        match self.read().get(info_hash)? {
+            TorrentState::Live(t) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every live torrent.
+    pub fn all_live(&self) -> Vec<Arc<TorrentCtx>> {
+        self.read()
+            .values()
+            .filter_map(|s| match s {
+                TorrentState::Live(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every torrent with its state.
+    pub fn snapshot(&self) -> Vec<(InfoHash, TorrentState)> {
+        self.read().iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    pub fn counts(&self) -> StateCounts {
+        let mut c = StateCounts::default();
+        for s in self.read().values() {
+            match s {
+                TorrentState::Checking(_) => c.checking += 1,
+                TorrentState::Live(t) if t.view.have.count() > 0 => c.seeding += 1,
+                TorrentState::Live(_) | TorrentState::Error(_) => c.error += 1,
+            }
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::storage::files::DataFiles;
+    use crate::storage::Layout;
+
+    fn torrent() -> Torrent {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), vec![1u8; 40_000]).unwrap();
+        let opts = crate::make::MakeOptions {
+            path: dir.path().join("f"),
+            quiet: true,
+            ..Default::default()
+        };
+        crate::make::make(&opts).unwrap().1
+    }
+
+    fn ctx(t: &Torrent) -> TorrentCtx {
+        let files = Arc::new(DataFiles::none(&Layout::new(t)));
+        let have = crate::bitfield::full(t.num_pieces());
+        TorrentCtx::new(&Config::default(), t, "/nonexistent".into(), files, &have)
+    }
+
+    #[test]
+    fn a_torrent_is_in_one_state_and_a_stale_check_cannot_revive_it() {
+        let t = torrent();
+        let ih = t.info_hash;
+        let table = TorrentTable::default();
+        let mut rx = table.subscribe();
+        let first = table.begin_check(&t).unwrap();
+        assert!(table.begin_check(&t).is_none(), "added twice");
+        assert!(rx.has_changed().unwrap());
+        rx.mark_unchanged();
+        assert_eq!(table.counts().checking, 1);
+        assert!(table.live(&ih).is_none(), "not served while checking");
+        // Removed during its check: cancelled, and its late result is thrown away.
+        assert!(matches!(table.remove(&ih), Some(TorrentState::Checking(_))));
+        assert!(first.cancel.load(Ordering::Acquire));
+        let second = table.begin_check(&t).unwrap();
+        assert!(!table.finish_check(&ih, &first, Ok(ctx(&t))));
+        assert!(matches!(table.get(&ih), Some(TorrentState::Checking(_))));
+        assert!(table.finish_check(&ih, &second, Ok(ctx(&t))));
+        let live = table.live(&ih).expect("live");
+        assert_eq!(
+            table.counts(),
+            StateCounts {
+                checking: 0,
+                seeding: 1,
+                error: 0
+            }
+        );
+        assert!(rx.has_changed().unwrap());
+        // Removing a live torrent closes it for its connections.
+        assert!(matches!(table.remove(&ih), Some(TorrentState::Live(_))));
+        assert!(live.is_closed());
+        assert!(table.is_empty());
+        // A failed check is visible as an error.
+        let c = table.begin_check(&t).unwrap();
+        assert!(table.finish_check(&ih, &c, Err("boom".into())));
+        assert_eq!(table.counts().error, 1);
+        assert!(table.live(&ih).is_none());
+    }
+}

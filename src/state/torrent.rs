@@ -1,0 +1,235 @@
+//! One live torrent, shared by every worker: its verified pieces, its data files, its choker
+//! and its connected peers. Built by the checker once the data is checked; reached through
+//! [`super::TorrentTable`]. It may not open files or sockets itself: its files come from
+//! [`crate::storage::files::DataFiles`], its connections from `io`.
+
+use crate::choke::{Choker, PeerKey};
+use crate::config::Config;
+use crate::metainfo::{self, Torrent};
+use crate::reasons::{ChokeCmd, PendingChoke};
+use crate::storage::files::DataFiles;
+use crate::storage::Layout;
+use crate::wire::peer::TorrentView;
+use crate::wire::Block;
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A torrent to seed: its parsed metainfo and the data directory (a client's "save path").
+#[derive(Debug, Clone)]
+pub struct TorrentSpec {
+    pub torrent: Torrent,
+    pub data_dir: PathBuf,
+    /// Set when the data was hashed moments ago (by `make`), so startup need not hash it again.
+    pub just_hashed: bool,
+}
+
+impl TorrentSpec {
+    /// Loads a .torrent file for seeding from `data_dir`.
+    pub fn load(torrent: &Path, data_dir: PathBuf) -> Result<TorrentSpec, metainfo::MetainfoError> {
+        Ok(TorrentSpec {
+            torrent: metainfo::load(torrent)?,
+            data_dir,
+            just_hashed: false,
+        })
+    }
+}
+
+/// The choker's line to one connection.
+#[derive(Debug, Default)]
+pub struct PeerHandle {
+    /// The latest choke decision not yet carried out.
+    pub choke: PendingChoke,
+    /// Wakes the connection's writer (a choke decision, new requests, removal).
+    pub wake: tokio::sync::Notify,
+}
+
+/// One torrent being seeded, shared by every worker.
+///
+/// Lock order inside: `handles` before `choker` is never needed; each lock is taken alone and
+/// released before the next (see `STATE.md`).
+pub struct TorrentCtx {
+    pub view: Arc<TorrentView>,
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// The data files, opened once; closed when the last holder of this torrent lets go.
+    pub files: Arc<DataFiles>,
+    /// Connections past the handshake.
+    pub peers: AtomicUsize,
+    /// Set when the torrent is removed: its connections end.
+    closed: AtomicBool,
+    /// Tracker tiers (BEP 12).
+    pub trackers: Vec<Vec<String>>,
+    /// Payload bytes sent to peers of this torrent since it started.
+    pub uploaded: AtomicU64,
+    /// Peer ids of connected peers (a second connection from the same peer is refused).
+    peer_ids: Mutex<HashSet<[u8; 20]>>,
+    choker: Mutex<Choker>,
+    handles: Mutex<HashMap<PeerKey, Arc<PeerHandle>>>,
+}
+
+impl TorrentCtx {
+    /// A live torrent over checked data: `have` holds the pieces that passed (BEP 3 layout).
+    pub fn new(
+        config: &Config,
+        torrent: &Torrent,
+        data_dir: PathBuf,
+        files: Arc<DataFiles>,
+        have: &[u8],
+    ) -> TorrentCtx {
+        let layout = Layout::new(torrent);
+        TorrentCtx {
+            view: Arc::new(TorrentView {
+                info_hash: torrent.info_hash,
+                have: crate::bitfield::SharedBitfield::from_bytes(have, torrent.num_pieces()),
+                layout,
+            }),
+            name: torrent.name.clone(),
+            data_dir,
+            files,
+            peers: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            trackers: if config.tracker.announce {
+                torrent.trackers.clone()
+            } else {
+                Vec::new()
+            },
+            uploaded: AtomicU64::new(0),
+            peer_ids: Mutex::new(HashSet::new()),
+            choker: Mutex::new(Choker::new(config.server.upload_slots)),
+            handles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn apply(&self, changes: Vec<crate::choke::Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        let handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, choke) in changes {
+            if let Some(h) = handles.get(&key) {
+                h.choke.set(if choke {
+                    ChokeCmd::Choke
+                } else {
+                    ChokeCmd::Unchoke
+                });
+                h.wake.notify_one();
+            }
+        }
+    }
+
+    /// Marks the torrent removed and wakes its connections so they close.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for h in self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            h.wake.notify_one();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// `len` bytes at `start` straight from the page cache, if they are all there now.
+    pub fn resident(&self, start: u64, len: usize) -> Option<Bytes> {
+        self.files.resident(&self.view.layout, start, len)
+    }
+
+    /// Registers a connection with the choker; returns its handle.
+    pub fn join(&self, key: PeerKey, now: Instant) -> Arc<PeerHandle> {
+        let h = Arc::new(PeerHandle::default());
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, h.clone());
+        self.choker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(key, now);
+        h
+    }
+
+    pub fn leave(&self, key: PeerKey, now: Instant) {
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        let changes = self
+            .choker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key, now);
+        self.apply(changes);
+    }
+
+    pub fn set_interested(&self, key: PeerKey, interested: bool, now: Instant) {
+        let changes = self
+            .choker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_interested(key, interested, now);
+        self.apply(changes);
+    }
+
+    pub fn choke_tick(&self, now: Instant) {
+        let changes = self
+            .choker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tick(now);
+        self.apply(changes);
+    }
+
+    pub fn unchoked(&self) -> usize {
+        self.choker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unchoked_count()
+    }
+
+    /// Records a connected peer's id; false if that peer is already connected.
+    pub fn add_peer_id(&self, id: [u8; 20]) -> bool {
+        self.peer_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
+    }
+
+    pub fn remove_peer_id(&self, id: &[u8; 20]) {
+        self.peer_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Bytes of the torrent this seed cannot serve (the tracker's `left`).
+    pub fn left(&self) -> u64 {
+        let layout = &self.view.layout;
+        (0..layout.num_pieces())
+            .filter(|&p| !self.view.have.has(p))
+            .filter_map(|p| layout.piece_size(p))
+            .sum()
+    }
+
+    /// Stops advertising and serving the pieces holding `blocks` after their data could not be
+    /// read (a file truncated, removed or failing under the server). Returns how many pieces
+    /// were withdrawn now.
+    pub fn withdraw(&self, blocks: &[Block]) -> usize {
+        let mut n = 0;
+        for b in blocks {
+            if self.view.have.clear(b.index as usize) {
+                n += 1;
+                tracing::warn!(torrent = %self.name, piece = b.index, "piece withdrawn: its data cannot be read");
+            }
+        }
+        n
+    }
+}
