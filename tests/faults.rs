@@ -12,8 +12,7 @@ use common::raw::RawPeer;
 use common::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,135 +21,6 @@ use uringseed::wire::message::{self, Block, Message};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-/// A running `uringseed serve` (possibly started through a wrapper such as `sh -c 'ulimit ...'`
-/// or `setpriv`, which exec it: same PID).
-struct Serve {
-    proc: Proc,
-    addr: SocketAddr,
-    metrics: String,
-}
-
-/// `uringseed serve --torrent T --data D --listen 127.0.0.1:0 --metrics 127.0.0.1:0
-/// --log-level debug EXTRA...`, run through `wrapper` (a program and its arguments, followed by
-/// the binary) if given. Waits for `listening:` and `metrics:` (not for `ready:`).
-fn serve(
-    name: &str,
-    torrent: &Path,
-    data: &Path,
-    extra: &[&str],
-    wrapper: &[&str],
-    log_dir: &Path,
-) -> Serve {
-    let base = uringseed();
-    let mut cmd = match wrapper.split_first() {
-        None => uringseed(),
-        Some((prog, args)) => {
-            let mut c = Command::new(prog);
-            c.args(args).arg(base.get_program());
-            for (k, v) in base.get_envs() {
-                match v {
-                    Some(v) => c.env(k, v),
-                    None => c.env_remove(k),
-                };
-            }
-            c
-        }
-    };
-    cmd.arg("serve")
-        .arg("--torrent")
-        .arg(torrent)
-        .arg("--data")
-        .arg(data)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--log-level",
-            "debug",
-        ])
-        .args(extra);
-    let mut proc = Proc::spawn(name, &mut cmd, log_dir);
-    let addr = proc
-        .wait_line("listening: ", Duration::from_secs(30))
-        .trim()
-        .parse()
-        .unwrap();
-    let metrics = proc
-        .wait_line("metrics: ", Duration::from_secs(30))
-        .trim()
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics")
-        .to_string();
-    Serve {
-        proc,
-        addr,
-        metrics,
-    }
-}
-
-impl Serve {
-    /// Waits for `ready:`; returns the rest of the line (`HASH NAME (G of N pieces good)`).
-    fn ready(&mut self) -> String {
-        self.proc.wait_line("ready: ", Duration::from_secs(60))
-    }
-
-    fn pid(&self) -> u32 {
-        self.proc.pid()
-    }
-
-    /// The value of one series on /metrics, e.g. `uringseed_piece_read_errors_total`.
-    fn metric(&self, series: &str) -> f64 {
-        let (code, body) = get(&self.metrics, "/metrics", Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("scrape failed: {e}\n{}", self.proc.report()));
-        assert_eq!(code, 200);
-        sample(&body, series)
-    }
-
-    fn alive(&mut self) -> bool {
-        self.proc.try_status().is_none()
-    }
-
-    /// SIGTERM; must exit 0 within 10 s. Returns how long it took.
-    fn stop(mut self) -> Duration {
-        let t = Instant::now();
-        let status = self.proc.terminate(Duration::from_secs(10));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "uringseed did not exit 0 within 10 s of SIGTERM: {status:?}\n{}",
-            self.proc.report()
-        );
-        t.elapsed()
-    }
-
-    /// SIGKILL, and reaped.
-    fn kill9(mut self) {
-        self.proc.signal("KILL");
-        assert!(self.proc.wait_exit(Duration::from_secs(5)).is_some());
-    }
-}
-
-/// GET `path` from `addr` with every step bounded by `limit`: (status code, body).
-fn get(addr: &str, path: &str, limit: Duration) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(limit)).unwrap();
-    s.set_write_timeout(Some(limit)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").map_err(|e| format!("write: {e}"))?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .map_err(|e| format!("read: {e} (after {} bytes)", text.len()))?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no HTTP status in {:?}", tail(&text, 200)))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
-}
 
 /// The resume directory `common::uringseed()` gives the binary.
 fn resume_dir() -> PathBuf {
@@ -380,7 +250,7 @@ fn data_files_deleted_truncated_or_unreadable_while_serving_and_at_restart() {
         assert_eq!(s.metric(series), want, "{series}");
     }
     assert_eq!(
-        get(&s.metrics, "/healthz", Duration::from_secs(5))
+        http_get(&s.metrics, "/healthz", Duration::from_secs(5))
             .unwrap()
             .0,
         200
@@ -616,7 +486,7 @@ fn unreachable_and_hanging_trackers_do_not_stop_serving_or_shutdown() {
     for s in [&a, &b] {
         assert_eq!(s.metric("uringseed_trackers{state=\"failing\"}"), 1.0);
         assert_eq!(
-            get(&s.metrics, "/healthz", Duration::from_secs(5))
+            http_get(&s.metrics, "/healthz", Duration::from_secs(5))
                 .unwrap()
                 .0,
             200
@@ -643,14 +513,14 @@ fn hanging_metrics_scrapers_do_not_block_a_normal_scrape() {
     let ih = hex_hash(&make_torrent(&root, &torrent, &[]));
     let mut s = serve("serve", &torrent, &data, &[], &[], dir.path());
     s.ready();
-    assert!(get(&s.metrics, "/metrics", Duration::from_secs(2)).is_ok());
+    assert!(http_get(&s.metrics, "/metrics", Duration::from_secs(2)).is_ok());
     // 20 connections that never send a request line.
     let hanging: Vec<TcpStream> = (0..20)
         .map(|_| TcpStream::connect(&s.metrics).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    let scrape = get(&s.metrics, "/metrics", Duration::from_secs(2));
+    let scrape = http_get(&s.metrics, "/metrics", Duration::from_secs(2));
     let scrape_took = t.elapsed();
     // Peers are served meanwhile.
     let (mut p, _) = fast_peer(s.addr, ih);
@@ -659,7 +529,7 @@ fn hanging_metrics_scrapers_do_not_block_a_normal_scrape() {
     // Once the hanging connections time out (the endpoint's 5 s I/O timeout), scrapes work.
     let t = Instant::now();
     let recovered = loop {
-        if let Ok((200, _)) = get(&s.metrics, "/metrics", Duration::from_secs(2)) {
+        if let Ok((200, _)) = http_get(&s.metrics, "/metrics", Duration::from_secs(2)) {
             break Some(t.elapsed());
         }
         if t.elapsed() > Duration::from_secs(10) {
@@ -763,7 +633,7 @@ fn out_of_file_descriptors_does_not_spin_and_recovers() {
     assert_eq!(request(&mut p, 0, 16384).unwrap(), a[..16384]);
     drop(p);
     assert_eq!(
-        get(&s.metrics, "/healthz", Duration::from_secs(5))
+        http_get(&s.metrics, "/healthz", Duration::from_secs(5))
             .unwrap()
             .0,
         200

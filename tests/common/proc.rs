@@ -2,6 +2,7 @@
 //! kept ([`Proc`], stopped by PID when dropped), and memory figures of processes.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -337,4 +338,143 @@ impl Drop for RssSampler {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// A running `uringseed serve` (possibly started through a wrapper such as `sh -c 'ulimit ...'`
+/// or `setpriv`, which exec it: same PID).
+pub struct Serve {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    /// The metrics endpoint, `IP:PORT`.
+    pub metrics: String,
+}
+
+/// `uringseed serve --torrent T --data D --listen 127.0.0.1:0 --metrics 127.0.0.1:0
+/// --log-level debug EXTRA...`, run through `wrapper` (a program and its arguments, followed by
+/// the binary) if given. Waits for `listening:` and `metrics:` (not for `ready:`).
+pub fn serve(
+    name: &str,
+    torrent: &Path,
+    data: &Path,
+    extra: &[&str],
+    wrapper: &[&str],
+    log_dir: &Path,
+) -> Serve {
+    let mut args = vec![
+        "--torrent".to_string(),
+        torrent.display().to_string(),
+        "--data".to_string(),
+        data.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    serve_args(name, &args, wrapper, log_dir)
+}
+
+/// `uringseed serve ARGS... --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --log-level debug`, as
+/// [`serve`] does.
+pub fn serve_args(name: &str, args: &[&str], wrapper: &[&str], log_dir: &Path) -> Serve {
+    let base = uringseed();
+    let mut cmd = match wrapper.split_first() {
+        None => uringseed(),
+        Some((prog, args)) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg(base.get_program());
+            for (k, v) in base.get_envs() {
+                match v {
+                    Some(v) => c.env(k, v),
+                    None => c.env_remove(k),
+                };
+            }
+            c
+        }
+    };
+    cmd.arg("serve").args(args).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--log-level",
+        "debug",
+    ]);
+    let mut proc = Proc::spawn(name, &mut cmd, log_dir);
+    let addr = proc
+        .wait_line("listening: ", Duration::from_secs(30))
+        .trim()
+        .parse()
+        .unwrap();
+    let metrics = proc
+        .wait_line("metrics: ", Duration::from_secs(30))
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    Serve {
+        proc,
+        addr,
+        metrics,
+    }
+}
+
+impl Serve {
+    /// Waits for `ready:`; returns the rest of the line (`HASH NAME (G of N pieces good)`).
+    pub fn ready(&mut self) -> String {
+        self.proc.wait_line("ready: ", Duration::from_secs(60))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// The value of one series on /metrics, e.g. `uringseed_piece_read_errors_total`.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (code, body) = http_get(&self.metrics, "/metrics", Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("scrape failed: {e}\n{}", self.proc.report()));
+        assert_eq!(code, 200);
+        super::data::sample(&body, series)
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.proc.try_status().is_none()
+    }
+
+    /// SIGTERM; must exit 0 within 10 s. Returns how long it took.
+    pub fn stop(mut self) -> Duration {
+        let t = Instant::now();
+        let status = self.proc.terminate(Duration::from_secs(10));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "uringseed did not exit 0 within 10 s of SIGTERM: {status:?}\n{}",
+            self.proc.report()
+        );
+        t.elapsed()
+    }
+
+    /// SIGKILL, and reaped.
+    pub fn kill9(mut self) {
+        self.proc.signal("KILL");
+        assert!(self.proc.wait_exit(Duration::from_secs(5)).is_some());
+    }
+}
+
+/// GET `path` from `addr` with every step bounded by `limit`: (status code, body).
+pub fn http_get(addr: &str, path: &str, limit: Duration) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(limit)).unwrap();
+    s.set_write_timeout(Some(limit)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("read: {e} (after {} bytes)", text.len()))?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP status in {:?}", tail(&text, 200)))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
 }
