@@ -390,3 +390,35 @@ fn the_shipped_profile_lets_a_runtime_switch_user_and_capabilities() {
         "setuid succeeded without it in the profile: {out:?}"
     );
 }
+
+#[test]
+fn under_the_kubernetes_localhost_profile_uringseed_uses_io_uring_too() {
+    // deploy/kubernetes/seccomp/uringseed-io_uring.json: the same rules resolved into the OCI
+    // format containerd reads (tests/deploy_kubernetes.rs checks that it is in sync).
+    if !have_python_seccomp() {
+        return;
+    }
+    let profile = repo().join("deploy/kubernetes/seccomp/uringseed-io_uring.json");
+    let ok = run(under(&profile, "/usr/bin/python3").args(["-c", SWITCH_IDS]));
+    assert_eq!(stdout(&ok).trim(), "switched");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("one.bin"), pseudo_random(300_000, 7)).unwrap();
+    let torrent = dir.path().join("one.torrent");
+    make_torrent(&data.join("one.bin"), &torrent, &[]);
+    let (mut server, _peer, metrics) = serve_under(&profile, &torrent, &data, dir.path());
+    assert_eq!(seccomp_status(server.pid()).0, "2");
+    let line = serving_line(&server);
+    assert!(
+        line.contains("backend=\"io_uring\"") || line.contains("backend=io_uring"),
+        "not serving on io_uring under the Kubernetes profile: {line}"
+    );
+    let (_, body) = get(&metrics, "/metrics");
+    assert_eq!(
+        sample(&body, "uringseed_io_backend{backend=\"io_uring\"}"),
+        1.0
+    );
+    let status = server.terminate(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{}", server.report());
+}
