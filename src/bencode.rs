@@ -5,6 +5,8 @@
 //! dictionary keys to be sorted, because real torrents in the wild are not always canonical and the
 //! info-hash must be computed over the bytes exactly as written. Every value records the byte range
 //! it came from, so `metainfo` can hash the raw `info` dictionary.
+//!
+//! It owns the byte format only: it knows nothing of torrents, files or the network.
 
 use std::fmt;
 use std::ops::Range;

@@ -1,5 +1,7 @@
 //! Piece bitfields in BEP 3 layout (high bit first, spare bits zero): plain helpers and a
 //! lock-free shared one for the pieces a torrent may serve (cleared at runtime on read errors).
+//!
+//! It owns the bit layout only and knows nothing of peers or files.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

@@ -1,6 +1,8 @@
 //! IP blocklist: a file of CIDR ranges (IPv4 and IPv6), one per line, `#` comments. Blocked
 //! addresses are closed at accept and never dialled. Lookups are a binary search over merged
 //! ranges; the file is re-read on SIGHUP.
+//!
+//! It owns parsing and lookup; it opens no socket (admission and the peer intake ask it).
 
 use std::fmt;
 use std::net::IpAddr;

@@ -5,6 +5,9 @@
 //! least [`ROTATE_AFTER`] give it to the interested peers that have waited longest; and one extra
 //! optimistic slot moves every [`OPTIMISTIC_EVERY`] to the longest-waiting peer. Peers that lose
 //! interest are choked and their slot refilled at once.
+//!
+//! It owns the decisions only: no I/O, no clock, no knowledge of connections (`state::torrent`
+//! applies its changes).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

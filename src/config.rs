@@ -4,6 +4,8 @@
 //! wrong type and values out of range are errors that name the file, the key and (for TOML
 //! errors) the line. `config/uringseed.example.toml` documents every key with its default; a test
 //! checks that file parses to exactly [`Config::default`].
+//!
+//! It owns the settings' shape and checks; it starts nothing and reads only the file it is given.
 
 use serde::Deserialize;
 use std::fmt;

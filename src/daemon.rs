@@ -3,6 +3,9 @@
 //! configuration file (adding and removing torrents without touching the others; a bad file is
 //! rejected and the running set kept), an optional watch directory of .torrent files, and
 //! systemd notifications ([`crate::notify`]).
+//!
+//! It drives the server only through [`crate::server::ServerHandle`] and never touches connections
+//! or the torrent table directly.
 
 use crate::config::Config;
 use crate::metainfo::InfoHash;

@@ -1,13 +1,66 @@
 //! uringseed: a BitTorrent v1 seeding server on io_uring.
 //!
 //! # Layout
+//!
+//! Pure parts (no sockets, no threads, no clock; time is passed in):
 //! - [`bencode`]: strict, bounded bencode decoder that keeps byte spans (for the info-hash).
-//! - [`bitfield`]: piece bitfields, including the shared one of pieces a torrent may serve.
 //! - [`metainfo`]: .torrent parsing and validation into [`metainfo::Torrent`].
-//! - [`storage`]: pure piece/file layout math and parallel piece hashing.
-//! - [`make`]: building .torrent files (`uringseed make`).
+//! - [`bitfield`]: piece bitfields, including the shared one of pieces a torrent may serve.
+//! - [`wire`]: the peer protocol sans I/O: handshake, message codec, MSE, and the per-peer state
+//!   machine ([`wire::Peer`]: `handle_bytes`/`handle_timeout` in, `poll_transmit`/`next_run`
+//!   out).
+//! - [`choke`]: the seed choker's decisions.
+//! - [`peer_source`]: the one entry point for peer addresses to dial (own address, invalid,
+//!   blocked, duplicate, redial window, queue bound, dial rate).
+//! - [`reasons`]: typed labels (drop and reject reasons, handshake kinds, announce results,
+//!   peer sources, choke commands) and lock-free counters over them.
+//! - [`tracker`] (`Schedule`, reply parsing) and [`storage::layout`] (piece/file math).
 //! - [`config`]: the TOML configuration with built-in defaults.
-//! - [`progress`]: progress display for long jobs.
+//!
+//! State and lifecycle:
+//! - [`state`]: what every thread shares (`Shared`: config, the torrent table of
+//!   `Checking`/`Live`/`Error` states, stats, shutdown, intake), buildable without sockets;
+//!   its invariants and lock order are in `src/state/STATE.md`.
+//! - [`lifecycle`]: the one shutdown signal and `Services`, which starts every long-running part
+//!   on a named thread and joins them at exit.
+//! - [`stats`]: process-wide counters and histograms.
+//!
+//! Parts that do I/O:
+//! - [`storage`]: a torrent's data files opened once ([`storage::files::DataFiles`]), parallel
+//!   hashing, checks with fast resume, zero-copy mappings, atomic file writes.
+//! - [`checker`]: the service that checks torrents and brings them live.
+//! - [`io`]: the only module that names tokio_uring: listeners, worker threads, admission, the
+//!   connection driver, both backends, and the in-memory harness.
+//! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint),
+//!   [`notify`] (systemd), [`progress`], [`make`] (`uringseed make`).
+//! - [`server`]: assembly: starts every part and returns a handle. [`daemon`]: signals, reload,
+//!   the watch directory.
+//!
+//! # A block request, from socket to file and back
+//!
+//! 1. A worker thread (`io::worker`, one per core, each with its own io_uring runtime) accepts
+//!    the connection, admits it (blocklist, caps) and runs `io::conn::serve` on it.
+//! 2. `io::handshake` reads the BitTorrent (or MSE) handshake and looks the info-hash up in the
+//!    torrent table (`state::TorrentTable::live`); the connection then holds that torrent's
+//!    `Arc<TorrentCtx>` (`state::torrent`).
+//! 3. The reader half of `io::conn` reads socket bytes (`io::uring`, through the
+//!    `io::stream::Stream` seam) and feeds them to `wire::Peer::handle_bytes`, which decodes
+//!    the `request` (`wire::message`), checks it against the layout (`storage::layout`), the
+//!    verified pieces (`bitfield`) and the limits, and queues it (or queues a reject).
+//! 4. The writer half of `io::conn`, woken, takes the longest contiguous run of queued blocks
+//!    (`Peer::next_run`), frames the piece headers (`wire::message`), and fetches the run: from
+//!    the page cache without a copy (`TorrentCtx::resident` ->
+//!    `storage::files::DataFiles::resident` -> `storage::resident`), or with one io_uring read
+//!    on the torrent's own descriptors (`io::uring`, through the `io::stream::Disk` seam).
+//! 5. `io::stream::send_all` writes headers and data in bounded vectored writes (the write-stall
+//!    rule lives there), and the writer counts what went out (`stats`, the torrent's
+//!    `uploaded`).
+//!
+//! The connection code is entered once (from the worker) and only calls down: into `wire`,
+//! `state`, `storage` and `io::stream`, none of which call back into it or into each other's
+//! callers. (Before this shape, `io/conn.rs` also held the stream seam and the send loop, so
+//! the handshake and both backends called into it, and the shared state lived in the assembly
+//! module that imported `io`.)
 
 pub mod bencode;
 pub mod bitfield;

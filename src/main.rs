@@ -1,4 +1,6 @@
 //! Command line entry point: `uringseed serve`, `make`, `verify` and `check-config`.
+//!
+//! It parses the command line and calls the library; it holds no logic of its own beyond printing.
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -171,7 +173,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 quiet,
             };
             let (bytes, torrent) = make::make(&opts)?;
-            make::write_atomic(&output, &bytes)
+            uringseed::storage::atomic::write_atomic(&output, &bytes)
                 .map_err(|e| format!("{}: cannot write: {e}", output.display()))?;
             println!("{}", torrent.info_hash);
             Ok(ExitCode::SUCCESS)
@@ -256,7 +258,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             .torrent_out
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name)));
-        make::write_atomic(&out, &bytes)
+        uringseed::storage::atomic::write_atomic(&out, &bytes)
             .map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
         let data_dir = path
             .canonicalize()?

@@ -3,6 +3,9 @@
 //! Files are collected in sorted path order and hashed in parallel by
 //! [`crate::storage::hasher`]; the output is canonical bencode (serde_bencode sorts keys) with no
 //! timestamp unless one is asked for, so the same input always gives the same bytes.
+//!
+//! It writes only the .torrent it is asked for (through [`crate::storage::atomic`]) and knows
+//! nothing of serving.
 
 use crate::metainfo::{self, FileEntry, Torrent};
 use crate::progress::Progress;
@@ -191,25 +194,6 @@ pub fn make(opts: &MakeOptions) -> Result<(Vec<u8>, Torrent), MakeError> {
     let torrent = metainfo::parse(&bytes, "generated torrent")
         .map_err(|e| MakeError(format!("internal error, generated torrent is invalid: {e}")))?;
     Ok((bytes, torrent))
-}
-
-/// Writes `bytes` to `out` atomically (temporary file, fsync, rename).
-pub fn write_atomic(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp_name = out.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, out).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 fn collect(

@@ -5,6 +5,8 @@
 //! or `private=0` keep the hash other clients compute. Everything that would make the torrent
 //! unsafe to serve (path traversal, inconsistent piece counts, absurd sizes) is rejected with an
 //! error naming the file, the field and the reason.
+//!
+//! It owns parsing and validation; the only I/O is reading the .torrent file in [`load`].
 
 use crate::bencode::{self, Node, Value};
 use sha1::{Digest, Sha1};

@@ -2,6 +2,8 @@
 //! manager passes `NOTIFY_SOCKET`, the daemon tells it READY=1 once its listeners are up,
 //! RELOADING=1/READY=1 around a SIGHUP reload, STOPPING=1 at shutdown, and a one-line STATUS=
 //! (shown by `systemctl status`). Without `NOTIFY_SOCKET` every call is a no-op.
+//!
+//! It owns the notification socket only and knows nothing of what the server does.
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};

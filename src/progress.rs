@@ -2,6 +2,8 @@
 //!
 //! On a terminal it redraws one line with a bar, percentage and rate; otherwise it prints a
 //! plain log line every ten seconds so service logs show the job is alive.
+//!
+//! It owns the display only; the job counts its own progress.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! Typed labels: why a peer was dropped, why a request was refused, how a handshake went, how an
 //! announce ended, where a peer address came from, and the choker's commands to a connection.
 //!
-//! Each label set is one enum declared with [`labels!`], which also gives it its metrics label
+//! Each label set is one enum declared with `labels!`, which also gives it its metrics label
 //! (`label()`), the list of every value (`ALL`) and a dense index. Counters
 //! ([`LabelCounters`]) and the metrics endpoint are built from `ALL`, so a value added here is
 //! exported (as 0 until it occurs) without touching anything else, and the dashboard's panels

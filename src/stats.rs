@@ -1,5 +1,8 @@
 //! Process-wide counters and gauges, updated lock-free on hot paths by every worker thread and
 //! read by the metrics endpoint and by tests.
+//!
+//! It holds numbers only (atomics, no locks on hot paths) and knows no other module but
+//! [`crate::reasons`].
 
 use crate::reasons::{
     AnnounceResult, CandidateResult, DropReason, HandshakeKind, Label, LabelCounters,

@@ -2,6 +2,8 @@
 //! handshake from a Message Stream Encryption one, driving the sans-IO MSE machines
 //! ([`crate::wire::mse`]) over the stream, and handing the connection on with its RC4 streams
 //! (if any) and the payload bytes already read. All of it runs under the handshake timeout.
+//!
+//! It may not look past the handshake: what follows belongs to `super::conn`.
 
 use super::stream::{send_all, Stream};
 use crate::config::Encryption;

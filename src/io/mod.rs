@@ -5,6 +5,15 @@
 //! the workers. The io_uring backend is used when the kernel allows it; otherwise (e.g. Docker's
 //! default seccomp profile) the portable tokio/epoll + `pread` backend, and the log says so.
 //! `server.io_backend` forces one or the other.
+//!
+//! Inside, each module only calls down: `worker` (accept and dial loops, admission, drain) runs
+//! `conn` (one connection: handshake via `handshake`, then its reader and writer), which reaches
+//! sockets and disks through the seams of `stream` (`Stream`, `Disk`, `send_all`); `uring` and
+//! `portable` implement those seams and `worker::Net`; `mem` implements them in memory for the
+//! connection harness.
+//!
+//! Nothing outside this module may name tokio_uring; this module may not decide protocol rules
+//! (that is `wire`) or own torrent state (that is `state`).
 
 pub mod conn;
 mod handshake;

@@ -1,5 +1,8 @@
 //! The portable backend (tokio on epoll, `pread` for piece data), used when io_uring is not
 //! available, for example under Docker's default seccomp profile.
+//!
+//! Like `super::uring`, it only adapts sockets and reads to the seams in `super::stream` and
+//! `super::worker`.
 
 use super::stream::{tcp_bytes_acked, Disk, Stream};
 use super::worker::{self, Worker};

@@ -5,6 +5,9 @@
 //! straight from a guarded read-only mapping or with sequential 256 KiB `pread`s. Pad files are
 //! hashed as zeros without touching the disk. An unreadable file only costs the pieces that touch
 //! it. Used by `make`, `verify` and the server's startup check.
+//!
+//! It hashes what it is given and decides nothing about which pieces may be served
+//! ([`super::verify`] does).
 
 use super::files::DataFiles;
 use super::layout::Layout;

@@ -7,6 +7,8 @@
 //! page of zeros over the faulting page and counts the fault; the read then completes with zeros
 //! (the piece fails its hash) and the caller sees the count change. Faults anywhere else get the
 //! default action, as if no handler were installed.
+//!
+//! It owns the SIGBUS guard and its mappings; it may not be used for mappings outside this module.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

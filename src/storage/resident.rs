@@ -14,7 +14,9 @@
 //! file truncated meanwhile makes the write fail with EFAULT instead of raising SIGBUS); no code
 //! in user space touches it. Pages the kernel has copied from count in the process's RSS (as
 //! RssFile: page cache, not memory of the server's own) until the file's next trim, every
-//! [`TRIM_BYTES`] sent.
+//! `TRIM_BYTES` sent.
+//!
+//! It owns the mapping and the residency probes; it may not read the mapping in user space.
 
 use bytes::Bytes;
 use std::fs::File;

@@ -6,6 +6,9 @@
 //! directory) and only after a check has finished, so no record ever claims a piece that was not
 //! verified. A piece is trusted from a record only if every file it touches still has the same
 //! size, modification time, change time, inode and device as when it was verified.
+//!
+//! It owns the record format and its file; it decides nothing about trusting pieces beyond matching
+//! stamps.
 
 use crate::metainfo::InfoHash;
 use serde::{Deserialize, Serialize};
@@ -188,7 +191,7 @@ impl ResumeRecord {
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let path = record_path(dir, &self.info_hash);
-        crate::make::write_atomic(&path, &self.encode())?;
+        super::atomic::write_atomic(&path, &self.encode())?;
         std::fs::File::open(dir)?.sync_all()?;
         // Temporary files left by a crash during an earlier write are never read; remove them.
         let stale = format!("{}.resume.tmp", self.info_hash.to_hex());

@@ -1,5 +1,8 @@
 //! Checking a torrent's data: which pieces may be served, hashing only what a resume record
 //! cannot vouch for.
+//!
+//! It reads only through the [`super::files::DataFiles`] it is given and writes nothing (the caller
+//! saves the record).
 
 use super::files::DataFiles;
 use super::hasher::{self, Access};

@@ -1,5 +1,7 @@
 //! HTTP(S) tracker announces: the request URL, the bounded bencoded reply parser, and the
 //! blocking client (ureq with rustls; connect and read timeouts; replies capped in size).
+//!
+//! It owns the HTTP exchange only; scheduling and what to do with peers are the announcer's.
 
 use super::{AnnounceRequest, AnnounceResponse, TrackerError};
 use crate::bencode::{self, Node, Value};

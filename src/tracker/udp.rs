@@ -2,6 +2,8 @@
 //! exchange (connect, announce, connection id reused for a minute, retransmission after
 //! 15·2^n seconds up to a bound, replies from other addresses or with other transaction ids
 //! ignored).
+//!
+//! It owns the UDP exchange only; scheduling and what to do with peers are the announcer's.
 
 use super::{AnnounceRequest, AnnounceResponse, Event, TrackerError};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};

@@ -1,4 +1,6 @@
 //! The 68-byte BitTorrent handshake: protocol string, reserved bits, info-hash, peer id.
+//!
+//! Sans I/O: no sockets, no clock.
 
 use crate::metainfo::InfoHash;
 

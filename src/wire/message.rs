@@ -3,6 +3,8 @@
 //!
 //! [`decode`] is check-then-parse: it looks at the 4-byte length prefix first, refuses anything
 //! over the caller's cap before buffering it, and otherwise says how many more bytes it needs.
+//!
+//! Sans I/O: no sockets, no clock, no protocol state (that is [`super::peer`]).
 
 use std::fmt;
 

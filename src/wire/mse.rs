@@ -12,6 +12,8 @@
 //! encrypted with `HASH("keyB", S, SKEY)`, `VC, crypto_select, len(PadD), PadD`. Then the payload
 //! continues under the same RC4 streams, or in plaintext if plaintext was selected. Both RC4
 //! streams drop their first 1024 bytes; pads are at most 512 bytes; SKEY is the info-hash.
+//!
+//! Sans I/O: no sockets, no clock; randomness is passed in.
 
 use crate::metainfo::InfoHash;
 use crate::reasons::DropReason;

@@ -5,6 +5,8 @@
 //! with [`Peer::next_run`], and calls [`Peer::handle_timeout`] at [`Peer::next_timeout`].
 //! Every limit of the wire protocol is enforced here: message size cap, request size and range,
 //! availability, queue length, bitfield shape, idle time and buffered control output.
+//!
+//! It may not do I/O or read the clock; what it decides, `io::conn` carries out.
 
 use super::handshake::{reserved, Handshake};
 use super::message::{self, Block, Decoded, Message, WireError};
