@@ -446,3 +446,59 @@ async fn answer(
     .await
     .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reasons::{AnnounceResult, DropReason, HandshakeKind, RejectReason};
+
+    fn every_value<L: Label>(body: &str, metric: &str) {
+        for l in L::ALL {
+            let series = format!("{metric}{{{}=\"{}\"}}", L::NAME, l.label());
+            assert!(body.contains(&series), "{series} missing from /metrics");
+        }
+    }
+
+    /// The dashboard's queries of a labelled counter group by its label, so every value shows.
+    fn grouped_on_dashboard(metric: &str, label: &str) {
+        let dash = include_str!("../deploy/grafana/uringseed.json");
+        let mut seen = 0;
+        for line in dash.lines().filter(|l| l.contains("\"expr\"") && l.contains(metric)) {
+            seen += 1;
+            assert!(
+                line.contains(&format!("by ({label}")),
+                "a dashboard query of {metric} does not group by {label}: {line}"
+            );
+        }
+        assert!(seen > 0, "{metric} is not on the dashboard");
+    }
+
+    #[test]
+    fn every_label_value_is_exported_and_grouped_on_the_dashboard() {
+        let shared = Shared::new(crate::config::Config::default(), Shutdown::new()).unwrap();
+        let body = render(&shared, "io_uring");
+        every_value::<DropReason>(&body, "uringseed_peers_dropped_total");
+        every_value::<RejectReason>(&body, "uringseed_requests_rejected_total");
+        every_value::<HandshakeKind>(&body, "uringseed_peer_handshakes_total");
+        every_value::<AnnounceResult>(&body, "uringseed_tracker_announces_total");
+        for s in PeerSourceKind::ALL {
+            for r in CandidateResult::ALL {
+                let series = format!(
+                    "uringseed_peer_candidates_total{{result=\"{}\",source=\"{}\"}}",
+                    r.label(),
+                    s.label()
+                );
+                assert!(body.contains(&series), "{series} missing");
+            }
+        }
+        for (metric, label) in [
+            ("uringseed_peers_dropped_total", "reason"),
+            ("uringseed_requests_rejected_total", "reason"),
+            ("uringseed_peer_handshakes_total", "kind"),
+            ("uringseed_tracker_announces_total", "result"),
+            ("uringseed_peer_candidates_total", "source, result"),
+        ] {
+            grouped_on_dashboard(metric, label);
+        }
+    }
+}
