@@ -376,7 +376,15 @@ fn uringseed_cmd(
     dir: &std::path::Path,
     config: &std::path::Path,
 ) -> Command {
-    uringseed_cmd_of(env!("CARGO_BIN_EXE_uringseed"), torrent, dir, config)
+    uringseed_cmd_of(&bench_bin(), torrent, dir, config)
+}
+
+/// The build measured as "uringseed": URINGSEED_BENCH_BIN, else the one cargo built for this
+/// bench. (That one is built with the dev-dependencies' features, among them tokio's
+/// `test-util`, which the tests' paused clock needs; for figures of the shipped build, pass a
+/// plain `cargo build --release` binary as URINGSEED_BENCH_BIN.)
+fn bench_bin() -> String {
+    std::env::var("URINGSEED_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_uringseed").into())
 }
 
 /// `uringseed_cmd` for another build of the binary (URINGSEED_BENCH_BASELINE_BIN).
@@ -457,6 +465,7 @@ fn main() {
         .output()
         .is_ok_and(|o| o.status.success());
     println!("serve benchmark: {mb} MiB torrent, {depth} requests in flight per leecher, scenarios {scenarios}");
+    println!("uringseed build measured: {}", bench_bin());
     let mut groups: Vec<Vec<Row>> = Vec::new();
 
     if scenarios.contains("warm") {

@@ -131,6 +131,15 @@ impl Shutdown {
         let _ = rx.wait_for(|fired| *fired).await;
     }
 
+    /// A subscription for a loop that waits for the signal many times (one per connection):
+    /// cheaper per wait than [`Shutdown::triggered`], which subscribes anew each time.
+    pub fn watch(&self) -> ShutdownWatch {
+        ShutdownWatch {
+            inner: self.inner.clone(),
+            rx: self.inner.watch.subscribe(),
+        }
+    }
+
     /// Runs `hook` when the signal fires (at once, here, if it already has): for parts that
     /// block on a channel of their own and need a message to wake up.
     pub fn on_trigger(&self, hook: impl FnOnce() + Send + 'static) {
@@ -140,6 +149,28 @@ impl Shutdown {
             hook();
         } else {
             st.1.push(Box::new(hook));
+        }
+    }
+}
+
+/// One subscriber's view of the [`Shutdown`] signal.
+pub struct ShutdownWatch {
+    inner: Arc<Inner>,
+    rx: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ShutdownWatch {
+    pub fn is_triggered(&self) -> bool {
+        self.inner.fired.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Completes once the signal has fired (at once if it already has).
+    pub async fn fired(&mut self) {
+        while !self.is_triggered() {
+            if self.rx.changed().await.is_err() {
+                // The sender lives as long as `inner`, which this holds: unreachable.
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

@@ -463,7 +463,10 @@ mod tests {
     fn grouped_on_dashboard(metric: &str, label: &str) {
         let dash = include_str!("../deploy/grafana/uringseed.json");
         let mut seen = 0;
-        for line in dash.lines().filter(|l| l.contains("\"expr\"") && l.contains(metric)) {
+        for line in dash
+            .lines()
+            .filter(|l| l.contains("\"expr\"") && l.contains(metric))
+        {
             seen += 1;
             assert!(
                 line.contains(&format!("by ({label}")),

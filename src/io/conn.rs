@@ -194,6 +194,7 @@ async fn writer<S: Stream, D: Disk>(
     handle: &PeerHandle,
     mut tx: Option<Box<Rc4>>,
 ) -> End {
+    let mut shutdown = shared.shutdown.watch();
     // Plaintext runs may go out straight from the page cache; RC4 needs a buffer to encrypt.
     let zero_copy = tx.is_none();
     // Bytes this connection reads from disk before trying the page cache again.
@@ -218,14 +219,14 @@ async fn writer<S: Stream, D: Disk>(
             (p.poll_transmit(), p.next_run(MAX_RUN_BYTES))
         };
         if control.is_none() && run.is_none() {
-            if shared.shutdown.is_triggered() {
+            if shutdown.is_triggered() {
                 return End::Shutdown;
             }
             let deadline = peer.borrow().next_timeout();
             tokio::select! {
                 _ = handle.wake.notified() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
-                _ = shared.shutdown.triggered() => {}
+                _ = shutdown.fired() => {}
             }
             if let Err(reason) = peer.borrow_mut().handle_timeout(now()) {
                 return End::Dropped(reason);
