@@ -7,6 +7,7 @@
 //!
 //! It owns the settings' shape and checks; it starts nothing and reads only the file it is given.
 
+use crate::units::{ByteRate, ByteSize};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -71,6 +72,31 @@ pub struct ServerConfig {
     /// Outgoing connections started per second, at most (peers from trackers and, later,
     /// other sources); 0 = never connect out.
     pub max_dials_per_sec: u32,
+    /// Upload cap for the whole server in bytes per second (0 = unlimited).
+    pub upload_rate_limit: ByteRate,
+    /// Bytes the server may upload per quota period (0 = no quota).
+    pub upload_quota: ByteSize,
+    /// The quota's period: "day", "week" or "month" (periods start at 00:00 UTC).
+    pub upload_quota_period: QuotaPeriod,
+    /// Day the period starts: day of the month (1-28) for "month", ISO weekday (1 = Monday)
+    /// for "week"; ignored for "day".
+    pub upload_quota_reset_day: u32,
+    /// Upload rate once a quota is used up, until the period ends (0 = no payload at all: peers
+    /// stay connected and choked).
+    pub upload_quota_rate: ByteRate,
+    /// Directory for the server's own state (quota counters); empty = $STATE_DIRECTORY
+    /// (systemd), else $XDG_STATE_HOME/uringseed, else ~/.local/state/uringseed.
+    pub state_dir: PathBuf,
+}
+
+/// How long an upload quota lasts before it starts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaPeriod {
+    Day,
+    Week,
+    #[default]
+    Month,
 }
 
 /// Whether peers may (or must) use Message Stream Encryption.
@@ -108,6 +134,12 @@ impl Default for ServerConfig {
             blocklist: PathBuf::new(),
             encryption: Encryption::Enabled,
             max_dials_per_sec: 30,
+            upload_rate_limit: ByteRate(0),
+            upload_quota: ByteSize(0),
+            upload_quota_period: QuotaPeriod::Month,
+            upload_quota_reset_day: 1,
+            upload_quota_rate: ByteRate(0),
+            state_dir: PathBuf::new(),
         }
     }
 }
@@ -146,26 +178,41 @@ impl HashingConfig {
         if !self.resume_dir.as_os_str().is_empty() {
             return Some(self.resume_dir.clone());
         }
-        let env = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        if let Some(d) = env("STATE_DIRECTORY") {
-            // systemd may pass several, colon-separated; use the first.
-            let first = d
-                .to_string_lossy()
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            return Some(PathBuf::from(first).join("resume"));
-        }
-        if let Some(d) = env("XDG_STATE_HOME") {
-            return Some(d.join("uringseed/resume"));
-        }
-        env("HOME").map(|h| h.join(".local/state/uringseed/resume"))
+        default_state_dir().map(|d| d.join("resume"))
     }
+}
+
+impl ServerConfig {
+    /// The server's state directory, or `None` when none is configured or can be found.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        if !self.state_dir.as_os_str().is_empty() {
+            return Some(self.state_dir.clone());
+        }
+        default_state_dir()
+    }
+}
+
+/// $STATE_DIRECTORY (systemd; the first of several), else $XDG_STATE_HOME/uringseed, else
+/// ~/.local/state/uringseed.
+fn default_state_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = env("STATE_DIRECTORY") {
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return Some(PathBuf::from(first));
+    }
+    if let Some(d) = env("XDG_STATE_HOME") {
+        return Some(d.join("uringseed"));
+    }
+    env("HOME").map(|h| h.join(".local/state/uringseed"))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -257,6 +304,12 @@ pub struct TorrentConfig {
     pub torrent: PathBuf,
     /// Directory holding the torrent's content, as a client's save path.
     pub data: PathBuf,
+    /// Upload cap for this torrent in bytes per second (0 = only the server's cap).
+    #[serde(default)]
+    pub upload_rate_limit: ByteRate,
+    /// Bytes this torrent may upload per quota period (`server.upload_quota_period`; 0 = none).
+    #[serde(default)]
+    pub upload_quota: ByteSize,
 }
 
 /// A configuration problem: the file, the key and why.
@@ -305,6 +358,9 @@ impl Config {
         }
         if !config.hashing.resume_dir.as_os_str().is_empty() {
             config.hashing.resume_dir = base.join(&config.hashing.resume_dir);
+        }
+        if !config.server.state_dir.as_os_str().is_empty() {
+            config.server.state_dir = base.join(&config.server.state_dir);
         }
         Ok(config)
     }
@@ -370,8 +426,50 @@ impl Config {
                 return Err(err(key, format!("{v} is more than 1024")));
             }
         }
+        let mut rates = vec![
+            ("server.upload_rate_limit".to_string(), s.upload_rate_limit),
+            ("server.upload_quota_rate".to_string(), s.upload_quota_rate),
+        ];
+        for (i, t) in self.torrents.iter().enumerate() {
+            rates.push((
+                format!("torrent[{i}].upload_rate_limit"),
+                t.upload_rate_limit,
+            ));
+        }
+        for (key, rate) in rates {
+            check_rate(&key, rate).map_err(|reason| err(&key, reason))?;
+        }
+        let days = match s.upload_quota_period {
+            QuotaPeriod::Month => 1..=28,
+            QuotaPeriod::Week => 1..=7,
+            QuotaPeriod::Day => 0..=u32::MAX,
+        };
+        if !days.contains(&s.upload_quota_reset_day) {
+            return Err(err(
+                "server.upload_quota_reset_day",
+                format!(
+                    "{} is outside {}..={} for a {:?} period",
+                    s.upload_quota_reset_day,
+                    days.start(),
+                    days.end(),
+                    s.upload_quota_period
+                ),
+            ));
+        }
         Ok(())
     }
+}
+
+/// Refuses a limit below one block per second (it could never send a block); 0 is unlimited.
+pub fn check_rate(key: &str, rate: ByteRate) -> Result<(), String> {
+    if rate.0 != 0 && rate.0 < u64::from(BLOCK_SIZE) {
+        return Err(format!(
+            "{key} = {} bytes/s is less than one block ({BLOCK_SIZE} bytes) per second; use 0 \
+             for unlimited",
+            rate.0
+        ));
+    }
+    Ok(())
 }
 
 /// Turns a TOML error into one naming the file, the line and the offending key.

@@ -42,7 +42,12 @@ fn say(line: std::fmt::Arguments<'_>) {
 pub fn config_specs(config: &Config) -> Result<Vec<TorrentSpec>, Box<dyn std::error::Error>> {
     let mut specs = Vec::new();
     for t in &config.torrents {
-        specs.push(TorrentSpec::load(&t.torrent, t.data.clone())?);
+        let mut spec = TorrentSpec::load(&t.torrent, t.data.clone())?;
+        spec.limits = crate::state::TorrentLimits {
+            upload_rate: t.upload_rate_limit.0,
+            upload_quota: t.upload_quota.0,
+        };
+        specs.push(spec);
     }
     Ok(specs)
 }

@@ -15,7 +15,8 @@
 //! - [`reasons`]: typed labels (drop and reject reasons, handshake kinds, announce results,
 //!   peer sources, choke commands) and lock-free counters over them.
 //! - [`tracker`] (`Schedule`, reply parsing) and [`storage::layout`] (piece/file math).
-//! - [`config`]: the TOML configuration with built-in defaults.
+//! - [`config`]: the TOML configuration with built-in defaults; [`units`]: byte counts and
+//!   rates as operators write them (`10MiB`, `80M`).
 //!
 //! State and lifecycle:
 //! - [`state`]: what every thread shares (`Shared`: config, the torrent table of
@@ -83,4 +84,5 @@ pub mod state;
 pub mod stats;
 pub mod storage;
 pub mod tracker;
+pub mod units;
 pub mod wire;

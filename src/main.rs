@@ -109,6 +109,10 @@ struct ServeArgs {
     /// Peers unchoked at once per torrent (0 = unlimited).
     #[arg(long)]
     upload_slots: Option<usize>,
+    /// Upload cap for the whole server, bytes per second: a number, or with a unit (k, M, G =
+    /// 1000^n; KiB, MiB, GiB = 1024^n), e.g. 10MiB; 0 = unlimited (default: server.upload_rate_limit).
+    #[arg(long, value_name = "RATE")]
+    upload_limit: Option<String>,
     /// Message Stream Encryption: enabled, required or disabled (default: server.encryption,
     /// "enabled").
     #[arg(long, value_parser = ["enabled", "required", "disabled"])]
@@ -221,6 +225,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(u) = args.upload_slots {
         config.server.upload_slots = u;
     }
+    if let Some(r) = &args.upload_limit {
+        let rate = uringseed::units::parse_rate(r).map_err(|e| format!("--upload-limit: {e}"))?;
+        config.server.upload_rate_limit = uringseed::units::ByteRate(rate);
+    }
     if let Some(e) = &args.encryption {
         use uringseed::config::Encryption;
         config.server.encryption = match e.as_str() {
@@ -272,6 +280,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             torrent,
             data_dir,
             just_hashed: true,
+            limits: Default::default(),
         });
     }
     if pinned.is_empty() && config.torrents.is_empty() && config.watch.dir.as_os_str().is_empty() {

@@ -176,6 +176,7 @@ impl Bench {
             torrent: torrent.clone(),
             data_dir: data,
             just_hashed: false,
+            limits: Default::default(),
         };
         let server = server::start(config, vec![spec]).unwrap();
         assert!(server.wait_ready(Duration::from_secs(30)));

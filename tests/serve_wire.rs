@@ -60,6 +60,7 @@ fn fixture(backend: &str, tweak: impl FnOnce(&mut Config)) -> Fixture {
         torrent: torrent.clone(),
         data_dir: dir.path().to_path_buf(),
         just_hashed: false,
+        limits: Default::default(),
     };
     let server = server::start(config, vec![spec]).unwrap();
     assert_eq!(server.backend, backend);
@@ -411,6 +412,7 @@ fn single_file_server(
         torrent: torrent.clone(),
         data_dir: dir.to_path_buf(),
         just_hashed: false,
+        limits: Default::default(),
     };
     let server = server::start(config, vec![spec]).unwrap();
     assert!(server.wait_ready(Duration::from_secs(30)));

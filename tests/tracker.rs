@@ -361,6 +361,7 @@ fn seed_with_fake_tracker(
         torrent: torrent.clone(),
         data_dir: dir.path().to_path_buf(),
         just_hashed: true,
+        limits: Default::default(),
     };
     let server = uringseed::server::start(config, vec![spec]).unwrap();
     (server, torrent, leecher, requests, dir)

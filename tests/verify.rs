@@ -60,6 +60,7 @@ impl Setup {
             torrent: self.torrent.clone(),
             data_dir: self.dir.path().to_path_buf(),
             just_hashed: false,
+            limits: Default::default(),
         };
         let s = server::start(config, vec![spec]).unwrap();
         assert!(s.wait_ready(Duration::from_secs(30)));

@@ -7,7 +7,7 @@ mod table;
 mod torrent;
 
 pub use table::{Checking, Failed, StateCounts, TorrentState, TorrentTable};
-pub use torrent::{PeerHandle, TorrentCtx, TorrentSpec};
+pub use torrent::{PeerHandle, TorrentCtx, TorrentLimits, TorrentSpec};
 
 use crate::blocklist::{Blocklist, BlocklistError};
 use crate::config::Config;

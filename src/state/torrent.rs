@@ -25,6 +25,17 @@ pub struct TorrentSpec {
     pub data_dir: PathBuf,
     /// Set when the data was hashed moments ago (by `make`), so startup need not hash it again.
     pub just_hashed: bool,
+    /// This torrent's own upload limits (`[[torrent]]` keys; 0 = none).
+    pub limits: TorrentLimits,
+}
+
+/// A torrent's own upload limits, beside the server's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TorrentLimits {
+    /// Bytes per second (0 = only the server's cap).
+    pub upload_rate: u64,
+    /// Bytes per quota period (0 = no quota of its own).
+    pub upload_quota: u64,
 }
 
 impl TorrentSpec {
@@ -34,6 +45,7 @@ impl TorrentSpec {
             torrent: metainfo::load(torrent)?,
             data_dir,
             just_hashed: false,
+            limits: TorrentLimits::default(),
         })
     }
 }
