@@ -226,7 +226,13 @@ fn check_and_open(
     } else {
         check(shared, t, &layout, &files, checking, show_progress)
     };
-    TorrentCtx::new(&shared.config, t, spec.data_dir, files, &have)
+    let upload = shared.torrent_upload(&t.info_hash, &spec.limits);
+    let ctx = TorrentCtx::new(&shared.config, t, spec.data_dir, files, &have, upload);
+    if shared.upload.paused() || ctx.upload.paused() {
+        // A quota is used up with no rate left: it comes up with every peer choked.
+        ctx.set_paused(true, Instant::now());
+    }
+    ctx
 }
 
 fn check(

@@ -37,6 +37,8 @@ pub type Change = (PeerKey, bool);
 #[derive(Debug)]
 pub struct Choker {
     slots: usize,
+    /// Nobody is unchoked while paused (a used-up quota with no rate left).
+    paused: bool,
     peers: BTreeMap<PeerKey, Entry>,
     optimistic: Option<PeerKey>,
     last_optimistic: Option<Instant>,
@@ -47,6 +49,7 @@ impl Choker {
     pub fn new(slots: usize) -> Choker {
         Choker {
             slots,
+            paused: false,
             peers: BTreeMap::new(),
             optimistic: None,
             last_optimistic: None,
@@ -98,9 +101,41 @@ impl Choker {
         changes
     }
 
+    /// Pauses (every peer choked, none unchoked until resumed) or resumes (free slots
+    /// filled at once).
+    pub fn set_paused(&mut self, paused: bool, now: Instant) -> Vec<Change> {
+        let mut changes = Vec::new();
+        if paused == self.paused {
+            return changes;
+        }
+        self.paused = paused;
+        if paused {
+            let unchoked: Vec<PeerKey> = self
+                .peers
+                .iter()
+                .filter(|(_, e)| e.unchoked)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in unchoked {
+                self.set(k, false, now, &mut changes);
+            }
+            self.optimistic = None;
+        } else {
+            self.fill(now, &mut changes);
+        }
+        changes
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
     /// Periodic round-robin rotation and optimistic unchoke.
     pub fn tick(&mut self, now: Instant) -> Vec<Change> {
         let mut changes = Vec::new();
+        if self.paused {
+            return changes;
+        }
         if self.slots > 0 {
             let mut waiting = self.waiting();
             waiting.retain(|k| Some(*k) != self.optimistic);
@@ -163,8 +198,11 @@ impl Choker {
             .count()
     }
 
-    /// Unchokes waiting peers into free regular slots.
+    /// Unchokes waiting peers into free regular slots (none while paused).
     fn fill(&mut self, now: Instant, changes: &mut Vec<Change>) {
+        if self.paused {
+            return;
+        }
         let free = if self.slots == 0 {
             usize::MAX
         } else {
@@ -245,6 +283,36 @@ mod tests {
         c.tick(t0 + TICK + OPTIMISTIC_EVERY);
         assert_eq!(unchoked(&c), vec![1, 3]);
         assert!(c.unchoked_count() <= 2);
+    }
+
+    #[test]
+    fn pausing_chokes_everyone_until_resumed() {
+        let t0 = Instant::now();
+        let mut c = Choker::new(2);
+        for k in 1..=3 {
+            c.add(k, t0);
+            c.set_interested(k, true, t0);
+        }
+        c.tick(t0 + TICK);
+        assert_eq!(
+            unchoked(&c),
+            vec![1, 2, 3],
+            "two slots and the optimistic one"
+        );
+        let changes = c.set_paused(true, t0 + TICK);
+        assert_eq!(changes, vec![(1, true), (2, true), (3, true)]);
+        assert!(c.set_interested(4, true, t0).is_empty());
+        c.add(5, t0);
+        assert!(c.set_interested(5, true, t0).is_empty());
+        assert!(c.tick(t0 + ROTATE_AFTER * 3).is_empty());
+        assert_eq!(c.unchoked_count(), 0);
+        let resumed = c.set_paused(false, t0 + ROTATE_AFTER * 3);
+        assert_eq!(
+            resumed.len(),
+            2,
+            "the free slots filled at once: {resumed:?}"
+        );
+        assert!(resumed.iter().all(|(_, choke)| !choke));
     }
 
     #[test]

@@ -168,16 +168,24 @@ impl Control<'_> {
             tracing::info!("SIGHUP: no configuration file to reload");
             return "no configuration file to reload";
         };
-        let new = match Config::load(path)
-            .map_err(|e| e.to_string())
-            .and_then(|c| config_specs(&c).map_err(|e| e.to_string()))
-        {
-            Ok(specs) => specs,
+        let (new_server, new) = match Config::load(path).map_err(|e| e.to_string()).and_then(|c| {
+            Ok((
+                c.server.clone(),
+                config_specs(&c).map_err(|e| e.to_string())?,
+            ))
+        }) {
+            Ok(loaded) => loaded,
             Err(e) => {
                 tracing::error!("reload rejected, keeping the running configuration: {e}");
                 return "reload rejected (see the log), running configuration kept";
             }
         };
+        self.handle.set_limits(
+            &new_server,
+            &new.iter()
+                .map(|s| (s.torrent.info_hash, s.limits))
+                .collect::<Vec<_>>(),
+        );
         let wanted: Vec<InfoHash> = new.iter().map(|s| s.torrent.info_hash).collect();
         for ih in self.from_config.iter().filter(|ih| !wanted.contains(ih)) {
             if self.handle.remove_torrent(ih) {
@@ -192,7 +200,9 @@ impl Control<'_> {
             }
         }
         self.from_config = wanted;
-        tracing::info!("configuration reloaded (torrents only; other settings apply at restart)");
+        tracing::info!(
+            "configuration reloaded (torrents and upload limits; other settings apply at restart)"
+        );
         "configuration reloaded"
     }
 

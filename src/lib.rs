@@ -12,6 +12,8 @@
 //! - [`choke`]: the seed choker's decisions.
 //! - [`peer_source`]: the one entry point for peer addresses to dial (own address, invalid,
 //!   blocked, duplicate, redial window, queue bound, dial rate).
+//! - [`ratelimit`]: the lock-free byte-rate bucket every upload reserves from; [`quota`]: quota
+//!   periods (day, week, month from a reset day) and counts.
 //! - [`reasons`]: typed labels (drop and reject reasons, handshake kinds, announce results,
 //!   peer sources, choke commands) and lock-free counters over them.
 //! - [`tracker`] (`Schedule`, reply parsing) and [`storage::layout`] (piece/file math).
@@ -29,7 +31,8 @@
 //! Parts that do I/O:
 //! - [`storage`]: a torrent's data files opened once ([`storage::files::DataFiles`]), parallel
 //!   hashing, checks with fast resume, zero-copy mappings, atomic file writes.
-//! - [`checker`]: the service that checks torrents and brings them live.
+//! - [`checker`]: the service that checks torrents and brings them live; [`keeper`]: the quota
+//!   keeper (saves the counts, rolls periods over, pauses chokers on a used-up quota).
 //! - [`io`]: the only module that names tokio_uring: listeners, worker threads, admission, the
 //!   connection driver, both backends, and the in-memory harness.
 //! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint),
@@ -71,6 +74,7 @@ pub mod choke;
 pub mod config;
 pub mod daemon;
 pub mod io;
+pub mod keeper;
 pub mod lifecycle;
 pub mod make;
 pub mod metainfo;
@@ -78,6 +82,8 @@ pub mod metrics;
 pub mod notify;
 pub mod peer_source;
 pub mod progress;
+pub mod quota;
+pub mod ratelimit;
 pub mod reasons;
 pub mod server;
 pub mod state;

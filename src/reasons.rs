@@ -183,6 +183,16 @@ labels! {
     }
 }
 
+labels! {
+    /// Which limit an upload waited for (`uringseed_upload_throttled_seconds_total{scope}`).
+    pub enum ThrottleScope("scope") {
+        /// `server.upload_rate_limit` (or the quota rate once the server's quota is used up).
+        Server = "server",
+        /// A torrent's `upload_rate_limit` (or the quota rate once its quota is used up).
+        Torrent = "torrent",
+    }
+}
+
 /// Counts per label value: one lock-free counter per value of `L`.
 #[derive(Debug)]
 pub struct LabelCounters<L: Label> {
@@ -279,6 +289,7 @@ mod tests {
         distinct::<AnnounceResult>();
         distinct::<PeerSourceKind>();
         distinct::<CandidateResult>();
+        distinct::<ThrottleScope>();
         assert_eq!(DropReason::ALL.len(), 31);
     }
 

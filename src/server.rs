@@ -67,7 +67,36 @@ impl ServerHandle {
     /// Stops serving a torrent (its check is cancelled, or its peers are disconnected and its
     /// trackers told `stopped`).
     pub fn remove_torrent(&self, info_hash: &InfoHash) -> bool {
-        self.shared.torrents.remove(info_hash).is_some()
+        match self.shared.torrents.remove(info_hash) {
+            Some(crate::state::TorrentState::Live(t)) => {
+                // Its quota count lasts the period, should it come back.
+                self.shared.carry(*info_hash, t.upload.quota.used());
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Applies new upload limits (SIGHUP): the server's, and those of the live torrents in
+    /// `torrents`; running connections keep going at the new rates.
+    pub fn set_limits(
+        &self,
+        server: &crate::config::ServerConfig,
+        torrents: &[(InfoHash, crate::state::TorrentLimits)],
+    ) {
+        let u = &self.shared.upload;
+        u.set(
+            server.upload_rate_limit.0,
+            server.upload_quota.0,
+            server.upload_quota_rate.0,
+        );
+        for (ih, l) in torrents {
+            if let Some(t) = self.shared.torrent(ih) {
+                t.upload.set(l.upload_rate, l.upload_quota, u.quota_rate());
+            }
+        }
+        u.wake_keeper.notify_one();
     }
 
     /// Names of the running services, in start order.
@@ -98,6 +127,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     let shared = Arc::new(Shared::new(config, shutdown.clone())?);
     // Dropped on an error below: stops and joins whatever was started.
     let mut services = Services::new(shutdown);
+    crate::keeper::start(&shared, &mut services)?;
     let (local_addrs, backend) = crate::io::spawn_workers(&shared, &mut services)?;
     shared.set_listen_addrs(&local_addrs);
     spawn_choker(shared.clone(), &mut services)?;

@@ -6,7 +6,7 @@
 
 use crate::reasons::{
     AnnounceResult, CandidateResult, DropReason, HandshakeKind, Label, LabelCounters,
-    PeerSourceKind, RejectReason,
+    PeerSourceKind, RejectReason, ThrottleScope,
 };
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -94,6 +94,8 @@ pub struct Stats {
     pub announces: LabelCounters<AnnounceResult>,
     pub dropped: LabelCounters<DropReason>,
     pub handshakes: LabelCounters<HandshakeKind>,
+    /// Nanoseconds connections waited for an upload limit, summed over connections.
+    pub throttled_ns: LabelCounters<ThrottleScope>,
     /// Peer addresses offered for dialling, by source, then by what became of them.
     candidates: Candidates,
 }
@@ -159,5 +161,68 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes per second over the last [`RateMeter::WINDOW`] seconds, lock-free: one counter per
+/// second in a ring, each stamped with its second.
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    bytes: [AtomicU64; 16],
+    second: [AtomicU64; 16],
+}
+
+impl RateMeter {
+    /// Seconds the rate is averaged over.
+    pub const WINDOW: u64 = 10;
+
+    /// Counts `n` bytes at `now_secs` (any monotonic second count).
+    pub fn add(&self, now_secs: u64, n: u64) {
+        let i = (now_secs % 16) as usize;
+        let stamp = self.second[i].load(Ordering::Acquire);
+        if stamp != now_secs
+            && self.second[i]
+                .compare_exchange(stamp, now_secs, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // This thread moved the slot on: it starts the new second's count. (A racing add
+            // of the old second may land here; it is one write's worth, in one second.)
+            self.bytes[i].store(n, Ordering::Release);
+            return;
+        }
+        self.bytes[i].fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Average bytes per second over the whole seconds before `now_secs`.
+    pub fn rate(&self, now_secs: u64) -> u64 {
+        let from = now_secs.saturating_sub(Self::WINDOW);
+        let total: u64 = (0..16)
+            .filter(|&i| {
+                let s = self.second[i].load(Ordering::Acquire);
+                s >= from && s < now_secs
+            })
+            .map(|i| self.bytes[i].load(Ordering::Acquire))
+            .sum();
+        total / Self::WINDOW
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_meter_averages_the_last_ten_whole_seconds() {
+        let m = RateMeter::default();
+        for s in 100..120 {
+            m.add(s, 1000);
+            m.add(s, 500);
+        }
+        assert_eq!(m.rate(120), 1500);
+        // The current second is not whole yet; older ones have left the window.
+        m.add(120, 1_000_000);
+        assert_eq!(m.rate(120), 1500);
+        assert_eq!(m.rate(125), (5 * 1500 + 1_000_000) / 10);
+        assert_eq!(m.rate(1000), 0);
     }
 }

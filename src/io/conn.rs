@@ -10,24 +10,18 @@
 
 use super::handshake::Opened;
 use super::stream::{send_all, Disk, SendError, Stream};
+use super::upload::{Booked, Outgoing, Upload};
+pub use super::upload::{COLD_STREAK_BYTES, MAX_RUN_BYTES};
 use crate::metainfo::InfoHash;
-use crate::reasons::{ChokeCmd, DropReason, RejectReason};
+use crate::reasons::{ChokeCmd, DropReason};
 use crate::state::{PeerHandle, Shared, TorrentCtx};
-use crate::wire::message::piece_header;
 use crate::wire::mse::Rc4;
 use crate::wire::{Event, Limits, Peer};
-use bytes::Bytes;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Largest run of contiguous requested blocks read and sent in one go.
-pub const MAX_RUN_BYTES: u64 = 1 << 20;
-/// After a run had to be read from disk, the connection keeps reading (and so keeps the
-/// kernel's readahead going) for this many bytes before it tries the page cache again.
-pub const COLD_STREAK_BYTES: u64 = 16 << 20;
 /// Bytes read from the socket per read.
 const READ_BUF: usize = 4 << 10;
 
@@ -185,6 +179,8 @@ async fn reader<S: Stream>(
     }
 }
 
+/// Sends control bytes as they come and runs of requested blocks through the upload pipeline
+/// (`super::upload`: plan, reserve, fetch, frame, send, account), until the connection ends.
 async fn writer<S: Stream, D: Disk>(
     shared: &Shared,
     stream: &S,
@@ -192,144 +188,77 @@ async fn writer<S: Stream, D: Disk>(
     peer: &RefCell<Peer>,
     ctx: &TorrentCtx,
     handle: &PeerHandle,
-    mut tx: Option<Box<Rc4>>,
+    tx: Option<Box<Rc4>>,
 ) -> End {
     let mut shutdown = shared.shutdown.watch();
-    // Plaintext runs may go out straight from the page cache; RC4 needs a buffer to encrypt.
-    let zero_copy = tx.is_none();
-    // Bytes this connection reads from disk before trying the page cache again.
-    let mut cold_bytes = 0u64;
-    // RC4 is a stream: every byte is encrypted once, in the order it is sent.
-    let mut encrypt = |b: &mut [u8]| {
-        if let Some(tx) = &mut tx {
-            tx.apply(b);
-        }
-    };
+    let stall = Duration::from_secs(shared.config.server.write_stall_secs);
+    let mut up = Upload::new(shared, ctx, handle, tx);
+    // A run taken from the queue and booked with the limits, waiting for its time.
+    let mut booked: Option<Booked> = None;
     loop {
         if ctx.is_closed() {
             return End::Dropped(DropReason::TorrentRemoved);
         }
         match handle.choke.take() {
-            Some(ChokeCmd::Choke) => peer.borrow_mut().set_choking(true),
+            Some(ChokeCmd::Choke) => {
+                let mut p = peer.borrow_mut();
+                p.set_choking(true);
+                if let Some(b) = booked.take() {
+                    up.cancel(&mut p, b);
+                }
+            }
             Some(ChokeCmd::Unchoke) => peer.borrow_mut().set_choking(false),
             None => {}
         }
-        let (control, run) = {
-            let mut p = peer.borrow_mut();
-            (p.poll_transmit(), p.next_run(MAX_RUN_BYTES))
-        };
-        if control.is_none() && run.is_none() {
+        let now = now();
+        if booked.is_none() {
+            booked = up
+                .plan(&mut peer.borrow_mut())
+                .map(|run| up.reserve(run, now));
+        }
+        let ready = booked.as_mut().is_some_and(|b| up.ready(b, now));
+        let control = peer.borrow_mut().poll_transmit();
+        if control.is_none() && !ready {
             if shutdown.is_triggered() {
                 return End::Shutdown;
             }
-            let deadline = peer.borrow().next_timeout();
+            let mut deadline = peer.borrow().next_timeout();
+            if let Some(b) = &booked {
+                deadline = deadline.min(b.at);
+            }
             tokio::select! {
                 _ = handle.wake.notified() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
                 _ = shutdown.fired() => {}
             }
-            if let Err(reason) = peer.borrow_mut().handle_timeout(now()) {
+            if let Err(reason) = peer.borrow_mut().handle_timeout(self::now()) {
                 return End::Dropped(reason);
             }
             continue;
         }
-        let mut bufs = Vec::with_capacity(2 + 2 * run.as_ref().map_or(0, |r| r.blocks.len()));
-        let mut protocol = 0u64;
-        if let Some(mut c) = control {
-            protocol += c.len() as u64;
-            encrypt(&mut c);
-            bufs.push(Bytes::from(c));
+        let mut out = Outgoing::default();
+        if let Some(c) = control {
+            up.frame_control(&mut out, c);
         }
-        let mut payload = 0u64;
-        if let Some(run) = run {
-            let len = run.len as usize;
-            let mut headers = Vec::with_capacity(13 * run.blocks.len());
-            for b in &run.blocks {
-                headers.extend_from_slice(&piece_header(b.index, b.begin, b.length));
-            }
-            let try_map = zero_copy && cold_bytes == 0;
-            cold_bytes = cold_bytes.saturating_sub(run.len);
-            let mapped = try_map.then(|| ctx.resident(run.start, len)).flatten();
-            let data = match mapped {
-                Some(data) => {
-                    let stats = &shared.stats;
-                    stats.zero_copy_bytes.fetch_add(run.len, Ordering::Relaxed);
-                    Ok(data)
-                }
-                None => {
-                    if try_map {
-                        cold_bytes = COLD_STREAK_BYTES;
-                    }
-                    let read_started = now();
-                    let read = disk.read_run(ctx, run.start, len).await;
-                    let elapsed = now().saturating_duration_since(read_started).as_secs_f64();
-                    shared.stats.hist.piece_read_seconds.observe(elapsed);
-                    read.map(|mut data| {
-                        let mut at = 0usize;
-                        for (i, b) in run.blocks.iter().enumerate() {
-                            encrypt(&mut headers[i * 13..(i + 1) * 13]);
-                            encrypt(&mut data[at..at + b.length as usize]);
-                            at += b.length as usize;
-                        }
-                        Bytes::from(data)
-                    })
-                }
-            };
-            match data {
-                Ok(data) => {
-                    let headers = Bytes::from(headers);
-                    let mut at = 0usize;
-                    for (i, b) in run.blocks.iter().enumerate() {
-                        bufs.push(headers.slice(i * 13..(i + 1) * 13));
-                        bufs.push(data.slice(at..at + b.length as usize));
-                        at += b.length as usize;
-                    }
-                    payload = run.len;
-                    protocol += 13 * run.blocks.len() as u64;
-                    shared
-                        .stats
-                        .requests_served
-                        .fetch_add(run.blocks.len() as u64, Ordering::Relaxed);
-                }
+        if let Some(b) = booked.take_if(|_| ready) {
+            match up.fetch(disk, &b.run).await {
+                Ok(data) => up.frame(&mut out, &b.run, data),
                 Err(e) => {
-                    // The data changed under the server: withdraw the pieces, refuse the
-                    // blocks (or drop a peer that cannot be told), keep serving the rest.
-                    let stats = &shared.stats;
-                    stats.piece_read_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(torrent = %ctx.name, start = run.start, len = run.len, "piece read failed: {e}");
-                    let withdrawn = ctx.withdraw(&run.blocks);
-                    stats
-                        .pieces_withdrawn
-                        .fetch_add(withdrawn as u64, Ordering::Relaxed);
-                    if !peer.borrow_mut().reject_all(&run.blocks) {
+                    if up
+                        .read_failed(&mut peer.borrow_mut(), &b.run, e, &mut out)
+                        .is_err()
+                    {
                         return End::Dropped(DropReason::PieceReadError);
                     }
-                    for _ in &run.blocks {
-                        stats.count_rejected(RejectReason::ReadError);
-                    }
-                    let rejects = peer.borrow_mut().poll_transmit();
-                    if let Some(mut c) = rejects {
-                        protocol += c.len() as u64;
-                        encrypt(&mut c);
-                        bufs.push(Bytes::from(c));
-                    }
                 }
             }
         }
-        let write_len: usize = bufs.iter().map(Bytes::len).sum();
-        shared.stats.hist.write_bytes.observe(write_len as f64);
-        let stall = Duration::from_secs(shared.config.server.write_stall_secs);
-        if let Err(e) = send_all(stream, bufs, stall).await {
+        shared.stats.hist.write_bytes.observe(out.len() as f64);
+        if let Err(e) = send_all(stream, std::mem::take(&mut out.bufs), stall).await {
             return e.into();
         }
-        peer.borrow_mut().on_sent(now());
-        shared
-            .stats
-            .uploaded_payload_bytes
-            .fetch_add(payload, Ordering::Relaxed);
-        shared
-            .stats
-            .uploaded_protocol_bytes
-            .fetch_add(protocol, Ordering::Relaxed);
+        let sent = self::now();
+        peer.borrow_mut().on_sent(sent);
+        up.account(&out, sent);
     }
 }

@@ -6,15 +6,14 @@
 
 use super::stream::{Disk, Stream};
 use crate::state::TorrentCtx;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
 struct PipeState {
-    buf: VecDeque<u8>,
+    buf: BytesMut,
     /// Bytes the pipe holds at most (a socket's buffers).
     capacity: usize,
     closed: bool,
@@ -33,7 +32,7 @@ impl Pipe {
     fn new(capacity: usize) -> Rc<Pipe> {
         Rc::new(Pipe {
             state: RefCell::new(PipeState {
-                buf: VecDeque::new(),
+                buf: BytesMut::new(),
                 capacity,
                 closed: false,
                 taken: 0,
@@ -50,7 +49,7 @@ impl Pipe {
                 let mut st = self.state.borrow_mut();
                 if !st.buf.is_empty() {
                     let n = st.buf.len().min(max);
-                    let out: Vec<u8> = st.buf.drain(..n).collect();
+                    let out = st.buf.split_to(n).to_vec();
                     st.taken += n as u64;
                     self.writable.notify_one();
                     return out;
@@ -76,7 +75,7 @@ impl Pipe {
                     let mut n = 0;
                     for b in bufs {
                         let take = b.len().min(room - n);
-                        st.buf.extend(&b[..take]);
+                        st.buf.extend_from_slice(&b[..take]);
                         n += take;
                         if n == room {
                             break;

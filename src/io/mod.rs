@@ -20,6 +20,7 @@ mod handshake;
 pub mod mem;
 mod portable;
 pub mod stream;
+mod upload;
 mod uring;
 mod worker;
 

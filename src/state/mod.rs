@@ -3,11 +3,14 @@
 //! This module may not start threads, open sockets or files, or name `io`, `metrics`,
 //! `tracker` or `server`: those use it.
 
+pub mod limits;
 mod table;
 mod torrent;
 
 pub use table::{Checking, Failed, StateCounts, TorrentState, TorrentTable};
 pub use torrent::{PeerHandle, TorrentCtx, TorrentLimits, TorrentSpec};
+
+use limits::{TorrentUpload, UploadLimits};
 
 use crate::blocklist::{Blocklist, BlocklistError};
 use crate::config::Config;
@@ -60,6 +63,13 @@ pub struct Shared {
     intake: Mutex<PeerIntake>,
     /// Wakes the dialer when addresses are offered.
     dial_wake: tokio::sync::Notify,
+    /// The server's upload limit and quota.
+    pub upload: UploadLimits,
+    /// Quota counts of this period for torrents not live now (from the record, or removed),
+    /// so that a torrent added again keeps counting where it was.
+    quota_carry: Mutex<HashMap<InfoHash, u64>>,
+    /// The origin of [`Shared::clock_ns`].
+    epoch: Instant,
 }
 
 impl Shared {
@@ -83,6 +93,16 @@ impl Shared {
             dials_per_sec: s.max_dials_per_sec,
             ..IntakeLimits::default()
         });
+        let upload = UploadLimits::new(
+            s.upload_rate_limit.0,
+            s.upload_quota.0,
+            s.upload_quota_rate.0,
+        );
+        upload.period.set(crate::quota::period_bounds(
+            unix_now(),
+            s.upload_quota_period,
+            s.upload_quota_reset_day,
+        ));
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -103,7 +123,58 @@ impl Shared {
             blocklist: RwLock::new(blocklist),
             intake: Mutex::new(intake),
             dial_wake: tokio::sync::Notify::new(),
+            upload,
+            quota_carry: Mutex::new(HashMap::new()),
+            epoch: tokio::time::Instant::now().into_std(),
         })
+    }
+
+    /// Nanoseconds since this state was built, on the clock connections use (tokio's): the
+    /// rate limits' time line.
+    pub fn clock_ns(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// A new live torrent's limits: its own settings, and its quota count of this period if
+    /// it was served earlier in it.
+    pub fn torrent_upload(&self, info_hash: &InfoHash, limits: &TorrentLimits) -> TorrentUpload {
+        let used = self.carried(info_hash);
+        let t = TorrentUpload::new(limits.upload_rate, limits.upload_quota, used);
+        t.refresh(self.upload.quota_rate());
+        t
+    }
+
+    /// The quota count carried for a torrent that is not live.
+    pub fn carried(&self, info_hash: &InfoHash) -> u64 {
+        self.quota_carry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(info_hash)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Replaces the carried quota counts (the keeper, at start and at each period's end).
+    pub fn set_carried(&self, counts: HashMap<InfoHash, u64>) {
+        *self.quota_carry.lock().unwrap_or_else(|e| e.into_inner()) = counts;
+    }
+
+    /// Keeps a torrent's count for the rest of the period (it is being removed).
+    pub fn carry(&self, info_hash: InfoHash, used: u64) {
+        if used > 0 {
+            self.quota_carry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(info_hash, used);
+        }
+    }
+
+    /// Every carried count.
+    pub fn carried_all(&self) -> HashMap<InfoHash, u64> {
+        self.quota_carry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn handshake_timeout(&self) -> Duration {
@@ -262,6 +333,13 @@ impl Shared {
             .map(|((ih, url), st)| (*ih, url.clone(), st.clone()))
             .collect()
     }
+}
+
+/// Seconds since the Unix epoch now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A fresh random number (from the standard library's randomly keyed hasher).

@@ -240,7 +240,14 @@ mod tests {
     fn ctx(t: &Torrent) -> TorrentCtx {
         let files = Arc::new(DataFiles::none(&Layout::new(t)));
         let have = crate::bitfield::full(t.num_pieces());
-        TorrentCtx::new(&Config::default(), t, "/nonexistent".into(), files, &have)
+        TorrentCtx::new(
+            &Config::default(),
+            t,
+            "/nonexistent".into(),
+            files,
+            &have,
+            Default::default(),
+        )
     }
 
     #[test]

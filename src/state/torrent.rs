@@ -3,10 +3,12 @@
 //! [`super::TorrentTable`]. It may not open files or sockets itself: its files come from
 //! [`crate::storage::files::DataFiles`], its connections from `io`.
 
+use super::limits::TorrentUpload;
 use crate::choke::{Choker, PeerKey};
 use crate::config::Config;
 use crate::metainfo::{self, Torrent};
 use crate::reasons::{ChokeCmd, PendingChoke};
+use crate::stats::RateMeter;
 use crate::storage::files::DataFiles;
 use crate::storage::Layout;
 use crate::wire::peer::TorrentView;
@@ -57,6 +59,8 @@ pub struct PeerHandle {
     pub choke: PendingChoke,
     /// Wakes the connection's writer (a choke decision, new requests, removal).
     pub wake: tokio::sync::Notify,
+    /// Payload bytes sent to this peer.
+    pub uploaded: AtomicU64,
 }
 
 /// One torrent being seeded, shared by every worker.
@@ -75,8 +79,12 @@ pub struct TorrentCtx {
     closed: AtomicBool,
     /// Tracker tiers (BEP 12).
     pub trackers: Vec<Vec<String>>,
-    /// Payload bytes sent to peers of this torrent since it started.
+    /// Payload bytes sent to peers of this torrent since it started (the trackers' `uploaded`).
     pub uploaded: AtomicU64,
+    /// Its upload limit and quota.
+    pub upload: TorrentUpload,
+    /// Its upload rate over the last seconds.
+    pub meter: RateMeter,
     /// Peer ids of connected peers (a second connection from the same peer is refused).
     peer_ids: Mutex<HashSet<[u8; 20]>>,
     choker: Mutex<Choker>,
@@ -91,6 +99,7 @@ impl TorrentCtx {
         data_dir: PathBuf,
         files: Arc<DataFiles>,
         have: &[u8],
+        upload: TorrentUpload,
     ) -> TorrentCtx {
         let layout = Layout::new(torrent);
         TorrentCtx {
@@ -110,6 +119,8 @@ impl TorrentCtx {
                 Vec::new()
             },
             uploaded: AtomicU64::new(0),
+            upload,
+            meter: RateMeter::default(),
             peer_ids: Mutex::new(HashSet::new()),
             choker: Mutex::new(Choker::new(config.server.upload_slots)),
             handles: Mutex::new(HashMap::new()),
@@ -197,6 +208,17 @@ impl TorrentCtx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .tick(now);
+        self.apply(changes);
+    }
+
+    /// Pauses payload (every peer choked) while a quota is used up with no rate left, or
+    /// resumes it.
+    pub fn set_paused(&self, paused: bool, now: Instant) {
+        let changes = self
+            .choker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_paused(paused, now);
         self.apply(changes);
     }
 

@@ -74,7 +74,15 @@ impl Harness {
         let files = Arc::new(DataFiles::none(&Layout::new(&torrent)));
         let have = uringseed::bitfield::full(torrent.num_pieces());
         let checking = shared.torrents.begin_check(&torrent).unwrap();
-        let ctx = TorrentCtx::new(&shared.config, &torrent, dir.path().into(), files, &have);
+        let upload = shared.torrent_upload(&torrent.info_hash, &Default::default());
+        let ctx = TorrentCtx::new(
+            &shared.config,
+            &torrent,
+            dir.path().into(),
+            files,
+            &have,
+            upload,
+        );
         assert!(shared
             .torrents
             .finish_check(&torrent.info_hash, &checking, Ok(ctx)));
@@ -168,6 +176,11 @@ impl Harness {
 
     pub fn dropped(&self, r: uringseed::reasons::DropReason) -> u64 {
         self.shared.stats.dropped(r)
+    }
+
+    /// Drops of every reason so far.
+    pub fn dropped_total(&self) -> u64 {
+        self.shared.stats.dropped.all().iter().map(|(_, n)| n).sum()
     }
 
     pub fn rejected(&self, r: uringseed::reasons::RejectReason) -> u64 {

@@ -64,6 +64,8 @@ pub struct Announce {
     pub left: String,
     /// http or udp.
     pub kind: String,
+    /// What the client said it uploaded (payload bytes since `started`).
+    pub uploaded: Option<u64>,
 }
 
 impl Announce {
@@ -77,6 +79,10 @@ impl Announce {
         let event = words.next()?.to_string();
         let left = words.next()?.strip_prefix("left=")?.to_string();
         let kind = words.next()?.strip_prefix("type=")?.to_string();
+        let uploaded = words
+            .next()
+            .and_then(|w| w.strip_prefix("uploaded="))
+            .and_then(|v| v.parse().ok());
         Some(Announce {
             info_hash,
             ip: ip.trim_matches(|c| c == '[' || c == ']').to_string(),
@@ -84,6 +90,7 @@ impl Announce {
             event,
             left,
             kind,
+            uploaded,
         })
     }
 }

@@ -7,7 +7,9 @@
 //   listening http=HTTP_PORT udp=UDP_PORT
 // then runs until killed (SIGTERM/SIGINT close it cleanly). HTTP announce URL:
 // http://127.0.0.1:HTTP_PORT/announce, UDP: udp://127.0.0.1:UDP_PORT; /stats.json shows the swarms.
-// Every announce is logged on stderr: "announce INFOHASH_HEX IP:PORT EVENT left=N".
+// Every announce is logged on stderr:
+//   "announce INFOHASH_HEX IP:PORT EVENT left=N type=http|udp uploaded=N downloaded=N"
+// (uploaded/downloaded as the client reported them).
 //
 // Only bittorrent-tracker/server.js is imported: the package's CLI (bin/cmd.js) crashes at import
 // when installed with --ignore-scripts. The WebSocket tracker is off.
@@ -42,7 +44,7 @@ async function main () {
     process.stderr.write(`tracker.js: warning: ${err.message}\n`)
   })
   const log = name => (addr, params) => {
-    process.stderr.write(`announce ${params.info_hash} ${addr} ${params.event || name} left=${params.left} type=${params.type}\n`)
+    process.stderr.write(`announce ${params.info_hash} ${addr} ${params.event || name} left=${params.left} type=${params.type} uploaded=${params.uploaded} downloaded=${params.downloaded}\n`)
   }
   for (const ev of ['start', 'complete', 'update', 'stop', 'pause']) server.on(ev, log(ev))
 
