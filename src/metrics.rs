@@ -7,6 +7,8 @@
 //! connection, one deadline for each request, a cap on connections answered at once, so a
 //! hanging scraper cannot block the others or the server. It reads the shared state only.
 
+mod limits;
+
 use crate::lifecycle::{Services, Shutdown};
 use crate::reasons::{CandidateResult, Label, LabelCounters, PeerSourceKind};
 use crate::state::Shared;
@@ -244,11 +246,15 @@ pub fn render(shared: &Shared, backend: &str) -> String {
     register(&reg, s.hist.piece_read_seconds.clone());
     register(&reg, s.hist.write_bytes.clone());
     register(&reg, s.hist.announce_seconds.clone());
+    limits::server(&reg, shared);
     register(
         &reg,
         prometheus::process_collector::ProcessCollector::for_self(),
     );
     if shared.config.metrics.per_torrent {
+        limits::per_torrent(&reg, shared, &torrents, |t| {
+            vec![t.view.info_hash.to_hex(), t.name.clone()]
+        });
         let (mut up, mut peer_counts, mut pieces) = (Vec::new(), Vec::new(), Vec::new());
         let mut swarm = Vec::new();
         for t in &torrents {
@@ -450,7 +456,7 @@ async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reasons::{AnnounceResult, DropReason, HandshakeKind, RejectReason};
+    use crate::reasons::{AnnounceResult, DropReason, HandshakeKind, RejectReason, ThrottleScope};
 
     fn every_value<L: Label>(body: &str, metric: &str) {
         for l in L::ALL {
@@ -494,7 +500,15 @@ mod tests {
                 assert!(body.contains(&series), "{series} missing");
             }
         }
+        for s in ThrottleScope::ALL {
+            let series = format!(
+                "uringseed_upload_throttled_seconds_total{{scope=\"{}\"}}",
+                s.label()
+            );
+            assert!(body.contains(&series), "{series} missing");
+        }
         for (metric, label) in [
+            ("uringseed_upload_throttled_seconds_total", "scope"),
             ("uringseed_peers_dropped_total", "reason"),
             ("uringseed_requests_rejected_total", "reason"),
             ("uringseed_peer_handshakes_total", "kind"),
