@@ -200,6 +200,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_period_that_ended_rolls_over_to_zero_and_full_rates() {
+        let mut config = crate::config::Config::default();
+        config.server.upload_quota = crate::units::ByteSize(1000);
+        config.server.upload_quota_rate = crate::units::ByteRate(50_000);
+        let shared = Shared::new(config, Shutdown::new()).unwrap();
+        shared.upload.quota.add(5000);
+        shared.upload.refresh();
+        assert_eq!(shared.upload.bucket.rate(), 50_000, "the quota rate");
+        shared.carry(InfoHash([1; 20]), 77);
+        // Still inside the period: nothing changes.
+        roll_over(&shared, unix_now());
+        assert_eq!(shared.upload.quota.used(), 5000);
+        // The period is over.
+        shared.upload.period.set((0, 1));
+        let now = unix_now();
+        roll_over(&shared, now);
+        assert_eq!(shared.upload.quota.used(), 0);
+        assert_eq!(shared.upload.bucket.rate(), 0, "unlimited again");
+        assert_eq!(shared.carried(&InfoHash([1; 20])), 0);
+        let (start, end) = shared.upload.period.get();
+        assert!(start <= now && now < end, "{start}..{end} holds {now}");
+        let r = record(&shared);
+        assert_eq!((r.period_start, r.used), (start, 0));
+    }
+
+    #[test]
     fn info_hashes_parse_from_the_record() {
         let ih = InfoHash([0xab; 20]);
         assert_eq!(parse_hex(&ih.to_hex()), Some(ih));
