@@ -33,7 +33,7 @@
 //!   hashing, checks with fast resume, zero-copy mappings, atomic file writes.
 //! - [`checker`]: the service that checks torrents and brings them live; [`keeper`]: the quota
 //!   keeper (saves the counts, rolls periods over, pauses chokers on a used-up quota).
-//! - [`io`]: the only module that names tokio_uring: listeners, worker threads, admission, the
+//! - [`io`]: the only module that uses the tokio-uring crate: listeners, worker threads, admission, the
 //!   connection driver, both backends, and the in-memory harness.
 //! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint),
 //!   [`notify`] (systemd), [`progress`], [`make`] (`uringseed make`).

@@ -21,14 +21,11 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 /// Bytes read from the socket per read.
 const READ_BUF: usize = 4 << 10;
 
-/// Now, on tokio's clock (paused in the harness, the real clock otherwise).
-pub fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
+pub use super::stream::now;
 
 /// How a connection ended (a metrics label unless it is a plain close).
 pub(super) enum End {

@@ -8,6 +8,12 @@ use bytes::Bytes;
 use std::io;
 use std::time::Duration;
 
+/// Now, on tokio's clock (paused in the connection harness, the real clock otherwise): the one
+/// clock of the connection code.
+pub fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// Most buffers handed to one vectored write (IOV_MAX is 1024).
 pub const MAX_IOVECS: usize = 512;
 

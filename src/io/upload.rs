@@ -175,9 +175,9 @@ impl<'a> Upload<'a> {
         if try_map {
             self.cold_bytes = COLD_STREAK_BYTES;
         }
-        let started = super::conn::now();
+        let started = super::stream::now();
         let read = disk.read_run(self.ctx, run.start, run.len as usize).await;
-        let elapsed = super::conn::now().saturating_duration_since(started);
+        let elapsed = super::stream::now().saturating_duration_since(started);
         stats.hist.piece_read_seconds.observe(elapsed.as_secs_f64());
         read.map(Bytes::from)
     }
