@@ -32,7 +32,8 @@ pub fn init_logging(level: tracing::Level, json: bool) {
     }
 }
 
-fn say(line: std::fmt::Arguments<'_>) {
+/// One status line on stdout; a closed stdout (`| head -1`) is ignored, never fatal.
+pub fn say(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

@@ -136,6 +136,12 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Commands that only print: a closed stdout (`| head -1`) ends them quietly, as it
+        // ends cat or grep, instead of a panic in println!. The server keeps SIGPIPE ignored
+        // (a peer that hangs up must never kill it) and ignores failed stdout writes instead.
+        restore_default_sigpipe();
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -195,6 +201,13 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{config:#?}");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -273,9 +286,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             .parent()
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/"));
-        println!("torrent: {}", out.display());
-        println!("info-hash: {}", torrent.info_hash);
-        println!("magnet: {}", torrent.magnet());
+        daemon::say(format_args!("torrent: {}", out.display()));
+        daemon::say(format_args!("info-hash: {}", torrent.info_hash));
+        daemon::say(format_args!("magnet: {}", torrent.magnet()));
         pinned.push(TorrentSpec {
             torrent,
             data_dir,
