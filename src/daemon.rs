@@ -53,6 +53,35 @@ pub fn config_specs(config: &Config) -> Result<Vec<TorrentSpec>, Box<dyn std::er
     Ok(specs)
 }
 
+/// Everything about a configuration that `serve` would refuse, short of binding sockets: its
+/// torrents load (and none twice), its blocklist parses, its watch directory is a directory.
+/// `serve` and `check-config` both run it, so they fail alike; it returns the torrents.
+pub fn preflight(config: &Config) -> Result<Vec<TorrentSpec>, Box<dyn std::error::Error>> {
+    let specs = config_specs(config)?;
+    let mut seen = std::collections::HashSet::new();
+    for s in &specs {
+        if !seen.insert(s.torrent.info_hash) {
+            return Err(format!(
+                "torrent {} ({}) is configured twice",
+                s.torrent.name, s.torrent.info_hash
+            )
+            .into());
+        }
+    }
+    let blocklist = &config.server.blocklist;
+    if !blocklist.as_os_str().is_empty() {
+        crate::blocklist::Blocklist::load(blocklist)
+            .map_err(|e| format!("server.blocklist: {e}"))?;
+    }
+    let dir = &config.watch.dir;
+    // A directory that does not exist yet is watched for (and warned about); anything else
+    // that is not a directory cannot ever be one.
+    if !dir.as_os_str().is_empty() && dir.exists() && !dir.is_dir() {
+        return Err(format!("watch.dir {}: not a directory", dir.display()).into());
+    }
+    Ok(specs)
+}
+
 /// Serves until SIGINT/SIGTERM. `config_path` is re-read on SIGHUP; `pinned` are torrents from
 /// the command line, kept across reloads.
 pub fn run(
@@ -60,7 +89,7 @@ pub fn run(
     config_path: Option<PathBuf>,
     pinned: Vec<TorrentSpec>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut specs = config_specs(&config)?;
+    let mut specs = preflight(&config)?;
     let from_config: Vec<InfoHash> = specs.iter().map(|s| s.torrent.info_hash).collect();
     specs.extend(pinned);
     let watch = config.watch.clone();

@@ -127,10 +127,10 @@ struct ServeArgs {
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
     /// Log level: error, warn, info, debug or trace (default: log.level, "info").
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(uringseed::config::LOG_LEVELS))]
     log_level: Option<String>,
     /// Log format: text or json (default: log.format, "text").
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(uringseed::config::LOG_FORMATS))]
     log_format: Option<String>,
 }
 
@@ -196,12 +196,37 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             threads,
             quiet,
         } => verify(&torrent, &data, json, threads, quiet),
-        Command::CheckConfig { file } => {
-            let config = Config::load(&file)?;
-            println!("{config:#?}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::CheckConfig { file } => check_config(&file),
     }
+}
+
+/// `check-config FILE`: fails as `serve --config FILE` would (bad keys or values, torrents that
+/// do not load, a blocklist that does not parse, a watch directory that is a file), else prints
+/// the effective settings as TOML (defaults filled in, relative paths resolved).
+fn check_config(file: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let config = Config::load(file)?;
+    let specs = daemon::preflight(&config)?;
+    let text = toml::to_string(&config).map_err(|e| format!("{}: {e}", file.display()))?;
+    println!(
+        "# Effective configuration of {} (defaults filled in, relative paths resolved).",
+        file.display()
+    );
+    println!("# {} torrent(s) load.", specs.len());
+    if config.metrics.listen.is_none() && config.metrics.enabled {
+        println!(
+            "# metrics.listen is not set: {} if that port is free.",
+            uringseed::config::DEFAULT_METRICS_LISTEN
+        );
+    }
+    let dir = &config.watch.dir;
+    if !dir.as_os_str().is_empty() && !dir.exists() {
+        eprintln!(
+            "uringseed: warning: watch.dir {} does not exist (yet); serve watches for it",
+            dir.display()
+        );
+    }
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn restore_default_sigpipe() {

@@ -122,6 +122,8 @@ fn serve_reports_bad_input_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let bad_toml = dir.path().join("bad.toml");
     std::fs::write(&bad_toml, "[server]\nupload_slotz = 3\n").unwrap();
+    let loud = dir.path().join("loud.toml");
+    std::fs::write(&loud, "[log]\nlevel = \"loud\"\n").unwrap();
     let broken = dir.path().join("broken.torrent");
     std::fs::write(&broken, b"d4:infoi1ee").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -139,6 +141,18 @@ fn serve_reports_bad_input_clearly() {
             "broken.torrent: field `info`",
         ),
         (vec![], "nothing to seed"),
+        (
+            vec!["--config".into(), loud.display().to_string()],
+            "loud.toml: key `log.level`: \"loud\" is not one of error, warn, info, debug, trace",
+        ),
+        (
+            vec!["--log-level".into(), "loud".into(), "x".into()],
+            "invalid value 'loud' for '--log-level",
+        ),
+        (
+            vec!["--log-format".into(), "xml".into(), "x".into()],
+            "invalid value 'xml' for '--log-format",
+        ),
         (
             vec![
                 "--listen".into(),
@@ -299,4 +313,111 @@ fn systemd_notifications_follow_start_reload_and_stop() {
     assert!(next().starts_with("STOPPING=1\n"));
     let status = p.wait_exit(Duration::from_secs(20));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", p.report());
+}
+
+/// `check-config` prints the effective settings as TOML that reads back to the same
+/// configuration, and refuses, with serve's own message and status, whatever serve refuses.
+#[test]
+fn check_config_prints_toml_and_fails_where_serve_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let tree = write_tree(&data, "tree");
+    make_torrent(&tree, &dir.path().join("t.torrent"), &[]);
+    std::fs::write(dir.path().join("block.txt"), "10.0.0.0/8\n").unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\nblocklist = \"block.txt\"\n\
+         upload_rate_limit = \"1MiB\"\n[log]\nlevel = \"debug\"\n\n\
+         [[torrent]]\ntorrent = \"t.torrent\"\ndata = \"data\"\n",
+    )
+    .unwrap();
+    let out = uringseed().arg("check-config").arg(&good).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("[server]") && text.contains("upload_rate_limit = 1048576"),
+        "{text}"
+    );
+    assert!(!text.contains("ServerConfig {"), "a Debug dump: {text}");
+    let printed = uringseed::config::Config::parse(&text, "printed").unwrap();
+    assert_eq!(
+        printed,
+        uringseed::config::Config::load(&good).unwrap(),
+        "{text}"
+    );
+    assert_eq!(
+        printed.torrents[0].torrent,
+        dir.path().join("t.torrent"),
+        "paths are resolved"
+    );
+
+    // Each of these passes TOML validation, and serve refuses it; so must check-config.
+    let bad_blocklist = dir.path().join("bad-block.txt");
+    std::fs::write(&bad_blocklist, "10.0.0.0/8\nnot an address\n").unwrap();
+    let a_file = dir.path().join("a-file");
+    std::fs::write(&a_file, "").unwrap();
+    let base = "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n";
+    let cases = [
+        (
+            format!("{base}[[torrent]]\ntorrent = \"missing.torrent\"\ndata = \"data\"\n"),
+            "missing.torrent: cannot read".to_string(),
+        ),
+        (
+            format!(
+                "{base}blocklist = \"bad-block.txt\"\n[[torrent]]\ntorrent = \"t.torrent\"\ndata = \"data\"\n"
+            ),
+            format!("server.blocklist: {}", bad_blocklist.display()),
+        ),
+        (
+            format!("{base}[watch]\ndir = \"a-file\"\ndata = \"data\"\n"),
+            format!("watch.dir {}: not a directory", a_file.display()),
+        ),
+        (
+            format!(
+                "{base}[[torrent]]\ntorrent = \"t.torrent\"\ndata = \"data\"\n\
+                 [[torrent]]\ntorrent = \"t.torrent\"\ndata = \"data\"\n"
+            ),
+            "is configured twice".to_string(),
+        ),
+    ];
+    for (i, (toml_text, want)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("bad-{i}.toml"));
+        std::fs::write(&file, toml_text).unwrap();
+        let check = uringseed().arg("check-config").arg(&file).output().unwrap();
+        let serve = uringseed()
+            .args(["serve", "--config"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let (check_err, serve_err) = (
+            String::from_utf8_lossy(&check.stderr),
+            String::from_utf8_lossy(&serve.stderr),
+        );
+        assert_eq!(
+            check.status.code(),
+            Some(2),
+            "check-config {toml_text}: {check_err}"
+        );
+        assert_eq!(
+            serve.status.code(),
+            Some(2),
+            "serve {toml_text}: {serve_err}"
+        );
+        assert!(
+            check_err.contains(want.as_str()),
+            "check-config: {check_err}\nwant {want}"
+        );
+        assert!(
+            serve_err.contains(check_err.trim()),
+            "serve and check-config differ:\n{serve_err}\n{check_err}"
+        );
+        assert!(check.stdout.is_empty(), "printed settings of a bad file");
+    }
 }
