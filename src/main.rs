@@ -30,9 +30,19 @@ enum Command {
     Make {
         /// File or directory to make a torrent of.
         path: PathBuf,
-        /// Where to write the .torrent.
+        /// Where to write the .torrent (replaced if it exists); default: NAME.torrent in the
+        /// current directory, never overwritten without --force.
         #[arg(short, long)]
-        output: PathBuf,
+        output: Option<PathBuf>,
+        /// Overwrite NAME.torrent if it exists (without -o).
+        #[arg(short, long)]
+        force: bool,
+        /// The torrent's name instead of PATH's file name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Web seed URL (BEP 19 url-list; http or https); repeatable.
+        #[arg(short = 'w', long = "web-seed", value_name = "URL")]
+        web_seeds: Vec<String>,
         /// Tracker URL; repeat for more tiers; commas inside one value make one tier.
         #[arg(short = 't', long = "tracker")]
         trackers: Vec<String>,
@@ -156,6 +166,9 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Make {
             path,
             output,
+            force,
+            name,
+            web_seeds,
             trackers,
             piece_length,
             private,
@@ -181,10 +194,37 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 creation_date,
                 threads,
                 quiet,
+                name,
+                web_seeds,
             };
+            // Like mktorrent: the default output never replaces a file, and that is known
+            // before any hashing.
+            let (output, replace) = match output {
+                Some(o) => (o, true),
+                None => (
+                    PathBuf::from(format!("{}.torrent", make::torrent_name(&opts)?)),
+                    force,
+                ),
+            };
+            let exists = |out: &Path| {
+                format!(
+                    "{}: already exists (--force to overwrite it, or -o FILE)",
+                    out.display()
+                )
+            };
+            if !replace && output.exists() {
+                return Err(exists(&output).into());
+            }
             let (bytes, torrent) = make::make(&opts)?;
-            uringseed::storage::atomic::write_atomic(&output, &bytes)
-                .map_err(|e| format!("{}: cannot write: {e}", output.display()))?;
+            let written = if replace {
+                uringseed::storage::atomic::write_atomic(&output, &bytes)
+            } else {
+                uringseed::storage::atomic::write_new(&output, &bytes)
+            };
+            written.map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => exists(&output),
+                _ => format!("{}: cannot write: {e}", output.display()),
+            })?;
             println!("{}", torrent.info_hash);
             Ok(ExitCode::SUCCESS)
         }
