@@ -82,12 +82,18 @@ pub fn preflight(config: &Config) -> Result<Vec<TorrentSpec>, Box<dyn std::error
     Ok(specs)
 }
 
+/// A torrent made once the listeners are up (`serve PATH` hashes PATH): a port that is taken
+/// fails the start before any hashing.
+pub type Late = Box<dyn FnOnce() -> Result<TorrentSpec, Box<dyn std::error::Error>>>;
+
 /// Serves until SIGINT/SIGTERM. `config_path` is re-read on SIGHUP; `pinned` are torrents from
-/// the command line, kept across reloads.
+/// the command line, kept across reloads, and so is `late`, made after the listeners are bound
+/// (if it fails, the server stops and that error is returned).
 pub fn run(
     config: Config,
     config_path: Option<PathBuf>,
     pinned: Vec<TorrentSpec>,
+    late: Option<Late>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut specs = preflight(&config)?;
     let from_config: Vec<InfoHash> = specs.iter().map(|s| s.torrent.info_hash).collect();
@@ -99,6 +105,17 @@ pub fn run(
     }
     if let Some(m) = handle.metrics_addr {
         say(format_args!("metrics: http://{m}/metrics"));
+    }
+    if let Some(make) = late {
+        match make() {
+            Ok(spec) => {
+                handle.add_torrent(spec);
+            }
+            Err(e) => {
+                handle.shutdown();
+                return Err(e);
+            }
+        }
     }
     // READY=1 as soon as peers can connect: checking terabytes may take longer than any start
     // timeout, and /readyz says when every torrent has been checked.

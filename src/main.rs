@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use uringseed::config::Config;
 use uringseed::daemon;
 use uringseed::make::{self, MakeOptions};
-use uringseed::server::TorrentSpec;
+use uringseed::server::{StartError, TorrentSpec};
 use uringseed::storage::files::DataFiles;
 use uringseed::storage::verify::check;
 use uringseed::storage::Layout;
@@ -156,10 +156,22 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("uringseed: error: {e}");
-            ExitCode::from(2)
+            let temporary = e.downcast_ref::<StartError>().is_some_and(|s| s.temporary);
+            ExitCode::from(if temporary {
+                EXIT_TEMPORARY
+            } else {
+                EXIT_CONFIG
+            })
         }
     }
 }
+
+/// Exit status for bad configuration, torrents, paths or usage: starting again cannot help
+/// (the systemd unit's RestartPreventExitStatus=2).
+const EXIT_CONFIG: u8 = 2;
+/// Exit status for a start-up failure that may pass by itself (an address in use or not
+/// there yet, the metrics port taken): a restart may help.
+const EXIT_TEMPORARY: u8 = 3;
 
 fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match command {
@@ -332,39 +344,47 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let (Some(torrent), Some(data)) = (&args.torrent, &args.data) {
         pinned.push(TorrentSpec::load(torrent, data.clone())?);
     }
-    if let Some(path) = &args.path {
+    let mut late: Option<daemon::Late> = None;
+    if let Some(path) = args.path.clone() {
         let opts = MakeOptions {
             path: path.clone(),
             trackers: tiers(&args.trackers),
             threads: config.hashing.threads,
             ..Default::default()
         };
-        let (bytes, torrent) = make::make(&opts)?;
-        let out = args
-            .torrent_out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name)));
-        uringseed::storage::atomic::write_atomic(&out, &bytes)
-            .map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
-        let data_dir = path
-            .canonicalize()?
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/"));
-        daemon::say(format_args!("torrent: {}", out.display()));
-        daemon::say(format_args!("info-hash: {}", torrent.info_hash));
-        daemon::say(format_args!("magnet: {}", torrent.magnet()));
-        pinned.push(TorrentSpec {
-            torrent,
-            data_dir,
-            just_hashed: true,
-            limits: Default::default(),
-        });
+        // A path that cannot be read fails now; the hashing waits until the listeners are up.
+        make::torrent_name(&opts)?;
+        let torrent_out = args.torrent_out.clone();
+        late = Some(Box::new(move || {
+            let (bytes, torrent) = make::make(&opts)?;
+            let out =
+                torrent_out.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name)));
+            uringseed::storage::atomic::write_atomic(&out, &bytes)
+                .map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
+            let data_dir = path
+                .canonicalize()?
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/"));
+            daemon::say(format_args!("torrent: {}", out.display()));
+            daemon::say(format_args!("info-hash: {}", torrent.info_hash));
+            daemon::say(format_args!("magnet: {}", torrent.magnet()));
+            Ok(TorrentSpec {
+                torrent,
+                data_dir,
+                just_hashed: true,
+                limits: Default::default(),
+            })
+        }));
     }
-    if pinned.is_empty() && config.torrents.is_empty() && config.watch.dir.as_os_str().is_empty() {
+    if pinned.is_empty()
+        && late.is_none()
+        && config.torrents.is_empty()
+        && config.watch.dir.as_os_str().is_empty()
+    {
         return Err("nothing to seed: give PATH, --torrent with --data, or --config with [[torrent]] tables or a watch directory".into());
     }
-    daemon::run(config, args.config.clone(), pinned)?;
+    daemon::run(config, args.config.clone(), pinned, late)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -88,7 +88,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     let mut seen = std::collections::HashSet::new();
     for s in &specs {
         if !seen.insert(s.torrent.info_hash) {
-            return Err(StartError(format!(
+            return Err(StartError::new(format!(
                 "torrent {} ({}) is configured twice",
                 s.torrent.name, s.torrent.info_hash
             )));
@@ -116,7 +116,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
             Err(e) if m.listen.is_none() => {
                 tracing::warn!("metrics endpoint not started: {addr}: {e} (set metrics.listen)")
             }
-            Err(e) => return Err(StartError(format!("metrics.listen {addr}: {e}"))),
+            Err(e) => return Err(StartError::bind(format!("metrics.listen {addr}: {e}"), &e)),
         }
     }
     let checker = Checker::start(shared.clone(), &mut services, specs.len() == 1)?;

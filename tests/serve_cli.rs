@@ -421,3 +421,113 @@ fn check_config_prints_toml_and_fails_where_serve_fails() {
         assert!(check.stdout.is_empty(), "printed settings of a bad file");
     }
 }
+
+/// A second server on a port the first listens on is refused (SO_REUSEPORT would have let it
+/// take half of the first one's connections), with exit status 3 (may pass: restart later) and
+/// the address named; so is one whose metrics port is taken. The first keeps serving.
+#[test]
+fn a_second_server_on_a_taken_port_exits_3_and_the_first_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tree = write_tree(&data, "tree");
+    let torrent = dir.path().join("t.torrent");
+    let ih = hex_hash(&make_torrent(&tree, &torrent, &[]));
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let serve_on = |name: &str, listen: &str, metrics: &str| {
+        Proc::spawn(
+            name,
+            uringseed()
+                .arg("serve")
+                .arg("--torrent")
+                .arg(&torrent)
+                .arg("--data")
+                .arg(&data)
+                .args(["--listen", listen, "--metrics", metrics]),
+            dir.path(),
+        )
+    };
+    let mut first = serve_on("first", &listen, "127.0.0.1:0");
+    assert_eq!(
+        first.wait_line("listening: ", Duration::from_secs(20)),
+        listen
+    );
+    let metrics = first
+        .wait_line("metrics: ", Duration::from_secs(20))
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    first.wait_line("ready: ", Duration::from_secs(20));
+    let refused = |name: &str, listen: &str, metrics: &str, want: &str| {
+        let mut p = serve_on(name, listen, metrics);
+        let status = p.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(3), "{}", p.report());
+        let err = p.stderr_text();
+        assert!(err.contains(want), "{name}: want {want:?} in\n{err}");
+        assert!(p.stdout_text().is_empty(), "{}", p.report());
+    };
+    refused(
+        "second",
+        &listen,
+        "127.0.0.1:0",
+        &format!("listen on {listen}: "),
+    );
+    refused(
+        "second-metrics",
+        "127.0.0.1:0",
+        &metrics,
+        &format!("metrics.listen {metrics}: "),
+    );
+    // Every connection still reaches the first server.
+    for i in 0..8u8 {
+        let mut s = TcpStream::connect(&listen).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&Handshake::ours(ih, [i; 20]).encode()).unwrap();
+        let mut theirs = [0u8; 68];
+        s.read_exact(&mut theirs).unwrap();
+        assert_eq!(Handshake::decode(&theirs).unwrap().unwrap().info_hash, ih);
+    }
+    assert!(first.try_status().is_none(), "{}", first.report());
+    let status = first.terminate(Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", first.report());
+}
+
+/// `serve PATH` binds before it hashes: with the port taken it fails at once (exit 3) and
+/// writes no .torrent, instead of hashing 2 GiB first.
+#[test]
+fn serve_path_with_its_port_taken_fails_before_hashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.img");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = blocker.local_addr().unwrap();
+    let started = Instant::now();
+    let mut p = Proc::spawn(
+        "uringseed",
+        uringseed().current_dir(dir.path()).args([
+            "serve",
+            "big.img",
+            "--listen",
+            &taken.to_string(),
+        ]),
+        dir.path(),
+    );
+    let status = p.wait_exit(Duration::from_secs(60));
+    let took = started.elapsed();
+    assert_eq!(status.and_then(|s| s.code()), Some(3), "{}", p.report());
+    assert!(
+        p.stderr_text().contains(&format!("listen on {taken}: ")),
+        "{}",
+        p.report()
+    );
+    assert!(
+        !dir.path().join("big.img.torrent").exists(),
+        "a .torrent was written"
+    );
+    // Hashing 2 GiB takes seconds even in a release build on two cores.
+    assert!(took < Duration::from_secs(1), "failed only after {took:?}");
+    drop(blocker);
+}
