@@ -99,7 +99,12 @@ pub fn run(
     let from_config: Vec<InfoHash> = specs.iter().map(|s| s.torrent.info_hash).collect();
     specs.extend(pinned);
     let watch = config.watch.clone();
-    let handle = server::start(config, specs)?;
+    let mut handle = server::start(config, specs)?;
+    if let Some(interval) = crate::notify::watchdog_interval() {
+        handle
+            .start_watchdog(Notifier::from_env(), interval)
+            .map_err(server::StartError::from)?;
+    }
     for addr in &handle.local_addrs {
         say(format_args!("listening: {addr}"));
     }

@@ -33,7 +33,8 @@
 //! - [`io`]: the only module that names tokio_uring: listeners, worker threads, admission, the
 //!   connection driver, both backends, and the in-memory harness.
 //! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint),
-//!   [`notify`] (systemd), [`progress`], [`make`] (`uringseed make`).
+//!   [`notify`] (systemd notifications), [`watchdog`] (worker heartbeats and the systemd
+//!   watchdog), [`progress`], [`make`] (`uringseed make`).
 //! - [`server`]: assembly: starts every part and returns a handle. [`daemon`]: signals, reload,
 //!   the watch directory.
 //!
@@ -85,4 +86,5 @@ pub mod stats;
 pub mod storage;
 pub mod tracker;
 pub mod units;
+pub mod watchdog;
 pub mod wire;

@@ -30,6 +30,7 @@ pub struct ServerHandle {
     pub metrics_addr: Option<SocketAddr>,
     checker: Arc<Checker>,
     expected: usize,
+    heartbeats: Arc<crate::watchdog::Heartbeats>,
     services: Services,
 }
 
@@ -70,6 +71,21 @@ impl ServerHandle {
         self.shared.torrents.remove(info_hash).is_some()
     }
 
+    /// Starts the systemd watchdog service: WATCHDOG=1 to `notify` every `interval` while
+    /// every worker makes progress.
+    pub fn start_watchdog(
+        &mut self,
+        notify: crate::notify::Notifier,
+        interval: Duration,
+    ) -> std::io::Result<()> {
+        crate::watchdog::spawn(
+            &mut self.services,
+            self.heartbeats.clone(),
+            notify,
+            interval,
+        )
+    }
+
     /// Names of the running services, in start order.
     pub fn services(&self) -> Vec<&str> {
         self.services.names()
@@ -98,7 +114,11 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     let shared = Arc::new(Shared::new(config, shutdown.clone())?);
     // Dropped on an error below: stops and joins whatever was started.
     let mut services = Services::new(shutdown);
-    let (local_addrs, backend) = crate::io::spawn_workers(&shared, &mut services)?;
+    let crate::io::Workers {
+        addrs: local_addrs,
+        backend,
+        heartbeats,
+    } = crate::io::spawn_workers(&shared, &mut services)?;
     shared.set_listen_addrs(&local_addrs);
     spawn_choker(shared.clone(), &mut services)?;
     spawn_dialer(shared.clone(), &mut services)?;
@@ -131,6 +151,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         metrics_addr,
         checker,
         expected,
+        heartbeats,
         services,
     })
 }

@@ -531,3 +531,69 @@ fn serve_path_with_its_port_taken_fails_before_hashing() {
     assert!(took < Duration::from_secs(1), "failed only after {took:?}");
     drop(blocker);
 }
+
+/// Under a unit with WatchdogSec= (systemd sets WATCHDOG_USEC), WATCHDOG=1 keeps arriving at
+/// half that interval while the workers run; WATCHDOG_PID naming another process turns it off.
+/// (That a stalled worker stops the pings is tested on the service itself, src/watchdog.rs.)
+#[test]
+fn watchdog_pings_arrive_at_half_of_watchdog_usec() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tree = write_tree(&data, "tree");
+    let torrent = dir.path().join("t.torrent");
+    make_torrent(&tree, &torrent, &[]);
+    for (pid, want_pings) in [(None, true), (Some("1"), false)] {
+        let socket_path = dir.path().join(format!("notify-{want_pings}.sock"));
+        let sock = UnixDatagram::bind(&socket_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut cmd = uringseed();
+        cmd.arg("serve")
+            .arg("--torrent")
+            .arg(&torrent)
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "2000000");
+        if let Some(pid) = pid {
+            cmd.env("WATCHDOG_PID", pid);
+        }
+        let mut p = Proc::spawn("uringseed", &mut cmd, dir.path());
+        p.wait_line("listening: ", Duration::from_secs(20));
+        // Collect what arrives over 3.5 s: a ping every second, so at least 3.
+        let mut pings = Vec::new();
+        let start = Instant::now();
+        let listen_for = Duration::from_millis(if want_pings { 3500 } else { 1500 });
+        while start.elapsed() < listen_for {
+            let mut buf = [0u8; 1024];
+            if let Ok(n) = sock.recv(&mut buf) {
+                if &buf[..n] == b"WATCHDOG=1" {
+                    pings.push(start.elapsed());
+                }
+            }
+        }
+        assert!(p.try_status().is_none(), "{}", p.report());
+        p.signal("TERM");
+        assert_eq!(
+            p.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            p.report()
+        );
+        if want_pings {
+            assert!(pings.len() >= 3, "pings at {pings:?}\n{}", p.report());
+            let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+            assert!(
+                gaps.iter().all(|g| *g < Duration::from_millis(1500)),
+                "gaps {gaps:?} (want one ping a second)"
+            );
+        } else {
+            assert!(
+                pings.is_empty(),
+                "pings for another WATCHDOG_PID: {pings:?}"
+            );
+        }
+    }
+}

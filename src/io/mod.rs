@@ -27,6 +27,7 @@ pub use worker::{Worker, CONNECT_TIMEOUT, SHUTDOWN_GRACE};
 
 use crate::lifecycle::{Services, StartError};
 use crate::state::Shared;
+use crate::watchdog::Heartbeats;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -35,13 +36,20 @@ use std::sync::Arc;
 /// Ports tried in turn when no listen address is configured.
 pub const DEFAULT_PORTS: std::ops::RangeInclusive<u16> = 6881..=6889;
 
-/// Binds the listeners and starts the worker threads (`worker-N`) as services; returns the
-/// bound addresses and the backend's name.
-pub fn spawn_workers(
-    shared: &Arc<Shared>,
-    services: &mut Services,
-) -> Result<(Vec<SocketAddr>, &'static str), StartError> {
+/// What [`spawn_workers`] started.
+pub struct Workers {
+    /// The bound addresses (ports resolved).
+    pub addrs: Vec<SocketAddr>,
+    /// The backend's name ("io_uring" or "portable").
+    pub backend: &'static str,
+    /// One heartbeat per worker, bumped from inside its runtime.
+    pub heartbeats: Arc<Heartbeats>,
+}
+
+/// Binds the listeners and starts the worker threads (`worker-N`) as services.
+pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Workers, StartError> {
     let workers = crate::storage::hasher::thread_count(shared.config.server.workers);
+    let heartbeats = Arc::new(Heartbeats::new(workers));
     let addrs = resolve_listen(&shared.config.server.listen)?;
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     for addr in &addrs {
@@ -75,6 +83,8 @@ pub fn spawn_workers(
             shared: shared.clone(),
             listeners,
             outgoing,
+            heartbeats: heartbeats.clone(),
+            index: i,
         };
         services.spawn(format!("worker-{i}"), move |_shutdown| {
             let result = if backend == "io_uring" {
@@ -88,7 +98,11 @@ pub fn spawn_workers(
         })?;
     }
     shared.set_dial_queues(queues);
-    Ok((addrs, backend))
+    Ok(Workers {
+        addrs,
+        backend,
+        heartbeats,
+    })
 }
 
 /// Resolves the configured addresses (port 0 becomes a real port) or, when none are given,
