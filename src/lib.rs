@@ -30,8 +30,8 @@
 //! - [`storage`]: a torrent's data files opened once ([`storage::files::DataFiles`]), parallel
 //!   hashing, checks with fast resume, zero-copy mappings, atomic file writes.
 //! - [`checker`]: the service that checks torrents and brings them live.
-//! - [`io`]: the only module that names tokio_uring: listeners, worker threads, admission, the
-//!   connection driver, both backends, and the in-memory harness.
+//! - [`io`]: the only module that uses the tokio-uring crate: listeners, worker threads,
+//!   admission, the connection driver, both backends, and the in-memory harness.
 //! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint),
 //!   [`notify`] (systemd notifications), [`watchdog`] (worker heartbeats and the systemd
 //!   watchdog), [`progress`], [`make`] (`uringseed make`).
