@@ -479,3 +479,61 @@ fn required_encryption_dials_out_with_an_mse_handshake() {
     );
     server.shutdown();
 }
+
+/// A private tracker's passkey (in the path and the query) never reaches the log or /metrics
+/// when announces fail; the redacted URL does, and so does our own peer id in no form.
+#[test]
+fn failed_announces_log_tracker_urls_without_their_passkeys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = write_tree(&data, "private");
+    let closed = free_port();
+    let path_key = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    let query_key = "fedcba9876543210fedc";
+    let http_url = format!("http://127.0.0.1:{closed}/{path_key}/announce?passkey={query_key}");
+    let udp_url = format!("udp://127.0.0.1:{closed}/{path_key}/announce");
+    let torrent = dir.path().join("p.torrent");
+    make_torrent(
+        &root,
+        &torrent,
+        &["--private", "-t", &http_url, "-t", &udp_url],
+    );
+    let config = dir.path().join("fast.toml");
+    std::fs::write(
+        &config,
+        "[tracker]\ntimeout_secs = 1\nudp_max_retries = 0\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let mut s = serve("serve", &torrent, &data, &["--config", c], &[], dir.path());
+    s.ready();
+    // Both tiers fail (nothing listens there): wait, bounded, for the two failures.
+    let unreachable = "uringseed_tracker_announces_total{result=\"unreachable\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.metric(unreachable) < 2.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(s.metric(unreachable) >= 2.0, "{}", s.proc.report());
+    let (code, metrics) = http_get(&s.metrics, "/metrics", Duration::from_secs(5)).unwrap();
+    assert_eq!(code, 200);
+    let status = s.proc.terminate(Duration::from_secs(10));
+    assert_eq!(
+        status.and_then(|st| st.code()),
+        Some(0),
+        "{}",
+        s.proc.report()
+    );
+    let log = s.proc.stderr_text();
+    for secret in [path_key, query_key] {
+        assert!(!log.contains(secret), "passkey {secret} in the log:\n{log}");
+        assert!(!metrics.contains(secret), "passkey {secret} in /metrics");
+    }
+    assert!(!log.contains("peer_id="), "{log}");
+    for shown in [
+        format!("http://127.0.0.1:{closed}/<redacted>/announce?passkey=<redacted>"),
+        format!("udp://127.0.0.1:{closed}/<redacted>/announce"),
+    ] {
+        assert!(log.contains(&shown), "{shown} not in the log:\n{log}");
+    }
+    assert!(log.contains("announce failed"), "{log}");
+}

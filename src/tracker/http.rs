@@ -141,6 +141,23 @@ pub fn compact_peer(c: &[u8]) -> SocketAddr {
     SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]]))
 }
 
+/// A transport failure without the request URL (which holds our peer id and key, and perhaps
+/// a passkey): its kind, message and causes, any URL in them redacted.
+fn transport_error(t: &ureq::Transport) -> String {
+    let mut text = t.kind().to_string();
+    if let Some(m) = t.message() {
+        text.push_str(": ");
+        text.push_str(m);
+    }
+    let mut cause = std::error::Error::source(t);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    super::redact::redact_in(&text)
+}
+
 /// Announces over HTTP(S), bounded by `timeout` and [`MAX_REPLY_BYTES`].
 pub fn announce(
     base: &str,
@@ -158,7 +175,7 @@ pub fn announce(
         .call()
         .map_err(|e| match e {
             ureq::Error::Status(code, _) => TrackerError::Transport(format!("HTTP status {code}")),
-            ureq::Error::Transport(t) => TrackerError::Transport(t.to_string()),
+            ureq::Error::Transport(t) => TrackerError::Transport(transport_error(&t)),
         })?;
     let mut body = Vec::new();
     resp.into_reader()
