@@ -1,5 +1,6 @@
 //! HTTP(S) tracker announces: the request URL, the bounded bencoded reply parser, and the
-//! blocking client (ureq with rustls; connect and read timeouts; replies capped in size).
+//! blocking client (ureq with rustls, trusting the roots of [`super::tls`]; connect and read
+//! timeouts; replies capped in size).
 //!
 //! It owns the HTTP exchange only; scheduling and what to do with peers are the announcer's.
 
@@ -168,6 +169,7 @@ pub fn announce(
         .timeout_connect(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
         .redirects(3)
+        .tls_config(super::tls::client_config())
         .user_agent(concat!("uringseed/", env!("CARGO_PKG_VERSION")))
         .build();
     let resp = agent

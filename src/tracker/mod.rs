@@ -11,6 +11,7 @@
 pub mod http;
 pub mod redact;
 mod runner;
+pub mod tls;
 pub mod udp;
 
 pub use redact::redact;
