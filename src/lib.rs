@@ -32,7 +32,8 @@
 //! - [`checker`]: the service that checks torrents and brings them live.
 //! - [`io`]: the only module that uses the tokio-uring crate: listeners, worker threads,
 //!   admission, the connection driver, both backends, and the in-memory harness.
-//! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint),
+//! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint, on
+//!   [`http`]: hyper with connection, header and time limits, GET/HEAD routes),
 //!   [`notify`] (systemd notifications), [`watchdog`] (worker heartbeats and the systemd
 //!   watchdog), [`progress`], [`make`] (`uringseed make`).
 //! - [`server`]: assembly: starts every part and returns a handle. [`daemon`]: signals, reload,
@@ -71,6 +72,7 @@ pub mod checker;
 pub mod choke;
 pub mod config;
 pub mod daemon;
+pub mod http;
 pub mod io;
 pub mod lifecycle;
 pub mod make;

@@ -667,7 +667,9 @@ fn https_trackers_are_checked_against_the_system_trust_store() {
     );
     eprintln!(
         "untrusted: {}",
-        log.lines().find(|l| l.contains("announce failed")).unwrap_or("")
+        log.lines()
+            .find(|l| l.contains("announce failed"))
+            .unwrap_or("")
     );
     s.stop();
     assert!(
