@@ -33,7 +33,8 @@
 //! - [`io`]: the only module that uses the tokio-uring crate: listeners, worker threads,
 //!   admission, the connection driver, both backends, and the in-memory harness.
 //! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint, on
-//!   [`http`]: hyper with connection, header and time limits, GET/HEAD routes),
+//!   [`http`]: hyper with connection, header and time limits, GET/HEAD routes; [`process`]:
+//!   the `process_*` metrics with CPU time to the microsecond),
 //!   [`notify`] (systemd notifications), [`watchdog`] (worker heartbeats and the systemd
 //!   watchdog), [`progress`], [`make`] (`uringseed make`).
 //! - [`server`]: assembly: starts every part and returns a handle. [`daemon`]: signals, reload,
@@ -80,6 +81,7 @@ pub mod metainfo;
 pub mod metrics;
 pub mod notify;
 pub mod peer_source;
+pub mod process;
 pub mod progress;
 pub mod reasons;
 pub mod server;

@@ -239,10 +239,7 @@ pub fn render(shared: &Shared, backend: &str) -> String {
     register(&reg, s.hist.piece_read_seconds.clone());
     register(&reg, s.hist.write_bytes.clone());
     register(&reg, s.hist.announce_seconds.clone());
-    register(
-        &reg,
-        prometheus::process_collector::ProcessCollector::for_self(),
-    );
+    register(&reg, crate::process::ProcessMetrics::for_self());
     if shared.config.metrics.per_torrent {
         let (mut up, mut peer_counts, mut pieces) = (Vec::new(), Vec::new(), Vec::new());
         let mut swarm = Vec::new();

@@ -272,6 +272,14 @@ fn exposition_passes_promtool_and_has_every_dashboard_metric() {
         "{body}"
     );
     assert!(body.contains("process_resident_memory_bytes"), "{body}");
+    // CPU time to the microsecond (the prometheus crate's own counter is whole seconds, so a
+    // server that has done this little would show 0), exported once.
+    let cpu = sample(&body, "process_cpu_seconds_total");
+    assert!(
+        cpu > 0.0 && cpu.fract() != 0.0,
+        "process_cpu_seconds_total {cpu}"
+    );
+    assert_eq!(body.matches("\nprocess_cpu_seconds_total ").count(), 1);
 
     if have("promtool") {
         let mut child = std::process::Command::new("promtool")
