@@ -310,7 +310,19 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
         &torrent,
         &["-t", &tracker.url, "--piece-length", "262144"],
     );
-    let mut s = serve("serve", &torrent, &data, &[], &[], dir.path());
+    // An upload limit and a quota far above what the test sends, so that the panels showing
+    // them have something to show.
+    let limits = dir.path().join("limits.toml");
+    std::fs::write(
+        &limits,
+        format!(
+            "[server]\nupload_rate_limit = \"100MiB\"\nupload_quota = \"100GiB\"\nstate_dir = \"{}\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let l = limits.to_str().unwrap();
+    let mut s = serve("serve", &torrent, &data, &["--config", l], &[], dir.path());
     s.ready();
 
     let prom_port = free_port();
