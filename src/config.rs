@@ -8,7 +8,7 @@
 //! It owns the settings' shape and checks; it starts nothing and reads only the file it is given.
 
 use crate::units::{ByteRate, ByteSize};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ pub const MAX_REQUEST_CEILING: u32 = 128 << 10;
 /// The standard block size; requests up to this size must always be served.
 pub const BLOCK_SIZE: u32 = 16 << 10;
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -28,11 +28,11 @@ pub struct Config {
     pub watch: WatchConfig,
     pub log: LogConfig,
     /// Torrents to seed.
-    #[serde(rename = "torrent")]
+    #[serde(rename = "torrent", skip_serializing_if = "Vec::is_empty")]
     pub torrents: Vec<TorrentConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Addresses to listen on; empty means every IPv4 and IPv6 address on the first free port
@@ -100,7 +100,7 @@ pub enum QuotaPeriod {
 }
 
 /// Whether peers may (or must) use Message Stream Encryption.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encryption {
     /// Plain BitTorrent handshakes only; anything else is dropped as a bad handshake.
@@ -144,7 +144,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HashingConfig {
     /// Threads hashing pieces (0 = one per core).
@@ -215,7 +215,7 @@ fn default_state_dir() -> Option<PathBuf> {
     env("HOME").map(|h| h.join(".local/state/uringseed"))
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerConfig {
     /// Announce to the torrents' trackers.
@@ -248,7 +248,7 @@ impl Default for TrackerConfig {
 /// Default address of the metrics endpoint.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9437";
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Serve /metrics, /healthz and /readyz.
@@ -270,7 +270,7 @@ impl Default for MetricsConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct WatchConfig {
     /// Directory watched for new .torrent files to seed (empty = off).
@@ -279,7 +279,7 @@ pub struct WatchConfig {
     pub data: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// "text" or "json" (one JSON object per line, for log shippers).
@@ -297,7 +297,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TorrentConfig {
     /// Path of the .torrent file (relative paths are relative to the config file).
@@ -456,9 +456,24 @@ impl Config {
                 ),
             ));
         }
+        for (key, value, allowed) in [
+            ("log.level", &self.log.level, LOG_LEVELS),
+            ("log.format", &self.log.format, LOG_FORMATS),
+            ("server.io_backend", &s.io_backend, IO_BACKENDS),
+        ] {
+            if !allowed.contains(&value.to_ascii_lowercase().as_str()) {
+                let reason = format!("{value:?} is not one of {}", allowed.join(", "));
+                return Err(err(key, reason));
+            }
+        }
         Ok(())
     }
 }
+
+/// Values of `log.level` (any case), `log.format` and `server.io_backend`.
+pub const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+pub const LOG_FORMATS: &[&str] = &["text", "json"];
+pub const IO_BACKENDS: &[&str] = &["auto", "io_uring", "portable"];
 
 /// Refuses a limit below one block per second (it could never send a block); 0 is unlimited.
 pub fn check_rate(key: &str, rate: ByteRate) -> Result<(), String> {

@@ -32,7 +32,8 @@ pub fn init_logging(level: tracing::Level, json: bool) {
     }
 }
 
-fn say(line: std::fmt::Arguments<'_>) {
+/// One status line on stdout; a closed stdout (`| head -1`) is ignored, never fatal.
+pub fn say(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -52,23 +53,74 @@ pub fn config_specs(config: &Config) -> Result<Vec<TorrentSpec>, Box<dyn std::er
     Ok(specs)
 }
 
+/// Everything about a configuration that `serve` would refuse, short of binding sockets: its
+/// torrents load (and none twice), its blocklist parses, its watch directory is a directory.
+/// `serve` and `check-config` both run it, so they fail alike; it returns the torrents.
+pub fn preflight(config: &Config) -> Result<Vec<TorrentSpec>, Box<dyn std::error::Error>> {
+    let specs = config_specs(config)?;
+    let mut seen = std::collections::HashSet::new();
+    for s in &specs {
+        if !seen.insert(s.torrent.info_hash) {
+            return Err(format!(
+                "torrent {} ({}) is configured twice",
+                s.torrent.name, s.torrent.info_hash
+            )
+            .into());
+        }
+    }
+    let blocklist = &config.server.blocklist;
+    if !blocklist.as_os_str().is_empty() {
+        crate::blocklist::Blocklist::load(blocklist)
+            .map_err(|e| format!("server.blocklist: {e}"))?;
+    }
+    let dir = &config.watch.dir;
+    // A directory that does not exist yet is watched for (and warned about); anything else
+    // that is not a directory cannot ever be one.
+    if !dir.as_os_str().is_empty() && dir.exists() && !dir.is_dir() {
+        return Err(format!("watch.dir {}: not a directory", dir.display()).into());
+    }
+    Ok(specs)
+}
+
+/// A torrent made once the listeners are up (`serve PATH` hashes PATH): a port that is taken
+/// fails the start before any hashing.
+pub type Late = Box<dyn FnOnce() -> Result<TorrentSpec, Box<dyn std::error::Error>>>;
+
 /// Serves until SIGINT/SIGTERM. `config_path` is re-read on SIGHUP; `pinned` are torrents from
-/// the command line, kept across reloads.
+/// the command line, kept across reloads, and so is `late`, made after the listeners are bound
+/// (if it fails, the server stops and that error is returned).
 pub fn run(
     config: Config,
     config_path: Option<PathBuf>,
     pinned: Vec<TorrentSpec>,
+    late: Option<Late>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut specs = config_specs(&config)?;
+    let mut specs = preflight(&config)?;
     let from_config: Vec<InfoHash> = specs.iter().map(|s| s.torrent.info_hash).collect();
     specs.extend(pinned);
     let watch = config.watch.clone();
-    let handle = server::start(config, specs)?;
+    let mut handle = server::start(config, specs)?;
+    if let Some(interval) = crate::notify::watchdog_interval() {
+        handle
+            .start_watchdog(Notifier::from_env(), interval)
+            .map_err(server::StartError::from)?;
+    }
     for addr in &handle.local_addrs {
         say(format_args!("listening: {addr}"));
     }
     if let Some(m) = handle.metrics_addr {
         say(format_args!("metrics: http://{m}/metrics"));
+    }
+    if let Some(make) = late {
+        match make() {
+            Ok(spec) => {
+                handle.add_torrent(spec);
+            }
+            Err(e) => {
+                handle.shutdown();
+                return Err(e);
+            }
+        }
     }
     // READY=1 as soon as peers can connect: checking terabytes may take longer than any start
     // timeout, and /readyz says when every torrent has been checked.

@@ -33,10 +33,13 @@
 //!   hashing, checks with fast resume, zero-copy mappings, atomic file writes.
 //! - [`checker`]: the service that checks torrents and brings them live; [`keeper`]: the quota
 //!   keeper (saves the counts, rolls periods over, pauses chokers on a used-up quota).
-//! - [`io`]: the only module that uses the tokio-uring crate: listeners, worker threads, admission, the
-//!   connection driver, both backends, and the in-memory harness.
-//! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint),
-//!   [`notify`] (systemd), [`progress`], [`make`] (`uringseed make`).
+//! - [`io`]: the only module that uses the tokio-uring crate: listeners, worker threads,
+//!   admission, the connection driver, both backends, and the in-memory harness.
+//! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint, on
+//!   [`http`]: hyper with connection, header and time limits, GET/HEAD routes; [`process`]:
+//!   the `process_*` metrics with CPU time to the microsecond),
+//!   [`notify`] (systemd notifications), [`watchdog`] (worker heartbeats and the systemd
+//!   watchdog), [`progress`], [`make`] (`uringseed make`).
 //! - [`server`]: assembly: starts every part and returns a handle. [`daemon`]: signals, reload,
 //!   the watch directory.
 //!
@@ -73,6 +76,7 @@ pub mod checker;
 pub mod choke;
 pub mod config;
 pub mod daemon;
+pub mod http;
 pub mod io;
 pub mod keeper;
 pub mod lifecycle;
@@ -81,6 +85,7 @@ pub mod metainfo;
 pub mod metrics;
 pub mod notify;
 pub mod peer_source;
+pub mod process;
 pub mod progress;
 pub mod quota;
 pub mod ratelimit;
@@ -91,4 +96,5 @@ pub mod stats;
 pub mod storage;
 pub mod tracker;
 pub mod units;
+pub mod watchdog;
 pub mod wire;

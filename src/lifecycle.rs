@@ -16,13 +16,48 @@ use std::time::{Duration, Instant};
 
 type Hook = Box<dyn FnOnce() + Send>;
 
-/// A failure to start serving (a listener that cannot be bound, a part that cannot start).
+/// A failure to start serving. Most are permanent (a setting, a file): starting again cannot
+/// help. A `temporary` one may pass by itself (an address in use or not configured yet, no
+/// free port, no thread to be had), so a restart may help; `uringseed serve` exits with a
+/// different status for each (2 and 3).
 #[derive(Debug)]
-pub struct StartError(pub String);
+pub struct StartError {
+    pub message: String,
+    pub temporary: bool,
+}
+
+impl StartError {
+    /// A permanent failure.
+    pub fn new(message: impl Into<String>) -> StartError {
+        StartError {
+            message: message.into(),
+            temporary: false,
+        }
+    }
+
+    /// A failure that may pass by itself.
+    pub fn temporary(message: impl Into<String>) -> StartError {
+        StartError {
+            message: message.into(),
+            temporary: true,
+        }
+    }
+
+    /// A socket that could not be bound: temporary unless permission or the address itself
+    /// is the problem.
+    pub fn bind(message: impl Into<String>, e: &io::Error) -> StartError {
+        match e.kind() {
+            io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput => {
+                StartError::new(message)
+            }
+            _ => StartError::temporary(message),
+        }
+    }
+}
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -30,7 +65,7 @@ impl std::error::Error for StartError {}
 
 impl From<io::Error> for StartError {
     fn from(e: io::Error) -> Self {
-        StartError(format!("cannot start a server thread: {e}"))
+        StartError::temporary(format!("cannot start a server thread: {e}"))
     }
 }
 

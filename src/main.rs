@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use uringseed::config::Config;
 use uringseed::daemon;
 use uringseed::make::{self, MakeOptions};
-use uringseed::server::TorrentSpec;
+use uringseed::server::{StartError, TorrentSpec};
 use uringseed::storage::files::DataFiles;
 use uringseed::storage::verify::check;
 use uringseed::storage::Layout;
@@ -30,9 +30,19 @@ enum Command {
     Make {
         /// File or directory to make a torrent of.
         path: PathBuf,
-        /// Where to write the .torrent.
+        /// Where to write the .torrent (replaced if it exists); default: NAME.torrent in the
+        /// current directory, never overwritten without --force.
         #[arg(short, long)]
-        output: PathBuf,
+        output: Option<PathBuf>,
+        /// Overwrite NAME.torrent if it exists (without -o).
+        #[arg(short, long)]
+        force: bool,
+        /// The torrent's name instead of PATH's file name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Web seed URL (BEP 19 url-list; http or https); repeatable.
+        #[arg(short = 'w', long = "web-seed", value_name = "URL")]
+        web_seeds: Vec<String>,
         /// Tracker URL; repeat for more tiers; commas inside one value make one tier.
         #[arg(short = 't', long = "tracker")]
         trackers: Vec<String>,
@@ -127,29 +137,50 @@ struct ServeArgs {
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
     /// Log level: error, warn, info, debug or trace (default: log.level, "info").
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(uringseed::config::LOG_LEVELS))]
     log_level: Option<String>,
     /// Log format: text or json (default: log.format, "text").
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(uringseed::config::LOG_FORMATS))]
     log_format: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Commands that only print: a closed stdout (`| head -1`) ends them quietly, as it
+        // ends cat or grep, instead of a panic in println!. The server keeps SIGPIPE ignored
+        // (a peer that hangs up must never kill it) and ignores failed stdout writes instead.
+        restore_default_sigpipe();
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("uringseed: error: {e}");
-            ExitCode::from(2)
+            let temporary = e.downcast_ref::<StartError>().is_some_and(|s| s.temporary);
+            ExitCode::from(if temporary {
+                EXIT_TEMPORARY
+            } else {
+                EXIT_CONFIG
+            })
         }
     }
 }
+
+/// Exit status for bad configuration, torrents, paths or usage: starting again cannot help
+/// (the systemd unit's RestartPreventExitStatus=2).
+const EXIT_CONFIG: u8 = 2;
+/// Exit status for a start-up failure that may pass by itself (an address in use or not
+/// there yet, the metrics port taken): a restart may help.
+const EXIT_TEMPORARY: u8 = 3;
 
 fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match command {
         Command::Make {
             path,
             output,
+            force,
+            name,
+            web_seeds,
             trackers,
             piece_length,
             private,
@@ -175,10 +206,37 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 creation_date,
                 threads,
                 quiet,
+                name,
+                web_seeds,
             };
+            // Like mktorrent: the default output never replaces a file, and that is known
+            // before any hashing.
+            let (output, replace) = match output {
+                Some(o) => (o, true),
+                None => (
+                    PathBuf::from(format!("{}.torrent", make::torrent_name(&opts)?)),
+                    force,
+                ),
+            };
+            let exists = |out: &Path| {
+                format!(
+                    "{}: already exists (--force to overwrite it, or -o FILE)",
+                    out.display()
+                )
+            };
+            if !replace && output.exists() {
+                return Err(exists(&output).into());
+            }
             let (bytes, torrent) = make::make(&opts)?;
-            uringseed::storage::atomic::write_atomic(&output, &bytes)
-                .map_err(|e| format!("{}: cannot write: {e}", output.display()))?;
+            let written = if replace {
+                uringseed::storage::atomic::write_atomic(&output, &bytes)
+            } else {
+                uringseed::storage::atomic::write_new(&output, &bytes)
+            };
+            written.map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => exists(&output),
+                _ => format!("{}: cannot write: {e}", output.display()),
+            })?;
             println!("{}", torrent.info_hash);
             Ok(ExitCode::SUCCESS)
         }
@@ -190,11 +248,43 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             threads,
             quiet,
         } => verify(&torrent, &data, json, threads, quiet),
-        Command::CheckConfig { file } => {
-            let config = Config::load(&file)?;
-            println!("{config:#?}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::CheckConfig { file } => check_config(&file),
+    }
+}
+
+/// `check-config FILE`: fails as `serve --config FILE` would (bad keys or values, torrents that
+/// do not load, a blocklist that does not parse, a watch directory that is a file), else prints
+/// the effective settings as TOML (defaults filled in, relative paths resolved).
+fn check_config(file: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let config = Config::load(file)?;
+    let specs = daemon::preflight(&config)?;
+    let text = toml::to_string(&config).map_err(|e| format!("{}: {e}", file.display()))?;
+    println!(
+        "# Effective configuration of {} (defaults filled in, relative paths resolved).",
+        file.display()
+    );
+    println!("# {} torrent(s) load.", specs.len());
+    if config.metrics.listen.is_none() && config.metrics.enabled {
+        println!(
+            "# metrics.listen is not set: {} if that port is free.",
+            uringseed::config::DEFAULT_METRICS_LISTEN
+        );
+    }
+    let dir = &config.watch.dir;
+    if !dir.as_os_str().is_empty() && !dir.exists() {
+        eprintln!(
+            "uringseed: warning: watch.dir {} does not exist (yet); serve watches for it",
+            dir.display()
+        );
+    }
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -254,39 +344,47 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let (Some(torrent), Some(data)) = (&args.torrent, &args.data) {
         pinned.push(TorrentSpec::load(torrent, data.clone())?);
     }
-    if let Some(path) = &args.path {
+    let mut late: Option<daemon::Late> = None;
+    if let Some(path) = args.path.clone() {
         let opts = MakeOptions {
             path: path.clone(),
             trackers: tiers(&args.trackers),
             threads: config.hashing.threads,
             ..Default::default()
         };
-        let (bytes, torrent) = make::make(&opts)?;
-        let out = args
-            .torrent_out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name)));
-        uringseed::storage::atomic::write_atomic(&out, &bytes)
-            .map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
-        let data_dir = path
-            .canonicalize()?
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/"));
-        println!("torrent: {}", out.display());
-        println!("info-hash: {}", torrent.info_hash);
-        println!("magnet: {}", torrent.magnet());
-        pinned.push(TorrentSpec {
-            torrent,
-            data_dir,
-            just_hashed: true,
-            limits: Default::default(),
-        });
+        // A path that cannot be read fails now; the hashing waits until the listeners are up.
+        make::torrent_name(&opts)?;
+        let torrent_out = args.torrent_out.clone();
+        late = Some(Box::new(move || {
+            let (bytes, torrent) = make::make(&opts)?;
+            let out =
+                torrent_out.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name)));
+            uringseed::storage::atomic::write_atomic(&out, &bytes)
+                .map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
+            let data_dir = path
+                .canonicalize()?
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/"));
+            daemon::say(format_args!("torrent: {}", out.display()));
+            daemon::say(format_args!("info-hash: {}", torrent.info_hash));
+            daemon::say(format_args!("magnet: {}", torrent.magnet()));
+            Ok(TorrentSpec {
+                torrent,
+                data_dir,
+                just_hashed: true,
+                limits: Default::default(),
+            })
+        }));
     }
-    if pinned.is_empty() && config.torrents.is_empty() && config.watch.dir.as_os_str().is_empty() {
+    if pinned.is_empty()
+        && late.is_none()
+        && config.torrents.is_empty()
+        && config.watch.dir.as_os_str().is_empty()
+    {
         return Err("nothing to seed: give PATH, --torrent with --data, or --config with [[torrent]] tables or a watch directory".into());
     }
-    daemon::run(config, args.config.clone(), pinned)?;
+    daemon::run(config, args.config.clone(), pinned, late)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -37,6 +37,11 @@ pub struct MakeOptions {
     pub threads: usize,
     /// Suppress the progress display.
     pub quiet: bool,
+    /// The torrent's name (`info.name`) instead of PATH's file name.
+    pub name: Option<String>,
+    /// Web seed URLs (BEP 19 `url-list`, outside the info dictionary: the info-hash is the same
+    /// with or without them).
+    pub web_seeds: Vec<String>,
 }
 
 /// A failure to build a torrent, naming the path involved.
@@ -50,6 +55,40 @@ impl fmt::Display for MakeError {
 }
 
 impl std::error::Error for MakeError {}
+
+/// The name the torrent of `opts` gets: `--name`, else PATH's own file name (before any
+/// hashing, so that callers can check the output path first).
+pub fn torrent_name(opts: &MakeOptions) -> Result<String, MakeError> {
+    if let Some(name) = &opts.name {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            return Err(MakeError(format!(
+                "--name {name:?}: must be a file name (not empty, no '/', not . or ..)"
+            )));
+        }
+        return Ok(name.clone());
+    }
+    let path = &opts.path;
+    let root = path
+        .canonicalize()
+        .map_err(|e| MakeError(format!("{}: cannot read: {e}", path.display())))?;
+    root.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| MakeError(format!("{}: has no usable UTF-8 file name", path.display())))
+}
+
+/// Checks a web seed URL: http or https with a host (BEP 19).
+pub fn check_web_seed(url: &str) -> Result<(), MakeError> {
+    let bad = |why: &str| MakeError(format!("--web-seed {url:?}: {why}"));
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("must be an http:// or https:// URL"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("has no host"));
+    }
+    Ok(())
+}
 
 /// The piece length chosen for `total` bytes when none is given.
 pub fn auto_piece_length(total: u64) -> u64 {
@@ -71,6 +110,10 @@ pub fn make(opts: &MakeOptions) -> Result<(Vec<u8>, Torrent), MakeError> {
             )));
         }
     }
+    for url in &opts.web_seeds {
+        check_web_seed(url)?;
+    }
+    let info_name = torrent_name(opts)?;
     let path = &opts.path;
     let meta = std::fs::metadata(path)
         .map_err(|e| MakeError(format!("{}: cannot read: {e}", path.display())))?;
@@ -175,7 +218,8 @@ pub fn make(opts: &MakeOptions) -> Result<(Vec<u8>, Torrent), MakeError> {
                 .collect()
         }),
         length: single.then_some(total),
-        name,
+        // Hashed above under the name on disk; the torrent may call it otherwise (--name).
+        name: info_name,
         piece_length,
         pieces: serde_bytes::ByteBuf::from(pieces),
         private: opts.private.then_some(1),
@@ -189,6 +233,7 @@ pub fn make(opts: &MakeOptions) -> Result<(Vec<u8>, Torrent), MakeError> {
         created_by: format!("uringseed/{}", env!("CARGO_PKG_VERSION")),
         creation_date: opts.creation_date,
         info,
+        url_list: opts.web_seeds.clone(),
     };
     let bytes = serde_bencode::to_bytes(&out).map_err(|e| MakeError(format!("encoding: {e}")))?;
     let torrent = metainfo::parse(&bytes, "generated torrent")
@@ -241,6 +286,8 @@ struct TorrentOut {
     #[serde(rename = "creation date", skip_serializing_if = "Option::is_none")]
     creation_date: Option<i64>,
     info: InfoOut,
+    #[serde(rename = "url-list", skip_serializing_if = "Vec::is_empty")]
+    url_list: Vec<String>,
 }
 
 #[derive(Serialize)]

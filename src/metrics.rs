@@ -1,15 +1,16 @@
-//! Prometheus exposition and the small HTTP endpoint serving it (/metrics, /healthz, /readyz).
+//! Prometheus exposition and the endpoint serving it (/metrics, /healthz, /readyz).
 //!
 //! Counters live as atomics in [`crate::stats::Stats`] (cheap on hot paths); each scrape copies
 //! them into a fresh `prometheus` registry together with the shared histograms and the process
 //! collector, and encodes the text format. Labelled counters are exported for every value of
-//! their [`crate::reasons`] enum. The endpoint is the async service `metrics`: one task per
-//! connection, one deadline for each request, a cap on connections answered at once, so a
-//! hanging scraper cannot block the others or the server. It reads the shared state only.
+//! their [`crate::reasons`] enum. The endpoint is the async service `metrics` on
+//! [`crate::http`] (one task per connection, one deadline for each, a cap on connections
+//! answered at once), so a hanging scraper cannot block the others or the server. It reads the
+//! shared state only.
 
 mod limits;
 
-use crate::lifecycle::{Services, Shutdown};
+use crate::lifecycle::Services;
 use crate::reasons::{CandidateResult, Label, LabelCounters, PeerSourceKind};
 use crate::state::Shared;
 use prometheus::core::Collector;
@@ -18,12 +19,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Connections answered at once; more are closed immediately.
-const MAX_CONCURRENT: usize = 64;
-/// Time a client has to send its whole request, and to take the reply.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Label values and a value.
 type Sample<T> = (Vec<String>, T);
@@ -247,10 +242,7 @@ pub fn render(shared: &Shared, backend: &str) -> String {
     register(&reg, s.hist.write_bytes.clone());
     register(&reg, s.hist.announce_seconds.clone());
     limits::server(&reg, shared);
-    register(
-        &reg,
-        prometheus::process_collector::ProcessCollector::for_self(),
-    );
+    register(&reg, crate::process::ProcessMetrics::for_self());
     if shared.config.metrics.per_torrent {
         limits::per_torrent(&reg, shared, &torrents, |t| {
             vec![t.view.info_hash.to_hex(), t.name.clone()]
@@ -331,7 +323,8 @@ fn resident_memory() -> Vec<(&'static str, i64)> {
     ]
 }
 
-/// Binds the endpoint and starts it as the service `metrics`; returns its address.
+/// Binds the endpoint and starts it as the service `metrics` ([`crate::http`]: /metrics,
+/// /healthz, /readyz for GET and HEAD); returns its address.
 pub fn spawn(
     shared: Arc<Shared>,
     addr: SocketAddr,
@@ -341,121 +334,59 @@ pub fn spawn(
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    services.spawn_async("metrics", move |shutdown| {
-        serve(shared, listener, backend, shutdown)
+    services.spawn_async("metrics", move |shutdown| async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("metrics endpoint not started: {e}");
+                return;
+            }
+        };
+        crate::http::serve(
+            listener,
+            Arc::new(routes(shared, backend)),
+            LIMITS,
+            shutdown,
+            "metrics",
+        )
+        .await
     })?;
     Ok(local)
 }
 
-async fn serve(
-    shared: Arc<Shared>,
-    listener: std::net::TcpListener,
-    backend: &'static str,
-    shutdown: Shutdown,
-) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("metrics endpoint not started: {e}");
-            return;
-        }
-    };
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.triggered() => break,
-        };
-        let conn = match accepted {
-            Ok((conn, _)) => conn,
-            Err(e) => {
-                tracing::warn!("metrics endpoint: accept failed: {e}");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
-                    _ = shutdown.triggered() => break,
-                }
-            }
-        };
-        // Over the cap: closed at once.
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _ = answer(&shared, conn, backend).await;
-            drop(permit);
-        });
-    }
-}
+/// The endpoint's limits: a hanging scraper holds one of 64 slots for 2 s at most.
+const LIMITS: crate::http::Limits = crate::http::Limits {
+    max_connections: 64,
+    max_header_bytes: 8192,
+    deadline: Duration::from_secs(2),
+};
 
-async fn answer(
-    shared: &Shared,
-    mut conn: tokio::net::TcpStream,
-    backend: &str,
-) -> std::io::Result<()> {
-    // One deadline for the whole request (a client trickling bytes cannot hold a slot longer).
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let read = tokio::time::timeout(IO_TIMEOUT, async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-            if head.len() > 8192 {
-                return Err(std::io::Error::other("request head too long"));
-            }
-            let n = conn.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&chunk[..n]);
-        }
-        Ok(())
-    })
-    .await;
-    if !matches!(read, Ok(Ok(()))) {
-        return Ok(());
-    }
-    let request = String::from_utf8_lossy(&head)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match path {
-        "/metrics" => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(shared, backend),
-        ),
-        "/healthz" if !shared.shutdown.is_triggered() => {
-            ("200 OK", "text/plain", "ok\n".to_string())
-        }
-        "/healthz" => (
-            "503 Service Unavailable",
-            "text/plain",
-            "shutting down\n".to_string(),
-        ),
-        "/readyz" if shared.torrents.counts().checking == 0 => {
-            ("200 OK", "text/plain", "ready\n".to_string())
-        }
-        "/readyz" => (
-            "503 Service Unavailable",
-            "text/plain",
-            "checking data\n".to_string(),
-        ),
-        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-    };
-    let reply = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    tokio::time::timeout(IO_TIMEOUT, async {
-        conn.write_all(reply.as_bytes()).await?;
-        conn.flush().await
-    })
-    .await
-    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+fn routes(shared: Arc<Shared>, backend: &'static str) -> crate::http::Router {
+    use crate::http::Reply;
+    use hyper::StatusCode;
+    let (health, ready) = (shared.clone(), shared.clone());
+    crate::http::Router::new()
+        .get("/metrics", move |_| {
+            Reply::new(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                render(&shared, backend),
+            )
+        })
+        .get("/healthz", move |_| match health.shutdown.is_triggered() {
+            false => Reply::text(StatusCode::OK, "ok\n"),
+            true => Reply::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+        })
+        .get("/readyz", move |_| match ready.torrents.counts().checking {
+            0 => Reply::text(StatusCode::OK, "ready\n"),
+            _ => Reply::text(StatusCode::SERVICE_UNAVAILABLE, "checking data\n"),
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::Shutdown;
     use crate::reasons::{AnnounceResult, DropReason, HandshakeKind, RejectReason, ThrottleScope};
 
     fn every_value<L: Label>(body: &str, metric: &str) {

@@ -1,7 +1,10 @@
 //! systemd service notifications (`sd_notify(3)` protocol, no libsystemd): when the service
 //! manager passes `NOTIFY_SOCKET`, the daemon tells it READY=1 once its listeners are up,
-//! RELOADING=1/READY=1 around a SIGHUP reload, STOPPING=1 at shutdown, and a one-line STATUS=
-//! (shown by `systemctl status`). Without `NOTIFY_SOCKET` every call is a no-op.
+//! RELOADING=1 (with MONOTONIC_USEC, as Type=notify-reload wants)/READY=1 around a SIGHUP
+//! reload, STOPPING=1 at shutdown, a one-line STATUS= (shown by `systemctl status`), and
+//! WATCHDOG=1 keep-alives when `$WATCHDOG_USEC` asks for them ([`watchdog_interval`]; the
+//! decision to send them is [`crate::watchdog`]'s). Without `NOTIFY_SOCKET` every call is a
+//! no-op.
 //!
 //! It owns the notification socket only and knows nothing of what the server does.
 
@@ -84,6 +87,34 @@ impl Notifier {
     pub fn status(&self, status: &str) {
         self.send(&format!("STATUS={}", one_line(status)));
     }
+
+    /// The watchdog keep-alive.
+    pub fn watchdog(&self) {
+        self.send("WATCHDOG=1");
+    }
+}
+
+/// How often to send WATCHDOG=1: half of `$WATCHDOG_USEC`, when systemd sets it for this
+/// process (`$WATCHDOG_PID`, if set, must be ours); `None` when no watchdog is wanted.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    let var = |k: &str| std::env::var(k).ok();
+    watchdog_interval_from(
+        var("WATCHDOG_USEC").as_deref(),
+        var("WATCHDOG_PID").as_deref(),
+        std::process::id(),
+    )
+}
+
+fn watchdog_interval_from(
+    usec: Option<&str>,
+    pid: Option<&str>,
+    me: u32,
+) -> Option<std::time::Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
+    if pid.is_some_and(|p| p.trim().parse::<u32>().ok() != Some(me)) {
+        return None;
+    }
+    Some(std::time::Duration::from_micros(usec / 2))
 }
 
 /// A status text cannot span lines (each line is an assignment).
@@ -145,6 +176,20 @@ mod tests {
         abs.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         Notifier::to(&format!("@{name}")).unwrap().status("x");
         assert_eq!(recv(&abs), "STATUS=x");
+    }
+
+    #[test]
+    fn watchdog_interval_is_half_of_watchdog_usec_for_this_process_only() {
+        let half = |u, p| watchdog_interval_from(u, p, 42);
+        assert_eq!(half(Some("30000000"), None), Some(Duration::from_secs(15)));
+        assert_eq!(
+            half(Some("2000000"), Some("42")),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(half(Some("2000000"), Some("43")), None, "another process's");
+        for bad in [None, Some(""), Some("0"), Some("soon"), Some("-5")] {
+            assert_eq!(half(bad, None), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub struct ServerHandle {
     pub metrics_addr: Option<SocketAddr>,
     checker: Arc<Checker>,
     expected: usize,
+    heartbeats: Arc<crate::watchdog::Heartbeats>,
     services: Services,
 }
 
@@ -99,6 +100,21 @@ impl ServerHandle {
         u.wake_keeper.notify_one();
     }
 
+    /// Starts the systemd watchdog service: WATCHDOG=1 to `notify` every `interval` while
+    /// every worker makes progress.
+    pub fn start_watchdog(
+        &mut self,
+        notify: crate::notify::Notifier,
+        interval: Duration,
+    ) -> std::io::Result<()> {
+        crate::watchdog::spawn(
+            &mut self.services,
+            self.heartbeats.clone(),
+            notify,
+            interval,
+        )
+    }
+
     /// Names of the running services, in start order.
     pub fn services(&self) -> Vec<&str> {
         self.services.names()
@@ -117,7 +133,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     let mut seen = std::collections::HashSet::new();
     for s in &specs {
         if !seen.insert(s.torrent.info_hash) {
-            return Err(StartError(format!(
+            return Err(StartError::new(format!(
                 "torrent {} ({}) is configured twice",
                 s.torrent.name, s.torrent.info_hash
             )));
@@ -128,7 +144,11 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     // Dropped on an error below: stops and joins whatever was started.
     let mut services = Services::new(shutdown);
     crate::keeper::start(&shared, &mut services)?;
-    let (local_addrs, backend) = crate::io::spawn_workers(&shared, &mut services)?;
+    let crate::io::Workers {
+        addrs: local_addrs,
+        backend,
+        heartbeats,
+    } = crate::io::spawn_workers(&shared, &mut services)?;
     shared.set_listen_addrs(&local_addrs);
     spawn_choker(shared.clone(), &mut services)?;
     spawn_dialer(shared.clone(), &mut services)?;
@@ -146,7 +166,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
             Err(e) if m.listen.is_none() => {
                 tracing::warn!("metrics endpoint not started: {addr}: {e} (set metrics.listen)")
             }
-            Err(e) => return Err(StartError(format!("metrics.listen {addr}: {e}"))),
+            Err(e) => return Err(StartError::bind(format!("metrics.listen {addr}: {e}"), &e)),
         }
     }
     let checker = Checker::start(shared.clone(), &mut services, specs.len() == 1)?;
@@ -161,6 +181,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         metrics_addr,
         checker,
         expected,
+        heartbeats,
         services,
     })
 }

@@ -272,6 +272,14 @@ fn exposition_passes_promtool_and_has_every_dashboard_metric() {
         "{body}"
     );
     assert!(body.contains("process_resident_memory_bytes"), "{body}");
+    // CPU time to the microsecond (the prometheus crate's own counter is whole seconds, so a
+    // server that has done this little would show 0), exported once.
+    let cpu = sample(&body, "process_cpu_seconds_total");
+    assert!(
+        cpu > 0.0 && cpu.fract() != 0.0,
+        "process_cpu_seconds_total {cpu}"
+    );
+    assert_eq!(body.matches("\nprocess_cpu_seconds_total ").count(), 1);
 
     if have("promtool") {
         let mut child = std::process::Command::new("promtool")
@@ -455,4 +463,144 @@ fn watch_directory_seeds_dropped_torrents_and_json_logs_parse() {
         );
     }
     assert!(s.log().contains("watch: seeding"));
+}
+
+/// Sends `raw` to the metrics endpoint; returns everything it answered before closing.
+fn exchange(addr: &str, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// (status code, lower-cased header lines, body) of a raw reply.
+fn parse_reply(text: &str) -> (u16, Vec<String>, String) {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = head
+        .lines()
+        .skip(1)
+        .map(|l| l.to_ascii_lowercase())
+        .collect();
+    (code, headers, body.to_string())
+}
+
+/// The endpoint as HTTP clients see it: GET and HEAD (same headers, no body), 405 with Allow
+/// for other methods, 404 for other paths, 431 for an oversized header, and a client that
+/// trickles its request is cut off at the deadline while normal scrapes go on.
+#[test]
+fn metrics_endpoint_speaks_http_get_head_405_and_refuses_oversized_or_slow_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = write_tree(&data, "h");
+    let torrent = dir.path().join("h.torrent");
+    make_torrent(&root, &torrent, &[]);
+    let mut s = serve("serve", &torrent, &data, &[], &[], dir.path());
+    s.ready();
+    let m = s.metrics.clone();
+    for (path, body) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
+        let (code, headers, got) = parse_reply(&exchange(
+            &m,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        ));
+        assert_eq!((code, got.as_str()), (200, body), "{path}");
+        assert!(
+            headers.contains(&format!("content-length: {}", body.len())),
+            "{headers:?}"
+        );
+        let (code, head_headers, got) = parse_reply(&exchange(
+            &m,
+            format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        ));
+        assert_eq!((code, got.as_str()), (200, ""), "HEAD {path} has a body");
+        assert_eq!(
+            head_headers
+                .iter()
+                .filter(|h| !h.starts_with("date:"))
+                .collect::<Vec<_>>(),
+            headers
+                .iter()
+                .filter(|h| !h.starts_with("date:"))
+                .collect::<Vec<_>>(),
+            "HEAD {path}: not the GET headers"
+        );
+    }
+    let (code, headers, body) =
+        parse_reply(&exchange(&m, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert_eq!((code, body.as_str()), (200, ""));
+    let len: usize = headers
+        .iter()
+        .find_map(|h| h.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("HEAD /metrics has a Content-Length");
+    assert!(len > 1000, "{len}");
+    for method in ["POST", "DELETE", "PUT"] {
+        let (code, headers, _) = parse_reply(&exchange(
+            &m,
+            format!("{method} /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        ));
+        assert_eq!(code, 405, "{method}");
+        assert!(
+            headers.iter().any(|h| h == "allow: get, head"),
+            "{method}: {headers:?}"
+        );
+    }
+    assert_eq!(
+        parse_reply(&exchange(&m, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")).0,
+        404
+    );
+    // A 20 KB header: refused (431), never answered with the metrics.
+    let mut big = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Padding: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 20_000));
+    big.extend_from_slice(b"\r\n\r\n");
+    let mut c = TcpStream::connect(&m).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = c.write_all(&big);
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let code = parse_reply(&String::from_utf8_lossy(&out)).0;
+    assert!(code == 431 || out.is_empty(), "oversized header got {code}");
+    // A client trickling its request line, a byte every 200 ms: closed at the 2 s deadline;
+    // scrapes meanwhile are answered at once.
+    let mut slow = TcpStream::connect(&m).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    let mut cut_off = None;
+    for b in b"GET /metrics HTTP/1.1\r\nHost: slowloris-slowloris\r\n"
+        .iter()
+        .cycle()
+        .take(100)
+    {
+        if slow.write_all(&[*b]).is_err() {
+            cut_off = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match slow.read(&mut buf) {
+            Ok(0) => {
+                cut_off = Some(started.elapsed());
+                break;
+            }
+            Ok(_) => panic!("the trickling client got an answer"),
+            Err(_) => {}
+        }
+        let t = Instant::now();
+        let (code, _) = http_get(&m, "/healthz", Duration::from_secs(2)).unwrap();
+        assert!(code == 200 && t.elapsed() < Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cut_off = cut_off.expect("a trickling client was never closed");
+    assert!(
+        cut_off >= Duration::from_millis(1500) && cut_off < Duration::from_secs(4),
+        "trickling client closed after {cut_off:?} (deadline 2 s)"
+    );
+    s.stop();
 }

@@ -122,6 +122,8 @@ fn serve_reports_bad_input_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let bad_toml = dir.path().join("bad.toml");
     std::fs::write(&bad_toml, "[server]\nupload_slotz = 3\n").unwrap();
+    let loud = dir.path().join("loud.toml");
+    std::fs::write(&loud, "[log]\nlevel = \"loud\"\n").unwrap();
     let broken = dir.path().join("broken.torrent");
     std::fs::write(&broken, b"d4:infoi1ee").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -139,6 +141,18 @@ fn serve_reports_bad_input_clearly() {
             "broken.torrent: field `info`",
         ),
         (vec![], "nothing to seed"),
+        (
+            vec!["--config".into(), loud.display().to_string()],
+            "loud.toml: key `log.level`: \"loud\" is not one of error, warn, info, debug, trace",
+        ),
+        (
+            vec!["--log-level".into(), "loud".into(), "x".into()],
+            "invalid value 'loud' for '--log-level",
+        ),
+        (
+            vec!["--log-format".into(), "xml".into(), "x".into()],
+            "invalid value 'xml' for '--log-format",
+        ),
         (
             vec![
                 "--listen".into(),
@@ -299,4 +313,287 @@ fn systemd_notifications_follow_start_reload_and_stop() {
     assert!(next().starts_with("STOPPING=1\n"));
     let status = p.wait_exit(Duration::from_secs(20));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", p.report());
+}
+
+/// `check-config` prints the effective settings as TOML that reads back to the same
+/// configuration, and refuses, with serve's own message and status, whatever serve refuses.
+#[test]
+fn check_config_prints_toml_and_fails_where_serve_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let tree = write_tree(&data, "tree");
+    make_torrent(&tree, &dir.path().join("t.torrent"), &[]);
+    std::fs::write(dir.path().join("block.txt"), "10.0.0.0/8\n").unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\nblocklist = \"block.txt\"\n\
+         upload_rate_limit = \"1MiB\"\n[log]\nlevel = \"debug\"\n\n\
+         [[torrent]]\ntorrent = \"t.torrent\"\ndata = \"data\"\n",
+    )
+    .unwrap();
+    let out = uringseed().arg("check-config").arg(&good).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("[server]") && text.contains("upload_rate_limit = 1048576"),
+        "{text}"
+    );
+    assert!(!text.contains("ServerConfig {"), "a Debug dump: {text}");
+    let printed = uringseed::config::Config::parse(&text, "printed").unwrap();
+    assert_eq!(
+        printed,
+        uringseed::config::Config::load(&good).unwrap(),
+        "{text}"
+    );
+    assert_eq!(
+        printed.torrents[0].torrent,
+        dir.path().join("t.torrent"),
+        "paths are resolved"
+    );
+
+    // Each of these passes TOML validation, and serve refuses it; so must check-config.
+    let bad_blocklist = dir.path().join("bad-block.txt");
+    std::fs::write(&bad_blocklist, "10.0.0.0/8\nnot an address\n").unwrap();
+    let a_file = dir.path().join("a-file");
+    std::fs::write(&a_file, "").unwrap();
+    let base = "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n";
+    let cases = [
+        (
+            format!("{base}[[torrent]]\ntorrent = \"missing.torrent\"\ndata = \"data\"\n"),
+            "missing.torrent: cannot read".to_string(),
+        ),
+        (
+            format!(
+                "{base}blocklist = \"bad-block.txt\"\n[[torrent]]\ntorrent = \"t.torrent\"\ndata = \"data\"\n"
+            ),
+            format!("server.blocklist: {}", bad_blocklist.display()),
+        ),
+        (
+            format!("{base}[watch]\ndir = \"a-file\"\ndata = \"data\"\n"),
+            format!("watch.dir {}: not a directory", a_file.display()),
+        ),
+        (
+            format!(
+                "{base}[[torrent]]\ntorrent = \"t.torrent\"\ndata = \"data\"\n\
+                 [[torrent]]\ntorrent = \"t.torrent\"\ndata = \"data\"\n"
+            ),
+            "is configured twice".to_string(),
+        ),
+    ];
+    for (i, (toml_text, want)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("bad-{i}.toml"));
+        std::fs::write(&file, toml_text).unwrap();
+        let check = uringseed().arg("check-config").arg(&file).output().unwrap();
+        let serve = uringseed()
+            .args(["serve", "--config"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let (check_err, serve_err) = (
+            String::from_utf8_lossy(&check.stderr),
+            String::from_utf8_lossy(&serve.stderr),
+        );
+        assert_eq!(
+            check.status.code(),
+            Some(2),
+            "check-config {toml_text}: {check_err}"
+        );
+        assert_eq!(
+            serve.status.code(),
+            Some(2),
+            "serve {toml_text}: {serve_err}"
+        );
+        assert!(
+            check_err.contains(want.as_str()),
+            "check-config: {check_err}\nwant {want}"
+        );
+        assert!(
+            serve_err.contains(check_err.trim()),
+            "serve and check-config differ:\n{serve_err}\n{check_err}"
+        );
+        assert!(check.stdout.is_empty(), "printed settings of a bad file");
+    }
+}
+
+/// A second server on a port the first listens on is refused (SO_REUSEPORT would have let it
+/// take half of the first one's connections), with exit status 3 (may pass: restart later) and
+/// the address named; so is one whose metrics port is taken. The first keeps serving.
+#[test]
+fn a_second_server_on_a_taken_port_exits_3_and_the_first_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tree = write_tree(&data, "tree");
+    let torrent = dir.path().join("t.torrent");
+    let ih = hex_hash(&make_torrent(&tree, &torrent, &[]));
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let serve_on = |name: &str, listen: &str, metrics: &str| {
+        Proc::spawn(
+            name,
+            uringseed()
+                .arg("serve")
+                .arg("--torrent")
+                .arg(&torrent)
+                .arg("--data")
+                .arg(&data)
+                .args(["--listen", listen, "--metrics", metrics]),
+            dir.path(),
+        )
+    };
+    let mut first = serve_on("first", &listen, "127.0.0.1:0");
+    assert_eq!(
+        first.wait_line("listening: ", Duration::from_secs(20)),
+        listen
+    );
+    let metrics = first
+        .wait_line("metrics: ", Duration::from_secs(20))
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    first.wait_line("ready: ", Duration::from_secs(20));
+    let refused = |name: &str, listen: &str, metrics: &str, want: &str| {
+        let mut p = serve_on(name, listen, metrics);
+        let status = p.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(3), "{}", p.report());
+        let err = p.stderr_text();
+        assert!(err.contains(want), "{name}: want {want:?} in\n{err}");
+        assert!(p.stdout_text().is_empty(), "{}", p.report());
+    };
+    refused(
+        "second",
+        &listen,
+        "127.0.0.1:0",
+        &format!("listen on {listen}: "),
+    );
+    refused(
+        "second-metrics",
+        "127.0.0.1:0",
+        &metrics,
+        &format!("metrics.listen {metrics}: "),
+    );
+    // Every connection still reaches the first server.
+    for i in 0..8u8 {
+        let mut s = TcpStream::connect(&listen).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&Handshake::ours(ih, [i; 20]).encode()).unwrap();
+        let mut theirs = [0u8; 68];
+        s.read_exact(&mut theirs).unwrap();
+        assert_eq!(Handshake::decode(&theirs).unwrap().unwrap().info_hash, ih);
+    }
+    assert!(first.try_status().is_none(), "{}", first.report());
+    let status = first.terminate(Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", first.report());
+}
+
+/// `serve PATH` binds before it hashes: with the port taken it fails at once (exit 3) and
+/// writes no .torrent, instead of hashing 2 GiB first.
+#[test]
+fn serve_path_with_its_port_taken_fails_before_hashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.img");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = blocker.local_addr().unwrap();
+    let started = Instant::now();
+    let mut p = Proc::spawn(
+        "uringseed",
+        uringseed().current_dir(dir.path()).args([
+            "serve",
+            "big.img",
+            "--listen",
+            &taken.to_string(),
+        ]),
+        dir.path(),
+    );
+    let status = p.wait_exit(Duration::from_secs(60));
+    let took = started.elapsed();
+    assert_eq!(status.and_then(|s| s.code()), Some(3), "{}", p.report());
+    assert!(
+        p.stderr_text().contains(&format!("listen on {taken}: ")),
+        "{}",
+        p.report()
+    );
+    assert!(
+        !dir.path().join("big.img.torrent").exists(),
+        "a .torrent was written"
+    );
+    // Hashing 2 GiB takes seconds even in a release build on two cores.
+    assert!(took < Duration::from_secs(1), "failed only after {took:?}");
+    drop(blocker);
+}
+
+/// Under a unit with WatchdogSec= (systemd sets WATCHDOG_USEC), WATCHDOG=1 keeps arriving at
+/// half that interval while the workers run; WATCHDOG_PID naming another process turns it off.
+/// (That a stalled worker stops the pings is tested on the service itself, src/watchdog.rs.)
+#[test]
+fn watchdog_pings_arrive_at_half_of_watchdog_usec() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tree = write_tree(&data, "tree");
+    let torrent = dir.path().join("t.torrent");
+    make_torrent(&tree, &torrent, &[]);
+    for (pid, want_pings) in [(None, true), (Some("1"), false)] {
+        let socket_path = dir.path().join(format!("notify-{want_pings}.sock"));
+        let sock = UnixDatagram::bind(&socket_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut cmd = uringseed();
+        cmd.arg("serve")
+            .arg("--torrent")
+            .arg(&torrent)
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "2000000");
+        if let Some(pid) = pid {
+            cmd.env("WATCHDOG_PID", pid);
+        }
+        let mut p = Proc::spawn("uringseed", &mut cmd, dir.path());
+        p.wait_line("listening: ", Duration::from_secs(20));
+        // Collect what arrives over 3.5 s: a ping every second, so at least 3.
+        let mut pings = Vec::new();
+        let start = Instant::now();
+        let listen_for = Duration::from_millis(if want_pings { 3500 } else { 1500 });
+        while start.elapsed() < listen_for {
+            let mut buf = [0u8; 1024];
+            if let Ok(n) = sock.recv(&mut buf) {
+                if &buf[..n] == b"WATCHDOG=1" {
+                    pings.push(start.elapsed());
+                }
+            }
+        }
+        assert!(p.try_status().is_none(), "{}", p.report());
+        p.signal("TERM");
+        assert_eq!(
+            p.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            p.report()
+        );
+        if want_pings {
+            assert!(pings.len() >= 3, "pings at {pings:?}\n{}", p.report());
+            let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+            assert!(
+                gaps.iter().all(|g| *g < Duration::from_millis(1500)),
+                "gaps {gaps:?} (want one ping a second)"
+            );
+        } else {
+            assert!(
+                pings.is_empty(),
+                "pings for another WATCHDOG_PID: {pings:?}"
+            );
+        }
+    }
 }

@@ -479,3 +479,217 @@ fn required_encryption_dials_out_with_an_mse_handshake() {
     );
     server.shutdown();
 }
+
+/// A private tracker's passkey (in the path and the query) never reaches the log or /metrics
+/// when announces fail; the redacted URL does, and so does our own peer id in no form.
+#[test]
+fn failed_announces_log_tracker_urls_without_their_passkeys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = write_tree(&data, "private");
+    let closed = free_port();
+    let path_key = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    let query_key = "fedcba9876543210fedc";
+    let http_url = format!("http://127.0.0.1:{closed}/{path_key}/announce?passkey={query_key}");
+    let udp_url = format!("udp://127.0.0.1:{closed}/{path_key}/announce");
+    let torrent = dir.path().join("p.torrent");
+    make_torrent(
+        &root,
+        &torrent,
+        &["--private", "-t", &http_url, "-t", &udp_url],
+    );
+    let config = dir.path().join("fast.toml");
+    std::fs::write(
+        &config,
+        "[tracker]\ntimeout_secs = 1\nudp_max_retries = 0\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let mut s = serve("serve", &torrent, &data, &["--config", c], &[], dir.path());
+    s.ready();
+    // Both tiers fail (nothing listens there): wait, bounded, for the two failures.
+    let unreachable = "uringseed_tracker_announces_total{result=\"unreachable\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.metric(unreachable) < 2.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(s.metric(unreachable) >= 2.0, "{}", s.proc.report());
+    let (code, metrics) = http_get(&s.metrics, "/metrics", Duration::from_secs(5)).unwrap();
+    assert_eq!(code, 200);
+    let status = s.proc.terminate(Duration::from_secs(10));
+    assert_eq!(
+        status.and_then(|st| st.code()),
+        Some(0),
+        "{}",
+        s.proc.report()
+    );
+    let log = s.proc.stderr_text();
+    for secret in [path_key, query_key] {
+        assert!(!log.contains(secret), "passkey {secret} in the log:\n{log}");
+        assert!(!metrics.contains(secret), "passkey {secret} in /metrics");
+    }
+    assert!(!log.contains("peer_id="), "{log}");
+    for shown in [
+        format!("http://127.0.0.1:{closed}/<redacted>/announce?passkey=<redacted>"),
+        format!("udp://127.0.0.1:{closed}/<redacted>/announce"),
+    ] {
+        assert!(log.contains(&shown), "{shown} not in the log:\n{log}");
+    }
+    assert!(log.contains("announce failed"), "{log}");
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it (openssl CLI), in `dir`: (ca.pem,
+/// server.pem, server.key).
+fn make_ca_and_server_cert(dir: &std::path::Path) -> (String, String, String) {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let (ca_key, ca, key, csr, cert, ext) = (
+        p("ca.key"),
+        p("ca.pem"),
+        p("server.key"),
+        p("server.csr"),
+        p("server.pem"),
+        p("server.ext"),
+    );
+    let openssl = |args: &[&str]| {
+        run(std::process::Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::null()));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=uringseed test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+    (ca, cert, key)
+}
+
+/// An HTTPS tracker whose certificate comes from the operator's own CA: trusted once the
+/// system store holds that CA (SSL_CERT_FILE here, so no root install is needed), refused with
+/// a certificate error (counted unreachable) when it does not.
+#[test]
+fn https_trackers_are_checked_against_the_system_trust_store() {
+    if !have("openssl") || !have("/usr/bin/python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_ca_and_server_cert(dir.path());
+    let mut tracker = Proc::spawn(
+        "https-tracker",
+        std::process::Command::new("/usr/bin/python3")
+            .arg(tools_dir().join("https_tracker.py"))
+            .args([&cert, &key]),
+        dir.path(),
+    );
+    let port = tracker.wait_line("listening ", Duration::from_secs(20));
+    let url = format!("https://127.0.0.1:{}/announce", port.trim());
+    let data = dir.path().join("data");
+    let root = write_tree(&data, "tls");
+    let torrent = dir.path().join("tls.torrent");
+    let ih = make_torrent(&root, &torrent, &["-t", &url]);
+    let count = |s: &Serve, result: &str| {
+        s.metric(&format!(
+            "uringseed_tracker_announces_total{{result=\"{result}\"}}"
+        ))
+    };
+    let wait_for = |s: &Serve, result: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while count(s, result) < 1.0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            count(s, result) >= 1.0,
+            "no {result} announce\n{}",
+            s.proc.report()
+        );
+    };
+    // The CA is not in the system store: a certificate error, nothing reaches the tracker.
+    let untrusting = ["env", "-u", "SSL_CERT_FILE", "-u", "SSL_CERT_DIR"];
+    let mut s = serve("untrusting", &torrent, &data, &[], &untrusting, dir.path());
+    s.ready();
+    wait_for(&s, "unreachable");
+    assert_eq!(count(&s, "ok"), 0.0);
+    let log = s.proc.stderr_text();
+    assert!(
+        log.contains("announce failed") && log.contains("certificate"),
+        "no certificate error in the log:\n{log}"
+    );
+    eprintln!(
+        "untrusted: {}",
+        log.lines()
+            .find(|l| l.contains("announce failed"))
+            .unwrap_or("")
+    );
+    s.stop();
+    assert!(
+        !tracker.stdout_text().contains("request GET /announce"),
+        "{}",
+        tracker.report()
+    );
+    // SSL_CERT_FILE names the CA: the announce goes through.
+    let env = format!("SSL_CERT_FILE={ca}");
+    let mut s = serve("trusting", &torrent, &data, &[], &["env", &env], dir.path());
+    s.ready();
+    wait_for(&s, "ok");
+    tracker.wait_line("request GET /announce?", Duration::from_secs(10));
+    assert!(
+        tracker.stdout_text().contains(&format!(
+            "info_hash={}&",
+            http::percent_encode(&hex_hash(&ih).0)
+        )),
+        "the tracker did not see this torrent's announce:\n{}",
+        tracker.stdout_text()
+    );
+    s.stop();
+}

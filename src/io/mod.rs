@@ -28,6 +28,7 @@ pub use worker::{Worker, CONNECT_TIMEOUT, SHUTDOWN_GRACE};
 
 use crate::lifecycle::{Services, StartError};
 use crate::state::Shared;
+use crate::watchdog::Heartbeats;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -36,18 +37,26 @@ use std::sync::Arc;
 /// Ports tried in turn when no listen address is configured.
 pub const DEFAULT_PORTS: std::ops::RangeInclusive<u16> = 6881..=6889;
 
-/// Binds the listeners and starts the worker threads (`worker-N`) as services; returns the
-/// bound addresses and the backend's name.
-pub fn spawn_workers(
-    shared: &Arc<Shared>,
-    services: &mut Services,
-) -> Result<(Vec<SocketAddr>, &'static str), StartError> {
+/// What [`spawn_workers`] started.
+pub struct Workers {
+    /// The bound addresses (ports resolved).
+    pub addrs: Vec<SocketAddr>,
+    /// The backend's name ("io_uring" or "portable").
+    pub backend: &'static str,
+    /// One heartbeat per worker, bumped from inside its runtime.
+    pub heartbeats: Arc<Heartbeats>,
+}
+
+/// Binds the listeners and starts the worker threads (`worker-N`) as services.
+pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Workers, StartError> {
     let workers = crate::storage::hasher::thread_count(shared.config.server.workers);
+    let heartbeats = Arc::new(Heartbeats::new(workers));
     let addrs = resolve_listen(&shared.config.server.listen)?;
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     for addr in &addrs {
         for listeners in per_worker.iter_mut() {
-            let l = bind(*addr).map_err(|e| StartError(format!("listen on {addr}: {e}")))?;
+            let l =
+                bind(*addr).map_err(|e| StartError::bind(format!("listen on {addr}: {e}"), &e))?;
             listeners.push(l);
         }
     }
@@ -56,7 +65,7 @@ pub fn spawn_workers(
         wanted => match uring::available() {
             Ok(()) => "io_uring",
             Err(e) if wanted == "io_uring" => {
-                return Err(StartError(format!(
+                return Err(StartError::new(format!(
                     "server.io_backend is \"io_uring\" but io_uring is not available: {e}"
                 )));
             }
@@ -75,6 +84,8 @@ pub fn spawn_workers(
             shared: shared.clone(),
             listeners,
             outgoing,
+            heartbeats: heartbeats.clone(),
+            index: i,
         };
         services.spawn(format!("worker-{i}"), move |_shutdown| {
             let result = if backend == "io_uring" {
@@ -88,53 +99,67 @@ pub fn spawn_workers(
         })?;
     }
     shared.set_dial_queues(queues);
-    Ok((addrs, backend))
+    Ok(Workers {
+        addrs,
+        backend,
+        heartbeats,
+    })
 }
 
 /// Resolves the configured addresses (port 0 becomes a real port) or, when none are given,
-/// picks the first free port of 6881..=6889 on all IPv4 and IPv6 addresses.
+/// picks the first free port of 6881..=6889 on all IPv4 and IPv6 addresses. Every address is
+/// probed first without SO_REUSEPORT, so one that another process (another uringseed, whose
+/// reuse-port listeners would otherwise share it with ours) listens on is refused by name.
 fn resolve_listen(configured: &[SocketAddr]) -> Result<Vec<SocketAddr>, StartError> {
     if !configured.is_empty() {
         return configured
             .iter()
             .map(|addr| {
-                let probe =
-                    bind(*addr).map_err(|e| StartError(format!("listen on {addr}: {e}")))?;
-                probe
-                    .local_addr()
-                    .map_err(|e| StartError(format!("listen on {addr}: {e}")))
+                probe(*addr).map_err(|e| {
+                    let why = match e.kind() {
+                        io::ErrorKind::AddrInUse => {
+                            " (another process listens there, perhaps another uringseed: each \
+                             server needs its own port)"
+                        }
+                        _ => "",
+                    };
+                    StartError::bind(format!("listen on {addr}: {e}{why}"), &e)
+                })
             })
             .collect();
     }
     for port in DEFAULT_PORTS {
         let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-        if !port_free(v4) {
+        if probe(v4).is_err() {
             continue;
         }
         let mut addrs = vec![v4];
         let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
-        if port_free(v6) {
+        if probe(v6).is_ok() {
             addrs.push(v6);
         } else {
             tracing::warn!("cannot listen on {v6}; serving IPv4 only");
         }
         return Ok(addrs);
     }
-    Err(StartError(
-        "no free port in 6881..=6889; set server.listen or --listen".into(),
+    Err(StartError::temporary(
+        "no free port in 6881..=6889; set server.listen or --listen",
     ))
 }
 
-/// True if nothing else listens on `addr` (probed without SO_REUSEPORT, so another process's
-/// reuse-port listener on the same port counts as taken).
-fn port_free(addr: SocketAddr) -> bool {
-    let Ok(s) = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)) else {
-        return false;
-    };
-    if addr.is_ipv6() && s.set_only_v6(true).is_err() {
-        return false;
+/// Binds `addr` without SO_REUSEPORT (but with SO_REUSEADDR, so that connections of an earlier
+/// run still in TIME_WAIT do not count) and lets go of it again: fails if anything else
+/// listens there, even a reuse-port listener. Returns the address with its port resolved.
+fn probe(addr: SocketAddr) -> io::Result<SocketAddr> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
     }
-    s.bind(&addr.into()).is_ok()
+    s.bind(&addr.into())?;
+    s.local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an IP socket address"))
 }
 
 /// A non-blocking SO_REUSEPORT listener (IPv6 sockets are IPv6-only).

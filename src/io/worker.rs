@@ -9,6 +9,7 @@ use super::stream::{Disk, Stream};
 use crate::peer_source::Candidate;
 use crate::reasons::DropReason;
 use crate::state::Shared;
+use crate::watchdog::{Heartbeats, HEARTBEAT};
 use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -28,6 +29,9 @@ pub struct Worker {
     pub listeners: Vec<TcpListener>,
     /// Connections to make (peers from the intake).
     pub outgoing: tokio::sync::mpsc::UnboundedReceiver<Candidate>,
+    /// Where this worker shows it is alive (its own counter, `index`), for the watchdog.
+    pub heartbeats: Arc<Heartbeats>,
+    pub index: usize,
 }
 
 /// A backend's sockets.
@@ -125,6 +129,22 @@ fn admit(
 /// Runs the worker until shutdown; must run inside a `LocalSet` (both backends' runtimes are).
 pub async fn run<N: Net, D: Disk + 'static>(worker: Worker, disk: Rc<D>) -> io::Result<()> {
     let active = Rc::new(Active::default());
+    // A beat from inside this runtime: it stops when the runtime is stuck.
+    let (shared, beats, me) = (
+        worker.shared.clone(),
+        worker.heartbeats.clone(),
+        worker.index,
+    );
+    tokio::task::spawn_local(async move {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => beats.beat(me),
+                _ = shared.shutdown.triggered() => break,
+            }
+        }
+    });
     let mut accepts = Vec::new();
     for listener in worker.listeners {
         let listener = N::listen(listener)?;

@@ -87,7 +87,9 @@ impl Shared {
         };
         let blocklist = match &s.blocklist {
             p if p.as_os_str().is_empty() => Blocklist::default(),
-            p => Blocklist::load(p).map_err(|e| StartError(format!("server.blocklist: {e}")))?,
+            p => {
+                Blocklist::load(p).map_err(|e| StartError::new(format!("server.blocklist: {e}")))?
+            }
         };
         let intake = PeerIntake::new(IntakeLimits {
             dials_per_sec: s.max_dials_per_sec,

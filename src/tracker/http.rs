@@ -1,5 +1,6 @@
 //! HTTP(S) tracker announces: the request URL, the bounded bencoded reply parser, and the
-//! blocking client (ureq with rustls; connect and read timeouts; replies capped in size).
+//! blocking client (ureq with rustls, trusting the roots of [`super::tls`]; connect and read
+//! timeouts; replies capped in size).
 //!
 //! It owns the HTTP exchange only; scheduling and what to do with peers are the announcer's.
 
@@ -141,6 +142,23 @@ pub fn compact_peer(c: &[u8]) -> SocketAddr {
     SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]]))
 }
 
+/// A transport failure without the request URL (which holds our peer id and key, and perhaps
+/// a passkey): its kind, message and causes, any URL in them redacted.
+fn transport_error(t: &ureq::Transport) -> String {
+    let mut text = t.kind().to_string();
+    if let Some(m) = t.message() {
+        text.push_str(": ");
+        text.push_str(m);
+    }
+    let mut cause = std::error::Error::source(t);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    super::redact::redact_in(&text)
+}
+
 /// Announces over HTTP(S), bounded by `timeout` and [`MAX_REPLY_BYTES`].
 pub fn announce(
     base: &str,
@@ -151,6 +169,7 @@ pub fn announce(
         .timeout_connect(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
         .redirects(3)
+        .tls_config(super::tls::client_config())
         .user_agent(concat!("uringseed/", env!("CARGO_PKG_VERSION")))
         .build();
     let resp = agent
@@ -158,7 +177,7 @@ pub fn announce(
         .call()
         .map_err(|e| match e {
             ureq::Error::Status(code, _) => TrackerError::Transport(format!("HTTP status {code}")),
-            ureq::Error::Transport(t) => TrackerError::Transport(t.to_string()),
+            ureq::Error::Transport(t) => TrackerError::Transport(transport_error(&t)),
         })?;
     let mut body = Vec::new();
     resp.into_reader()

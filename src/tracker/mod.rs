@@ -5,12 +5,16 @@
 //! shuffled once and tried in order until one answers, and the one that answered moves to the
 //! front. `started` goes out when a torrent comes up, then regular announces every `interval`
 //! (never sooner than `min interval`), with exponential backoff while a whole tier fails, and
-//! `stopped` on shutdown to the trackers that heard `started`, within a bounded time.
+//! `stopped` on shutdown to the trackers that heard `started`, within a bounded time. Tracker
+//! URLs are shown (logs, errors) only through [`redact`]: they may carry a passkey.
 
 pub mod http;
+pub mod redact;
 mod runner;
+pub mod tls;
 pub mod udp;
 
+pub use redact::redact;
 pub use runner::spawn;
 
 use crate::metainfo::InfoHash;
@@ -226,7 +230,8 @@ pub fn announce_once(
         t.announce(req, &mut tid)
     } else {
         Err(TrackerError::Transport(format!(
-            "unsupported tracker URL scheme: {url}"
+            "unsupported tracker URL scheme: {}",
+            redact(url)
         )))
     }
 }

@@ -7,7 +7,9 @@
 //! announce is due, or shutdown. It holds a removed torrent only until it has taken the
 //! figures its `stopped` announce needs.
 
-use super::{announce_once, AnnounceRequest, AnnounceResponse, Event, Schedule, TrackerError};
+use super::{
+    announce_once, redact, AnnounceRequest, AnnounceResponse, Event, Schedule, TrackerError,
+};
 use crate::lifecycle::{Services, Shutdown};
 use crate::metainfo::InfoHash;
 use crate::peer_source::Candidate;
@@ -193,10 +195,10 @@ fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done)
             s.succeeded(done.tier, &url, &resp, now);
             stats.count_announce(AnnounceResult::Ok, latency);
             if let Some(w) = &resp.warning {
-                tracing::warn!(torrent = %ctx.name, tracker = %url, "tracker warning: {w}");
+                tracing::warn!(torrent = %ctx.name, tracker = %redact(&url), "tracker warning: {w}");
             }
             tracing::info!(
-                torrent = %ctx.name, tracker = %url, peers = resp.peers.len(),
+                torrent = %ctx.name, tracker = %redact(&url), peers = resp.peers.len(),
                 seeders = ?resp.complete, leechers = ?resp.incomplete,
                 "announced; next in {} s", resp.interval.max(resp.min_interval.unwrap_or_default()).as_secs()
             );
@@ -224,7 +226,7 @@ fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done)
             s.failed(done.tier, now);
             for (url, e) in errors {
                 stats.count_announce(e.kind(), Duration::ZERO);
-                tracing::warn!(torrent = %ctx.name, tracker = %url, "announce failed: {e}; retrying later");
+                tracing::warn!(torrent = %ctx.name, tracker = %redact(&url), "announce failed: {e}; retrying later");
                 shared.update_tracker(done.info_hash, &url, |st| {
                     st.ok = false;
                     st.last_error = Some(e.to_string());
@@ -241,8 +243,8 @@ async fn announce_stopped(shared: Arc<Shared>, stops: Vec<(String, AnnounceReque
     let limit = Duration::from_secs(shared.config.tracker.stop_timeout_secs);
     let all = stops.into_iter().map(|(url, req)| {
         tokio::task::spawn_blocking(move || match announce_once(&url, &req, limit, 0) {
-            Ok(_) => tracing::info!(tracker = %url, "announced stopped"),
-            Err(e) => tracing::warn!(tracker = %url, "announcing stopped failed: {e}"),
+            Ok(_) => tracing::info!(tracker = %redact(&url), "announced stopped"),
+            Err(e) => tracing::warn!(tracker = %redact(&url), "announcing stopped failed: {e}"),
         })
     });
     let joined: Vec<_> = all.collect();

@@ -143,12 +143,15 @@ impl UdpTracker {
         max_retries: u32,
         base_timeout: Duration,
     ) -> Result<UdpTracker, TrackerError> {
-        let rest = url
-            .strip_prefix("udp://")
-            .ok_or_else(|| TrackerError::Transport(format!("not a udp URL: {url}")))?;
+        let rest = url.strip_prefix("udp://").ok_or_else(|| {
+            TrackerError::Transport(format!("not a udp URL: {}", super::redact(url)))
+        })?;
         let host_port = rest.split('/').next().unwrap_or_default().to_string();
         if !host_port.contains(':') {
-            return Err(TrackerError::Transport(format!("no port in {url}")));
+            return Err(TrackerError::Transport(format!(
+                "no port in {}",
+                super::redact(url)
+            )));
         }
         Ok(UdpTracker {
             host_port,

@@ -36,6 +36,15 @@ pub fn uringseed() -> Command {
     cmd
 }
 
+/// A loopback port that was free a moment ago (bound to port 0, then released), for tests that
+/// must name a port before the server starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
 /// The last `max` bytes of `s` (on a char boundary), for failure messages.
 pub fn tail(s: &str, max: usize) -> &str {
     if s.len() <= max {

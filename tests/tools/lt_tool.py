@@ -2,7 +2,8 @@
 """libtorrent helper for uringseed's tests (Debian python3-libtorrent).
 
   lt_tool.py create PATH OUT [v1|hybrid]   make a torrent of PATH with libtorrent; print its v1 info-hash
-  lt_tool.py info TORRENT                  print the info-hash and piece hashes libtorrent reads
+  lt_tool.py info TORRENT                  print the info-hash, name, web seeds and piece hashes
+                                           libtorrent reads
   lt_tool.py download TORRENT SAVE_DIR HOST:PORT TIMEOUT [EXPECT_PIECES]
                                            download from one peer; print state, bytes, pieces held
                                            (env LT_ENCRYPTION=rc4|plaintext|both requires MSE with
@@ -70,6 +71,9 @@ def create(path, out, kind):
 def info(torrent):
     ti = lt.torrent_info(torrent)
     print("infohash", v1_hash(ti))
+    print("name", ti.name())
+    for ws in ti.web_seeds():
+        print("webseed", ws["url"])
     print("pieces", ti.num_pieces())
     for i in range(ti.num_pieces()):
         print("piece", i, ti.hash_for_piece(i).hex())
