@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::block_of;
 use common::harness::{encode, handshake_bytes, run, HPeer, Harness};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -25,15 +26,6 @@ fn harness(tweak: impl FnOnce(&mut uringseed::config::Config)) -> Harness {
         c.server.upload_slots = 0;
         tweak(c);
     })
-}
-
-fn block_of(payload: &[u8]) -> Block {
-    let be = |i: usize| u32::from_be_bytes(payload[i..i + 4].try_into().unwrap());
-    Block {
-        index: be(0),
-        begin: be(4),
-        length: be(8),
-    }
 }
 
 /// A fresh honest peer still handshakes and gets the right bytes.

@@ -446,15 +446,6 @@ fn encode(msgs: &[Message<'_>]) -> Vec<u8> {
     v
 }
 
-fn block_of(payload: &[u8]) -> Block {
-    let be = |i: usize| u32::from_be_bytes(payload[i..i + 4].try_into().unwrap());
-    Block {
-        index: be(0),
-        begin: be(4),
-        length: be(8),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The cases.
 

@@ -557,3 +557,45 @@ fn the_read_streak_after_a_cold_run_ends() {
     );
     server.shutdown();
 }
+
+/// A run across two files is always read (no single mapping holds it), but that says nothing
+/// about the page cache: the next run inside one cached file still goes out without a copy.
+#[test]
+fn a_run_across_files_does_not_start_a_streak_of_reads() {
+    use std::sync::atomic::Ordering;
+    for backend in BACKENDS {
+        let f = fixture(backend, |_| {});
+        let (mut p, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+        p.expect(message::HAVE_ALL);
+        p.send(&[Message::Interested]);
+        p.expect(message::UNCHOKE);
+        let stats = f.server.as_ref().unwrap().stats();
+        // Piece 9 starts at 294,912; a.bin ends at 300,001: its first block spans two files.
+        let across = Block {
+            index: 9,
+            begin: 0,
+            length: 16384,
+        };
+        p.send(&[Message::Request(across)]);
+        let at = 9 * f.piece_length as usize;
+        assert_eq!(p.expect(message::PIECE)[8..], f.stream[at..at + 16384]);
+        assert_eq!(
+            stats.zero_copy_bytes.load(Ordering::Relaxed),
+            0,
+            "{backend}"
+        );
+        let inside = Block {
+            index: 2,
+            begin: 0,
+            length: 16384,
+        };
+        p.send(&[Message::Request(inside)]);
+        let at = 2 * f.piece_length as usize;
+        assert_eq!(p.expect(message::PIECE)[8..], f.stream[at..at + 16384]);
+        assert_eq!(
+            stats.zero_copy_bytes.load(Ordering::Relaxed),
+            16384,
+            "{backend}: a cached run in one file went out through a read"
+        );
+    }
+}

@@ -172,7 +172,9 @@ impl<'a> Upload<'a> {
             stats.zero_copy_bytes.fetch_add(run.len, Ordering::Relaxed);
             return Ok(data);
         }
-        if try_map {
+        // Only data that is not in the page cache starts a streak of reads (a run across
+        // files is read whatever the cache holds).
+        if try_map && self.ctx.mappable(run.start, run.len as usize) {
             self.cold_bytes = COLD_STREAK_BYTES;
         }
         let started = super::stream::now();

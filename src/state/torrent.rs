@@ -166,6 +166,11 @@ impl TorrentCtx {
         self.files.resident(&self.view.layout, start, len)
     }
 
+    /// Whether `len` bytes at `start` lie in one open data file (could be sent from a mapping).
+    pub fn mappable(&self, start: u64, len: usize) -> bool {
+        self.files.mappable(&self.view.layout, start, len)
+    }
+
     /// Registers a connection with the choker; returns its handle.
     pub fn join(&self, key: PeerKey, now: Instant) -> Arc<PeerHandle> {
         let h = Arc::new(PeerHandle::default());

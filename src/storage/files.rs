@@ -142,6 +142,18 @@ impl DataFiles {
             .resident(file, span.file_offset, len)
     }
 
+    /// Whether `len` bytes at `start` could ever go out from a mapping: they lie in one data
+    /// file that is open (a run across files, or of a pad file, is always read).
+    pub fn mappable(&self, layout: &Layout, start: u64, len: usize) -> bool {
+        let mut spans = layout.spans(start, len as u64);
+        match (spans.next(), spans.next()) {
+            (Some(span), None) => {
+                !span.pad && matches!(self.slots.get(span.file), Some(Slot::Open { .. }))
+            }
+            _ => false,
+        }
+    }
+
     /// Reads `buf.len()` torrent bytes at `start` with `pread` (pad files as zeros).
     pub fn read_at(&self, layout: &Layout, start: u64, buf: &mut [u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;

@@ -51,3 +51,13 @@ pub fn hex_hash(hex: &str) -> uringseed::metainfo::InfoHash {
     }
     uringseed::metainfo::InfoHash(ih)
 }
+
+/// The block a reject or piece message's payload names (index, begin and, for a reject, length).
+pub fn block_of(payload: &[u8]) -> uringseed::wire::message::Block {
+    let be = |i: usize| u32::from_be_bytes(payload[i..i + 4].try_into().unwrap());
+    uringseed::wire::message::Block {
+        index: be(0),
+        begin: be(4),
+        length: be(8),
+    }
+}
