@@ -188,6 +188,7 @@ pub fn make(opts: &MakeOptions) -> Result<(Vec<u8>, Torrent), MakeError> {
         comment: None,
         created_by: None,
         creation_date: None,
+        info_bytes: Vec::new(),
     };
     let layout = Layout::new(&draft);
     // Hash under PATH's real name from the directory that holds it.

@@ -81,6 +81,8 @@ pub struct Torrent {
     pub comment: Option<String>,
     pub created_by: Option<String>,
     pub creation_date: Option<i64>,
+    /// The `info` dictionary exactly as written (its SHA-1 is the info-hash): what BEP 9 serves.
+    pub info_bytes: Vec<u8>,
 }
 
 impl Torrent {
@@ -193,6 +195,7 @@ impl Ctx<'_> {
             ));
         }
         let info_hash = InfoHash(Sha1::digest(&bytes[info.span.clone()]).into());
+        let info_bytes = bytes[info.span.clone()].to_vec();
 
         let name = self.string(self.required(info, "name", "info.name")?, "info.name")?;
         self.check_component(&name, "info.name")?;
@@ -292,6 +295,7 @@ impl Ctx<'_> {
                 Some(n) => Some(self.int(n, "creation date")?),
                 None => None,
             },
+            info_bytes,
         })
     }
 

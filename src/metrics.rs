@@ -189,6 +189,27 @@ pub fn render(shared: &Shared, backend: &str) -> String {
         &[PeerSourceKind::NAME, CandidateResult::NAME],
         candidates,
     );
+    counter_vec(
+        &reg,
+        "uringseed_metadata_pieces_total",
+        "BEP 9 metadata pieces (16 KiB of an info dictionary) sent to peers, and requests for \
+         them rejected (past the end, or over the per-read budget of a flood).",
+        &["result"],
+        vec![
+            sample(&["served"], get(&s.metadata_served)),
+            sample(&["rejected"], get(&s.metadata_rejected)),
+        ],
+    );
+    counter_vec(
+        &reg,
+        "uringseed_pex_messages_total",
+        "BEP 11 peer-exchange messages sent to peers and received from them (acted on).",
+        &["direction"],
+        vec![
+            sample(&["sent"], get(&s.pex_sent)),
+            sample(&["received"], get(&s.pex_received)),
+        ],
+    );
     let counts = shared.torrents.counts();
     gauge_vec(
         &reg,

@@ -110,6 +110,10 @@ labels! {
         MseBadVc = "mse_bad_vc",
         MseBadLength = "mse_bad_length",
         MseNoCommonMethod = "mse_no_common_method",
+        /// A BEP 10 message that does not parse (bad bencode, nesting, ids, BEP 9/11 shape).
+        MalformedExtension = "malformed_extension",
+        /// An extended message before the extension handshake (or without the extension bit).
+        ExtensionBeforeHandshake = "extension_before_handshake",
     }
 }
 
@@ -290,7 +294,7 @@ mod tests {
         distinct::<PeerSourceKind>();
         distinct::<CandidateResult>();
         distinct::<ThrottleScope>();
-        assert_eq!(DropReason::ALL.len(), 31);
+        assert_eq!(DropReason::ALL.len(), 33);
     }
 
     #[test]

@@ -90,6 +90,12 @@ pub struct Stats {
     pub hash_bytes: AtomicU64,
     pub hash_pieces: AtomicU64,
     pub hash_failed_pieces: AtomicU64,
+    /// BEP 9 metadata pieces sent, and requests for them refused.
+    pub metadata_served: AtomicU64,
+    pub metadata_rejected: AtomicU64,
+    /// BEP 11 peer-exchange messages sent and received (acted on).
+    pub pex_sent: AtomicU64,
+    pub pex_received: AtomicU64,
     pub rejected: LabelCounters<RejectReason>,
     pub announces: LabelCounters<AnnounceResult>,
     pub dropped: LabelCounters<DropReason>,

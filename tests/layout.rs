@@ -34,6 +34,7 @@ fn torrent(files: &[(u64, bool)], piece_length: u64) -> Torrent {
         comment: None,
         created_by: None,
         creation_date: None,
+        info_bytes: Vec::new(),
     }
 }
 

@@ -34,6 +34,7 @@ fn view(have_all: bool) -> Arc<TorrentView> {
         comment: None,
         created_by: None,
         creation_date: None,
+        info_bytes: Vec::new(),
     };
     let mut have = full_bitfield(6);
     if !have_all {
@@ -41,6 +42,8 @@ fn view(have_all: bool) -> Arc<TorrentView> {
     }
     Arc::new(TorrentView {
         info_hash: t.info_hash,
+        metadata: None,
+        pex: false,
         layout: Layout::new(&t),
         have: SharedBitfield::from_bytes(&have, 6),
     })
@@ -53,6 +56,7 @@ fn limits() -> Limits {
         max_control_bytes: 1 << 16,
         idle_timeout: Duration::from_secs(300),
         listen_port: 6881,
+        remote_ip: None,
     }
 }
 

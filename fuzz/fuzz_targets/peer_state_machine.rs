@@ -91,6 +91,7 @@ fuzz_target!(|data: &[u8]| {
         comment: None,
         created_by: None,
         creation_date: None,
+        info_bytes: Vec::new(),
     };
     let layout = Layout::new(&torrent);
     assert_eq!(layout.num_pieces(), pieces as usize);
@@ -102,8 +103,11 @@ fuzz_target!(|data: &[u8]| {
             *h &= *m;
         }
     }
+    let metadata = (input.byte() & 1 == 0).then(|| bytes::Bytes::from(vec![0x64u8; 40_000]));
     let view = Arc::new(TorrentView {
         info_hash: torrent.info_hash,
+        pex: metadata.is_some(),
+        metadata,
         layout,
         have: SharedBitfield::from_bytes(&have, pieces as usize),
     });
@@ -126,6 +130,7 @@ fuzz_target!(|data: &[u8]| {
         max_control_bytes: 64 + usize::from(input.u16() % 4096),
         idle_timeout: Duration::from_millis(1 + u64::from(input.u16()) * 50),
         listen_port: input.u16(),
+        remote_ip: Some(std::net::IpAddr::from([10, 0, 0, 1])),
     };
     let t0 = Instant::now();
     let mut now = t0;

@@ -13,9 +13,11 @@ use super::stream::{send_all, Disk, SendError, Stream};
 use super::upload::{Booked, Outgoing, Upload};
 pub use super::upload::{COLD_STREAK_BYTES, MAX_RUN_BYTES};
 use crate::metainfo::InfoHash;
-use crate::reasons::{ChokeCmd, DropReason};
+use crate::peer_source::Candidate;
+use crate::reasons::{ChokeCmd, DropReason, HandshakeKind, PeerSourceKind};
 use crate::state::{PeerHandle, Shared, TorrentCtx};
 use crate::wire::mse::Rc4;
+use crate::wire::pex::{self, PexPeer};
 use crate::wire::{Event, Limits, Peer};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -94,10 +96,23 @@ async fn connected<S: Stream, D: Disk>(
     tracing::debug!(%addr, handshake = %kind, outgoing, "peer connected");
     let key = shared.next_peer_key();
     let now = now();
+    let encrypted = kind != HandshakeKind::Plaintext;
+    let pex_flags = if encrypted { pex::FLAG_ENCRYPTION } else { 0 };
+    if outgoing && ctx.view.pex {
+        // A peer we could dial may be shared (BEP 11: reachable).
+        ctx.share_peer(
+            key,
+            PexPeer {
+                addr,
+                flags: pex_flags | pex::FLAG_REACHABLE,
+            },
+        );
+    }
     let peer = RefCell::new(Peer::new(
         ctx.view.clone(),
         Limits {
             listen_port: shared.listen_port.load(Ordering::Relaxed),
+            remote_ip: Some(addr.ip()),
             ..shared.limits.clone()
         },
         &hs,
@@ -107,10 +122,20 @@ async fn connected<S: Stream, D: Disk>(
     ));
     let handle = ctx.join(key, now);
     ctx.peers.fetch_add(1, Ordering::Relaxed);
-    let end = tokio::select! {
-        end = reader(stream, Inbound { shared, peer: &peer, ctx: &ctx, key, handle: &handle }, rx, leftover) => end,
-        end = writer(shared, stream, disk, &peer, &ctx, &handle, tx) => end,
+    let inbound = Inbound {
+        shared,
+        peer: &peer,
+        ctx: &ctx,
+        key,
+        handle: &handle,
+        addr,
+        pex_flags,
     };
+    let end = tokio::select! {
+        end = reader(stream, inbound, rx, leftover) => end,
+        end = writer(shared, stream, disk, &peer, &ctx, key, &handle, tx) => end,
+    };
+    ctx.unshare_peer(key);
     ctx.peers.fetch_sub(1, Ordering::Relaxed);
     ctx.remove_peer_id(&hs.peer_id);
     shared.stats.peers.remove(outgoing, ipv6);
@@ -125,6 +150,8 @@ struct Inbound<'a> {
     ctx: &'a TorrentCtx,
     key: u64,
     handle: &'a PeerHandle,
+    addr: SocketAddr,
+    pex_flags: u8,
 }
 
 impl Inbound<'_> {
@@ -141,6 +168,33 @@ impl Inbound<'_> {
                 Event::Interested => self.ctx.set_interested(self.key, true, now),
                 Event::NotInterested => self.ctx.set_interested(self.key, false, now),
                 Event::Rejected(reason) => self.shared.stats.count_rejected(reason),
+                Event::ExtensionHandshake { port } => {
+                    // An incoming peer that listens may be shared: its address, its port.
+                    if let (Some(port), true) = (port, self.ctx.view.pex) {
+                        let addr = SocketAddr::new(self.addr.ip(), port);
+                        let flags = self.pex_flags;
+                        self.ctx.share_peer(self.key, PexPeer { addr, flags });
+                    }
+                }
+                Event::PexPeers(addrs) => {
+                    let stats = &self.shared.stats;
+                    stats.pex_received.fetch_add(1, Ordering::Relaxed);
+                    for addr in addrs {
+                        self.shared.offer_peer(Candidate {
+                            info_hash: self.ctx.view.info_hash,
+                            addr,
+                            source: PeerSourceKind::Pex,
+                        });
+                    }
+                }
+                Event::MetadataServed => {
+                    let stats = &self.shared.stats;
+                    stats.metadata_served.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::MetadataRejected => {
+                    let stats = &self.shared.stats;
+                    stats.metadata_rejected.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         self.handle.wake.notify_one();
@@ -178,12 +232,14 @@ async fn reader<S: Stream>(
 
 /// Sends control bytes as they come and runs of requested blocks through the upload pipeline
 /// (`super::upload`: plan, reserve, fetch, frame, send, account), until the connection ends.
+#[allow(clippy::too_many_arguments)]
 async fn writer<S: Stream, D: Disk>(
     shared: &Shared,
     stream: &S,
     disk: &D,
     peer: &RefCell<Peer>,
     ctx: &TorrentCtx,
+    key: u64,
     handle: &PeerHandle,
     tx: Option<Box<Rc4>>,
 ) -> End {
@@ -214,6 +270,12 @@ async fn writer<S: Stream, D: Disk>(
                 .map(|run| up.reserve(run, now));
         }
         let ready = booked.as_mut().is_some_and(|b| up.ready(b, now));
+        if peer.borrow().pex_next().is_some_and(|at| at <= now) {
+            let current = ctx.shareable_peers_except(key);
+            if peer.borrow_mut().queue_pex(now, &current) {
+                shared.stats.pex_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let control = peer.borrow_mut().poll_transmit();
         if control.is_none() && !ready {
             if shutdown.is_triggered() {

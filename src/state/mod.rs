@@ -84,6 +84,7 @@ impl Shared {
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             // Known once the listeners are bound; each connection takes the current value.
             listen_port: 0,
+            remote_ip: None,
         };
         let blocklist = match &s.blocklist {
             p if p.as_os_str().is_empty() => Blocklist::default(),
@@ -258,9 +259,6 @@ impl Shared {
     /// The entry point for a peer address from any source: decided and counted in the
     /// intake ([`crate::peer_source`]); a queued one is dialled by [`Shared::run_dials`].
     pub fn offer_peer(&self, cand: Candidate) {
-        if !self.config.tracker.connect_out {
-            return;
-        }
         let result = self
             .intake()
             .handle_offer(Instant::now(), cand, |ip| self.blocked(ip));

@@ -12,6 +12,7 @@ use crate::stats::RateMeter;
 use crate::storage::files::DataFiles;
 use crate::storage::Layout;
 use crate::wire::peer::TorrentView;
+use crate::wire::pex::PexPeer;
 use crate::wire::Block;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
@@ -89,6 +90,8 @@ pub struct TorrentCtx {
     peer_ids: Mutex<HashSet<[u8; 20]>>,
     choker: Mutex<Choker>,
     handles: Mutex<HashMap<PeerKey, Arc<PeerHandle>>>,
+    /// Connected peers that may be shared by peer exchange (listen addresses we know).
+    shareable: Mutex<HashMap<PeerKey, PexPeer>>,
 }
 
 impl TorrentCtx {
@@ -105,6 +108,9 @@ impl TorrentCtx {
         TorrentCtx {
             view: Arc::new(TorrentView {
                 info_hash: torrent.info_hash,
+                metadata: (!torrent.private)
+                    .then(|| bytes::Bytes::from(torrent.info_bytes.clone())),
+                pex: !torrent.private,
                 have: crate::bitfield::SharedBitfield::from_bytes(have, torrent.num_pieces()),
                 layout,
             }),
@@ -124,6 +130,7 @@ impl TorrentCtx {
             peer_ids: Mutex::new(HashSet::new()),
             choker: Mutex::new(Choker::new(config.server.upload_slots)),
             handles: Mutex::new(HashMap::new()),
+            shareable: Mutex::new(HashMap::new()),
         }
     }
 
@@ -232,6 +239,33 @@ impl TorrentCtx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .unchoked_count()
+    }
+
+    /// A connected peer that may be shared by peer exchange (BEP 11): one we dialled, or one
+    /// that connected and told us its listen port.
+    pub fn share_peer(&self, key: PeerKey, peer: PexPeer) {
+        self.shareable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, peer);
+    }
+
+    pub fn unshare_peer(&self, key: PeerKey) {
+        self.shareable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+    }
+
+    /// The shareable peers other than `key`.
+    pub fn shareable_peers_except(&self, key: PeerKey) -> Vec<PexPeer> {
+        self.shareable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(k, _)| **k != key)
+            .map(|(_, p)| *p)
+            .collect()
     }
 
     /// Records a connected peer's id; false if that peer is already connected.

@@ -1,10 +1,13 @@
 //! The BitTorrent peer wire protocol, sans I/O: handshake, message codec and the per-peer state
 //! machine. Nothing here touches sockets or reads the clock; time is passed in.
 
+pub mod extension;
 pub mod handshake;
 pub mod message;
+pub mod metadata;
 pub mod mse;
 pub mod peer;
+pub mod pex;
 
 pub use handshake::Handshake;
 pub use message::{Block, Message};

@@ -8,8 +8,10 @@
 //!
 //! It may not do I/O or read the clock; what it decides, `io::conn` carries out.
 
+use super::extension::{self, ExtEvent, Extensions};
 use super::handshake::{reserved, Handshake};
 use super::message::{self, Block, Decoded, Message, WireError};
+use super::pex::PexPeer;
 use crate::bitfield::{self, SharedBitfield};
 use crate::metainfo::InfoHash;
 pub use crate::reasons::DropReason;
@@ -29,6 +31,11 @@ pub const MESSAGE_CAP_CEILING: u32 = 1 << 20;
 #[derive(Debug)]
 pub struct TorrentView {
     pub info_hash: InfoHash,
+    /// The exact info dictionary, served to peers by BEP 9; None for a private torrent (never
+    /// given to strangers, as libtorrent does).
+    pub metadata: Option<bytes::Bytes>,
+    /// Peer exchange (BEP 11) allowed: public torrents only (BEP 27).
+    pub pex: bool,
     pub layout: Layout,
     /// Verified pieces; a piece whose data can no longer be read is cleared at runtime.
     pub have: SharedBitfield,
@@ -58,15 +65,26 @@ pub struct Limits {
     /// Our listen port, sent as `p` in the BEP 10 handshake so a peer we dialled can reach us
     /// again (0: not sent).
     pub listen_port: u16,
+    /// The peer's address as we see it, sent back as `yourip` (per connection).
+    pub remote_ip: Option<std::net::IpAddr>,
 }
 
 /// Something the rest of the server should know about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Interested,
     NotInterested,
     /// A request refused with BEP 6 reject.
     Rejected(RejectReason),
+    /// The peer's extension handshake arrived, with its listen port if it gave one.
+    ExtensionHandshake {
+        port: Option<u16>,
+    },
+    /// Peers it told us about (BEP 11), for the peer-address intake.
+    PexPeers(Vec<std::net::SocketAddr>),
+    /// A metadata piece served, or a request for one refused (BEP 9).
+    MetadataServed,
+    MetadataRejected,
 }
 
 /// A contiguous stretch of the torrent to read and send as piece messages.
@@ -81,6 +99,9 @@ pub struct Run {
 pub struct Peer {
     torrent: std::sync::Arc<TorrentView>,
     limits: Limits,
+    /// The peer set the extension bit (BEP 10).
+    ext_bit: bool,
+    ext: Extensions,
     cap: u32,
     fast: bool,
     interested: bool,
@@ -112,21 +133,19 @@ impl Peer {
             out.extend_from_slice(&ours.encode());
         }
         let fast = theirs.has(reserved::FAST);
-        if theirs.has(reserved::EXTENSION) {
-            let port = match limits.listen_port {
-                0 => String::new(),
-                p => format!("1:pi{p}e"),
-            };
-            let payload = format!(
-                "d1:mde{port}4:reqqi{}e1:v{}:{}e",
+        let ext_bit = theirs.has(reserved::EXTENSION);
+        let ext = Extensions::new(torrent.metadata.clone(), torrent.pex);
+        if ext_bit {
+            let ours = ext.ours(
+                limits.listen_port,
                 limits.max_queued,
-                VERSION.len(),
-                VERSION
+                VERSION,
+                limits.remote_ip,
             );
             message::encode(
                 &Message::Extended {
                     id: 0,
-                    payload: payload.as_bytes(),
+                    payload: &extension::encode_handshake(&ours),
                 },
                 &mut out,
             );
@@ -142,6 +161,8 @@ impl Peer {
         Peer {
             torrent,
             limits,
+            ext_bit,
+            ext,
             cap,
             fast,
             interested: false,
@@ -183,7 +204,7 @@ impl Peer {
                     // Messages borrow from inbuf; handle a copy of the small fields only.
                     let msg = Owned::from(&msg, self.torrent.layout.num_pieces());
                     at += used;
-                    if let Err(e) = self.handle_message(msg) {
+                    if let Err(e) = self.handle_message(now, msg) {
                         break Err(e);
                     }
                 }
@@ -199,9 +220,13 @@ impl Peer {
         Ok(())
     }
 
-    fn handle_message(&mut self, msg: Owned) -> Result<(), DropReason> {
+    fn handle_message(&mut self, now: Instant, msg: Owned) -> Result<(), DropReason> {
         let pieces = self.torrent.layout.num_pieces();
         match msg {
+            Owned::Extended(_, _) if !self.ext_bit => {
+                return Err(DropReason::ExtensionBeforeHandshake)
+            }
+            Owned::Extended(id, payload) => self.extended(now, id, &payload)?,
             Owned::Interested if !self.interested => {
                 self.interested = true;
                 self.events.push(Event::Interested);
@@ -229,6 +254,56 @@ impl Peer {
             | Owned::Bitfield(Shape::Partial) => {}
         }
         Ok(())
+    }
+
+    /// An extended message (BEP 10), dispatched by [`Extensions`]; its replies go out as
+    /// control bytes.
+    fn extended(&mut self, now: Instant, id: u8, payload: &[u8]) -> Result<(), DropReason> {
+        let (mut replies, mut events) = (Vec::new(), Vec::new());
+        let unsent = self.out.len();
+        self.ext
+            .handle(now, id, payload, unsent, &mut replies, &mut events)?;
+        for (id, payload) in replies {
+            message::encode(
+                &Message::Extended {
+                    id,
+                    payload: &payload,
+                },
+                &mut self.out,
+            );
+        }
+        for ev in events {
+            self.events.push(match ev {
+                ExtEvent::Handshake { port } => Event::ExtensionHandshake { port },
+                ExtEvent::Peers(p) => Event::PexPeers(p),
+                ExtEvent::MetadataServed => Event::MetadataServed,
+                ExtEvent::MetadataRejected => Event::MetadataRejected,
+            });
+        }
+        Ok(())
+    }
+
+    /// When a peer-exchange message to this peer may next be due (None: no PEX with it).
+    pub fn pex_next(&self) -> Option<Instant> {
+        self.ext.pex_next()
+    }
+
+    /// Queues a peer-exchange message if one is due: `current` is the torrent's shareable
+    /// peers other than this one. True if one was queued.
+    pub fn queue_pex(&mut self, now: Instant, current: &[PexPeer]) -> bool {
+        match self.ext.poll_pex(now, current) {
+            Some((id, payload)) => {
+                message::encode(
+                    &Message::Extended {
+                        id,
+                        payload: &payload,
+                    },
+                    &mut self.out,
+                );
+                true
+            }
+            None => false,
+        }
     }
 
     fn request(&mut self, b: Block) -> Result<(), DropReason> {
@@ -332,9 +407,11 @@ impl Peer {
         Ok(())
     }
 
-    /// When [`Peer::handle_timeout`] should next be called.
+    /// When [`Peer::handle_timeout`] (or [`Peer::queue_pex`]) should next be called.
     pub fn next_timeout(&self) -> Instant {
-        (self.last_recv + self.limits.idle_timeout).min(self.last_send + KEEPALIVE_INTERVAL)
+        let t =
+            (self.last_recv + self.limits.idle_timeout).min(self.last_send + KEEPALIVE_INTERVAL);
+        self.pex_next().map_or(t, |p| t.min(p))
     }
 
     /// Takes the control bytes waiting to be sent (handshake, chokes, rejects, keep-alives).
@@ -389,6 +466,8 @@ enum Owned {
     HaveAll,
     Request(Block),
     Cancel(Block),
+    /// An extended message: our id and a copy of its payload (at most the message cap).
+    Extended(u8, Vec<u8>),
     Other,
 }
 
@@ -416,6 +495,7 @@ impl Owned {
             }
             Message::Bitfield(_) => Owned::Bitfield(Shape::Partial),
             Message::HaveAll => Owned::HaveAll,
+            Message::Extended { id, payload } => Owned::Extended(*id, payload.to_vec()),
             _ => Owned::Other,
         }
     }

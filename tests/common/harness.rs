@@ -46,13 +46,14 @@ pub struct Harness {
 
 /// A torrent of `len` bytes in pieces of `piece_length` (the bytes are written to a temporary
 /// file only to make the torrent).
-fn make(len: usize, piece_length: u64, dir: &std::path::Path) -> (Torrent, Vec<u8>) {
+fn make(len: usize, piece_length: u64, private: bool, dir: &std::path::Path) -> (Torrent, Vec<u8>) {
     let data = pseudo_random(len, len as u64 ^ piece_length);
     let path = dir.join("data.bin");
     std::fs::write(&path, &data).unwrap();
     let opts = uringseed::make::MakeOptions {
         path,
         piece_length: Some(piece_length),
+        private,
         quiet: true,
         ..Default::default()
     };
@@ -63,8 +64,18 @@ impl Harness {
     /// Serves a torrent of `len` bytes (pieces of `piece_length`) with the default
     /// configuration changed by `tweak`, every piece verified.
     pub fn new(len: usize, piece_length: u64, tweak: impl FnOnce(&mut Config)) -> Harness {
+        Harness::new_with(len, piece_length, false, tweak)
+    }
+
+    /// [`Harness::new`] for a private torrent (BEP 27) when `private`.
+    pub fn new_with(
+        len: usize,
+        piece_length: u64,
+        private: bool,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let (torrent, stream) = make(len, piece_length, dir.path());
+        let (torrent, stream) = make(len, piece_length, private, dir.path());
         let mut config = Config::default();
         config.tracker.announce = false;
         config.metrics.enabled = false;
@@ -138,10 +149,14 @@ impl Harness {
     /// An incoming connection served by the real connection code; the server's writes block
     /// once `capacity` bytes wait unread (like a socket's buffers).
     pub fn connect_with(&self, capacity: usize) -> HPeer {
+        self.connect_from("10.0.0.1:50000".parse().unwrap(), capacity)
+    }
+
+    /// An incoming connection as if from `addr`.
+    pub fn connect_from(&self, addr: SocketAddr, capacity: usize) -> HPeer {
         let (stream, peer) = mem::pair(capacity);
         let ended = Rc::new(Cell::new(false));
         let (shared, disk, done) = (self.shared.clone(), self.disk.clone(), ended.clone());
-        let addr: SocketAddr = "10.0.0.1:50000".parse().unwrap();
         tokio::task::spawn_local(async move {
             uringseed::io::conn::serve(shared, stream, &*disk, addr, None).await;
             done.set(true);
