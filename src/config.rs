@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 
 /// Hard ceiling for `server.max_request_bytes` (larger requests are never served).
 pub const MAX_REQUEST_CEILING: u32 = 128 << 10;
+/// Shortest `tracker.scrape_interval_secs` accepted (other than 0, no scrapes).
+pub const MIN_SCRAPE_INTERVAL_SECS: u64 = 10;
 /// The standard block size; requests up to this size must always be served.
 pub const BLOCK_SIZE: u32 = 16 << 10;
 
@@ -308,6 +310,13 @@ impl Config {
                 ),
             ));
         }
+        let scrape = self.tracker.scrape_interval_secs;
+        if scrape != 0 && scrape < MIN_SCRAPE_INTERVAL_SECS {
+            return Err(err(
+                "tracker.scrape_interval_secs",
+                format!("{scrape} is less than {MIN_SCRAPE_INTERVAL_SECS}; use 0 for no scrapes"),
+            ));
+        }
         for (key, value, allowed) in [
             ("log.level", &self.log.level, LOG_LEVELS),
             ("log.format", &self.log.format, LOG_FORMATS),
@@ -432,6 +441,8 @@ mod tests {
         assert_eq!(e.key, "server.max_request_bytes");
         let e = Config::parse("[server]\nidle_timeout_secs = 0\n", "c.toml").unwrap_err();
         assert_eq!(e.key, "server.idle_timeout_secs");
+        let e = Config::parse("[tracker]\nscrape_interval_secs = 9\n", "c.toml").unwrap_err();
+        assert_eq!(e.key, "tracker.scrape_interval_secs", "{e}");
         let e = Config::parse("[server]\nlisten = [\"nowhere\"]\n", "c.toml").unwrap_err();
         assert_eq!(e.key, "listen", "{e}");
     }

@@ -85,6 +85,9 @@ pub struct TrackerConfig {
     pub connect_out: bool,
     /// Seconds allowed at shutdown for announcing `stopped`.
     pub stop_timeout_secs: u64,
+    /// Seconds between scrapes of a tracker (the swarm counts of all its torrents at once);
+    /// a tracker's `min_request_interval` wins when longer. 0 = never scrape.
+    pub scrape_interval_secs: u64,
 }
 
 impl Default for TrackerConfig {
@@ -96,6 +99,7 @@ impl Default for TrackerConfig {
             udp_max_retries: 2,
             connect_out: true,
             stop_timeout_secs: 5,
+            scrape_interval_secs: 1800,
         }
     }
 }
