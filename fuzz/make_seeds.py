@@ -192,6 +192,22 @@ def tracker_seeds():
     put("tracker_udp", "other_tid", b"\x02" + struct.pack(">I", 1) + ann4)
     put("tracker_udp", "truncated", b"\x00" + ann4[:15])
 
+    # tracker_scrape: flags byte (bit 0: UDP; HTTP: bits 1-2 how many of the target's three
+    # info-hashes were asked about), then the reply (UDP: a count asked about, then the packet).
+    counts = {"complete": 5, "incomplete": 3, "downloaded": 50, "name": "x"}
+    put("tracker_scrape", "http_two", b"\x06" + benc({"files": {
+        bytes(20): counts, b"A" * 20: {"complete": 1}, b"B" * 20: counts},
+        "flags": {"min_request_interval": 900}}))
+    put("tracker_scrape", "http_latin1_key", b"\x06" + benc({"files": {
+        "\u00ff".encode() * 20: counts, b"\xff" * 20: counts, b"short": counts}}))
+    put("tracker_scrape", "http_failure", b"\x02" + benc({"failure reason": "no scrapes"}))
+    put("tracker_scrape", "http_no_files", b"\x02" + benc({"files": [], "interval": 5}))
+    entries = struct.pack(">III", 5, 50, 3) + struct.pack(">III", 0, 7, 1)
+    put("tracker_scrape", "udp_two", b"\x01\x02" + struct.pack(">II", 2, tid) + entries)
+    put("tracker_scrape", "udp_short", b"\x01\x05" + struct.pack(">II", 2, tid) + entries[:12])
+    put("tracker_scrape", "udp_partial", b"\x01\x02" + struct.pack(">II", 2, tid) + entries[:13])
+    put("tracker_scrape", "udp_error", b"\x01\x02" + struct.pack(">II", 3, tid) + b"nope")
+
 
 def resume_seeds():
     # The target appends the SHA-1 itself; seeds are the bencoded body. One signed record too.

@@ -5,7 +5,17 @@
 //! errors) the line. `config/uringseed.example.toml` documents every key with its default; a test
 //! checks that file parses to exactly [`Config::default`].
 //!
-//! It owns the settings' shape and checks; it starts nothing and reads only the file it is given.
+//! This file holds the whole file's shape (`Config`), `[server]`, loading and validation; the
+//! smaller tables (`[hashing]`, `[tracker]`, `[metrics]`, `[watch]`, `[log]`, `[[torrent]]`)
+//! are in `config/sections.rs` and re-exported here. It owns the settings' shape and checks; it
+//! starts nothing and reads only the file it is given.
+
+mod sections;
+
+pub use sections::{
+    HashingConfig, LogConfig, MetricsConfig, TorrentConfig, TrackerConfig, WatchConfig,
+    DEFAULT_METRICS_LISTEN,
+};
 
 use crate::units::{ByteRate, ByteSize};
 use serde::{Deserialize, Serialize};
@@ -15,6 +25,8 @@ use std::path::{Path, PathBuf};
 
 /// Hard ceiling for `server.max_request_bytes` (larger requests are never served).
 pub const MAX_REQUEST_CEILING: u32 = 128 << 10;
+/// Shortest `tracker.scrape_interval_secs` accepted (other than 0, no scrapes).
+pub const MIN_SCRAPE_INTERVAL_SECS: u64 = 10;
 /// The standard block size; requests up to this size must always be served.
 pub const BLOCK_SIZE: u32 = 16 << 10;
 
@@ -144,172 +156,14 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HashingConfig {
-    /// Threads hashing pieces (0 = one per core).
-    pub threads: usize,
-    /// Torrents checked at the same time at startup.
-    pub parallel_torrents: usize,
-    /// Keep fast-resume records so restarts skip hashing unchanged files.
-    pub resume: bool,
-    /// Directory of fast-resume records; empty = $STATE_DIRECTORY/resume (systemd), else
-    /// $XDG_STATE_HOME/uringseed/resume, else ~/.local/state/uringseed/resume.
-    pub resume_dir: PathBuf,
-}
-
-impl Default for HashingConfig {
-    fn default() -> Self {
-        HashingConfig {
-            threads: 0,
-            parallel_torrents: 2,
-            resume: true,
-            resume_dir: PathBuf::new(),
-        }
-    }
-}
-
-impl HashingConfig {
-    /// Where resume records go, or `None` when resume is off or no directory can be found.
-    pub fn resume_dir(&self) -> Option<PathBuf> {
-        if !self.resume {
-            return None;
-        }
-        if !self.resume_dir.as_os_str().is_empty() {
-            return Some(self.resume_dir.clone());
-        }
-        default_state_dir().map(|d| d.join("resume"))
-    }
-}
-
 impl ServerConfig {
     /// The server's state directory, or `None` when none is configured or can be found.
     pub fn state_dir(&self) -> Option<PathBuf> {
         if !self.state_dir.as_os_str().is_empty() {
             return Some(self.state_dir.clone());
         }
-        default_state_dir()
+        sections::default_state_dir()
     }
-}
-
-/// $STATE_DIRECTORY (systemd; the first of several), else $XDG_STATE_HOME/uringseed, else
-/// ~/.local/state/uringseed.
-fn default_state_dir() -> Option<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(d) = env("STATE_DIRECTORY") {
-        let first = d
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        return Some(PathBuf::from(first));
-    }
-    if let Some(d) = env("XDG_STATE_HOME") {
-        return Some(d.join("uringseed"));
-    }
-    env("HOME").map(|h| h.join(".local/state/uringseed"))
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrackerConfig {
-    /// Announce to the torrents' trackers.
-    pub announce: bool,
-    /// Peers asked for per announce.
-    pub numwant: u32,
-    /// Seconds an HTTP announce (or one UDP round trip) may take.
-    pub timeout_secs: u64,
-    /// UDP retransmissions after the first try (BEP 15 allows 8; each waits twice as long).
-    pub udp_max_retries: u32,
-    /// Connect out to peers the trackers return.
-    pub connect_out: bool,
-    /// Seconds allowed at shutdown for announcing `stopped`.
-    pub stop_timeout_secs: u64,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> Self {
-        TrackerConfig {
-            announce: true,
-            numwant: 50,
-            timeout_secs: 20,
-            udp_max_retries: 2,
-            connect_out: true,
-            stop_timeout_secs: 5,
-        }
-    }
-}
-
-/// Default address of the metrics endpoint.
-pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9437";
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
-    /// Serve /metrics, /healthz and /readyz.
-    pub enabled: bool,
-    /// Address of the endpoint. When left at the default and that port is taken, the server
-    /// warns and runs without metrics; an address set here must be free.
-    pub listen: Option<SocketAddr>,
-    /// Series per torrent (info-hash and name labels): off by default, for cardinality.
-    pub per_torrent: bool,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            enabled: true,
-            listen: None,
-            per_torrent: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct WatchConfig {
-    /// Directory watched for new .torrent files to seed (empty = off).
-    pub dir: PathBuf,
-    /// Data directory (save path) of torrents found in the watch directory.
-    pub data: PathBuf,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// "text" or "json" (one JSON object per line, for log shippers).
-    pub format: String,
-    /// error, warn, info, debug or trace.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: "text".into(),
-            level: "info".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TorrentConfig {
-    /// Path of the .torrent file (relative paths are relative to the config file).
-    pub torrent: PathBuf,
-    /// Directory holding the torrent's content, as a client's save path.
-    pub data: PathBuf,
-    /// Upload cap for this torrent in bytes per second (0 = only the server's cap).
-    #[serde(default)]
-    pub upload_rate_limit: ByteRate,
-    /// Bytes this torrent may upload per quota period (`server.upload_quota_period`; 0 = none).
-    #[serde(default)]
-    pub upload_quota: ByteSize,
 }
 
 /// A configuration problem: the file, the key and why.
@@ -456,6 +310,13 @@ impl Config {
                 ),
             ));
         }
+        let scrape = self.tracker.scrape_interval_secs;
+        if scrape != 0 && scrape < MIN_SCRAPE_INTERVAL_SECS {
+            return Err(err(
+                "tracker.scrape_interval_secs",
+                format!("{scrape} is less than {MIN_SCRAPE_INTERVAL_SECS}; use 0 for no scrapes"),
+            ));
+        }
         for (key, value, allowed) in [
             ("log.level", &self.log.level, LOG_LEVELS),
             ("log.format", &self.log.format, LOG_FORMATS),
@@ -580,6 +441,8 @@ mod tests {
         assert_eq!(e.key, "server.max_request_bytes");
         let e = Config::parse("[server]\nidle_timeout_secs = 0\n", "c.toml").unwrap_err();
         assert_eq!(e.key, "server.idle_timeout_secs");
+        let e = Config::parse("[tracker]\nscrape_interval_secs = 9\n", "c.toml").unwrap_err();
+        assert_eq!(e.key, "tracker.scrape_interval_secs", "{e}");
         let e = Config::parse("[server]\nlisten = [\"nowhere\"]\n", "c.toml").unwrap_err();
         assert_eq!(e.key, "listen", "{e}");
     }

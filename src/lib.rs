@@ -16,7 +16,8 @@
 //!   periods (day, week, month from a reset day) and counts.
 //! - [`reasons`]: typed labels (drop and reject reasons, handshake kinds, announce results,
 //!   peer sources, choke commands) and lock-free counters over them.
-//! - [`tracker`] (`Schedule`, reply parsing) and [`storage::layout`] (piece/file math).
+//! - [`tracker`] (`Schedule`, the scrape schedule `tracker::scrape::Scrapes`, announce and
+//!   scrape reply parsing, the scrape URL) and [`storage::layout`] (piece/file math).
 //! - [`config`]: the TOML configuration with built-in defaults; [`units`]: byte counts and
 //!   rates as operators write them (`10MiB`, `80M`).
 //!
@@ -35,7 +36,7 @@
 //!   keeper (saves the counts, rolls periods over, pauses chokers on a used-up quota).
 //! - [`io`]: the only module that uses the tokio-uring crate: listeners, worker threads,
 //!   admission, the connection driver, both backends, and the in-memory harness.
-//! - [`tracker`] (announcer service, HTTP/UDP clients), [`metrics`] (Prometheus endpoint, on
+//! - [`tracker`] (announcer service, which also scrapes; HTTP/UDP clients), [`metrics`] (Prometheus endpoint, on
 //!   [`http`]: hyper with connection, header and time limits, GET/HEAD routes; [`process`]:
 //!   the `process_*` metrics with CPU time to the microsecond),
 //!   [`notify`] (systemd notifications), [`watchdog`] (worker heartbeats and the systemd

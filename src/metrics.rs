@@ -9,6 +9,7 @@
 //! shared state only.
 
 mod limits;
+mod swarm;
 
 use crate::lifecycle::Services;
 use crate::reasons::{CandidateResult, Label, LabelCounters, PeerSourceKind};
@@ -263,13 +264,13 @@ pub fn render(shared: &Shared, backend: &str) -> String {
     register(&reg, s.hist.write_bytes.clone());
     register(&reg, s.hist.announce_seconds.clone());
     limits::server(&reg, shared);
+    swarm::server(&reg, shared);
     register(&reg, crate::process::ProcessMetrics::for_self());
     if shared.config.metrics.per_torrent {
         limits::per_torrent(&reg, shared, &torrents, |t| {
             vec![t.view.info_hash.to_hex(), t.name.clone()]
         });
         let (mut up, mut peer_counts, mut pieces) = (Vec::new(), Vec::new(), Vec::new());
-        let mut swarm = Vec::new();
         for t in &torrents {
             let ih = t.view.info_hash.to_hex();
             let have = t.view.have.count() as i64;
@@ -282,15 +283,6 @@ pub fn render(shared: &Shared, backend: &str) -> String {
             peer_counts.push((l(&[]), t.peers.load(Ordering::Relaxed) as i64));
             pieces.push((l(&["verified"]), have));
             pieces.push((l(&["missing"]), t.view.layout.num_pieces() as i64 - have));
-            // The swarm as the trackers see it: the largest count any of them last reported.
-            let of_torrent = || trackers.iter().filter(|s| s.0 == t.view.info_hash);
-            let seeders = of_torrent().filter_map(|s| s.2.seeders).max();
-            let leechers = of_torrent().filter_map(|s| s.2.leechers).max();
-            for (role, n) in [("seeders", seeders), ("leechers", leechers)] {
-                if let Some(n) = n {
-                    swarm.push((l(&[role]), i64::from(n)));
-                }
-            }
         }
         counter_vec(
             &reg,
@@ -313,13 +305,11 @@ pub fn render(shared: &Shared, backend: &str) -> String {
             &["info_hash", "name", "state"],
             pieces,
         );
-        gauge_vec(
-            &reg,
-            "uringseed_torrent_swarm_peers",
-            "Seeders and leechers in the swarm, as the trackers' last announce replies counted them.",
-            &["info_hash", "name", "role"],
-            swarm,
-        );
+        swarm::per_torrent(&reg, &torrents, &trackers, |t, extra| {
+            let mut v = vec![t.view.info_hash.to_hex(), t.name.clone()];
+            v.extend(extra.iter().map(|e| e.to_string()));
+            v
+        });
     }
     let mut out = Vec::new();
     TextEncoder::new()
@@ -442,6 +432,7 @@ mod tests {
         every_value::<RejectReason>(&body, "uringseed_requests_rejected_total");
         every_value::<HandshakeKind>(&body, "uringseed_peer_handshakes_total");
         every_value::<AnnounceResult>(&body, "uringseed_tracker_announces_total");
+        every_value::<AnnounceResult>(&body, "uringseed_tracker_scrapes_total");
         for s in PeerSourceKind::ALL {
             for r in CandidateResult::ALL {
                 let series = format!(
@@ -465,6 +456,7 @@ mod tests {
             ("uringseed_requests_rejected_total", "reason"),
             ("uringseed_peer_handshakes_total", "kind"),
             ("uringseed_tracker_announces_total", "result"),
+            ("uringseed_tracker_scrapes_total", "result"),
             ("uringseed_peer_candidates_total", "source, result"),
         ] {
             grouped_on_dashboard(metric, label);

@@ -98,6 +98,8 @@ pub struct Stats {
     pub pex_received: AtomicU64,
     pub rejected: LabelCounters<RejectReason>,
     pub announces: LabelCounters<AnnounceResult>,
+    /// Scrape requests (one per batch of torrents), by result.
+    pub scrapes: LabelCounters<AnnounceResult>,
     pub dropped: LabelCounters<DropReason>,
     pub handshakes: LabelCounters<HandshakeKind>,
     /// Nanoseconds connections waited for an upload limit, summed over connections.
@@ -141,6 +143,10 @@ impl Stats {
         }
     }
 
+    pub fn count_scrape(&self, result: AnnounceResult) {
+        self.scrapes.inc(result);
+    }
+
     pub fn count_candidate(&self, source: PeerSourceKind, result: CandidateResult) {
         self.candidates.0[source.index()].inc(result);
     }
@@ -159,6 +165,10 @@ impl Stats {
 
     pub fn announces(&self, result: AnnounceResult) -> u64 {
         self.announces.get(result)
+    }
+
+    pub fn scrapes(&self, result: AnnounceResult) -> u64 {
+        self.scrapes.get(result)
     }
 
     pub fn candidates(&self, source: PeerSourceKind, result: CandidateResult) -> u64 {

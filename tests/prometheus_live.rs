@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 const EMPTY_WITHOUT_A_FAULT: &[(&str, &str)] = &[];
 
 /// A tracker on loopback that answers every announce with no peers and a 5 s interval (the
-/// server's floor), so announces, and their latency histogram, keep coming during the test.
+/// server's floor), so announces, and their latency histogram, keep coming during the test;
+/// and scrapes with no torrents.
 struct FastTracker {
     url: String,
     answered: Arc<AtomicUsize>,
@@ -59,7 +60,12 @@ impl FastTracker {
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let body = b"d8:intervali5e12:min intervali5e5:peers0:e";
+                // Scrapes (BEP 48) get an empty `files`: the tracker knows no torrent.
+                let body: &[u8] = if head.starts_with(b"GET /scrape") {
+                    b"d5:filesdee"
+                } else {
+                    b"d8:intervali5e12:min intervali5e5:peers0:e"
+                };
                 let _ = write!(
                     conn,
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

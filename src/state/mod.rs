@@ -38,6 +38,11 @@ pub struct TrackerStatus {
     pub leechers: Option<u32>,
     pub next_announce: Option<Instant>,
     pub last_latency: Option<Duration>,
+    /// Downloads the tracker counted (from scrapes only: announce replies do not carry it).
+    pub completed: Option<u32>,
+    /// When a scrape last brought this torrent's counts. `seeders` and `leechers` are those
+    /// of the newer of the last announce reply and the last scrape.
+    pub last_scrape: Option<Instant>,
 }
 
 /// Everything the server's threads share.

@@ -1,11 +1,14 @@
-//! HTTP(S) tracker announces: the request URL, the bounded bencoded reply parser, and the
-//! blocking client (ureq with rustls, trusting the roots of [`super::tls`]; connect and read
-//! timeouts; replies capped in size).
+//! HTTP(S) tracker announces and scrapes: the announce URL, the bounded bencoded announce
+//! reply parser, and the blocking client (ureq with rustls, trusting the roots of
+//! [`super::tls`]; connect and read timeouts; replies capped in size) for both. The scrape URL
+//! and reply parser are [`super::scrape`]'s.
 //!
 //! It owns the HTTP exchange only; scheduling and what to do with peers are the announcer's.
 
+use super::scrape::ScrapeReply;
 use super::{AnnounceRequest, AnnounceResponse, TrackerError};
 use crate::bencode::{self, Node, Value};
+use crate::metainfo::InfoHash;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -165,6 +168,22 @@ pub fn announce(
     req: &AnnounceRequest,
     timeout: Duration,
 ) -> Result<AnnounceResponse, TrackerError> {
+    parse_reply(&get(&announce_url(base, req), timeout)?)
+}
+
+/// Scrapes `hashes` (at most [`super::scrape::MAX_HTTP_BATCH`]) at the scrape URL `scrape`
+/// (BEP 48), bounded by `timeout` and [`MAX_REPLY_BYTES`].
+pub fn scrape(
+    scrape: &str,
+    hashes: &[InfoHash],
+    timeout: Duration,
+) -> Result<ScrapeReply, TrackerError> {
+    let body = get(&super::scrape::request_url(scrape, hashes), timeout)?;
+    super::scrape::parse_reply(&body, hashes)
+}
+
+/// GETs `url`: the body of a 200 reply, at most [`MAX_REPLY_BYTES`] of it.
+fn get(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
@@ -172,13 +191,10 @@ pub fn announce(
         .tls_config(super::tls::client_config())
         .user_agent(concat!("uringseed/", env!("CARGO_PKG_VERSION")))
         .build();
-    let resp = agent
-        .get(&announce_url(base, req))
-        .call()
-        .map_err(|e| match e {
-            ureq::Error::Status(code, _) => TrackerError::Transport(format!("HTTP status {code}")),
-            ureq::Error::Transport(t) => TrackerError::Transport(transport_error(&t)),
-        })?;
+    let resp = agent.get(url).call().map_err(|e| match e {
+        ureq::Error::Status(code, _) => TrackerError::Transport(format!("HTTP status {code}")),
+        ureq::Error::Transport(t) => TrackerError::Transport(transport_error(&t)),
+    })?;
     let mut body = Vec::new();
     resp.into_reader()
         .take(MAX_REPLY_BYTES + 1)
@@ -189,5 +205,5 @@ pub fn announce(
             "reply longer than {MAX_REPLY_BYTES} bytes"
         )));
     }
-    parse_reply(&body)
+    Ok(body)
 }

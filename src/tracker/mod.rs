@@ -1,5 +1,6 @@
-//! Tracker announces: request and reply types, the per-torrent announce schedule (pure: time is
-//! passed in), and the announcer service that runs it for every served torrent.
+//! Tracker announces and scrapes: request and reply types, the per-torrent announce schedule
+//! (pure: time is passed in), the scrape schedule and reply parsing ([`scrape`]), and the
+//! announcer service that runs both for every served torrent.
 //!
 //! Schedule (BEP 12 multi-tracker): every tier is announced to; within a tier the trackers are
 //! shuffled once and tried in order until one answers, and the one that answered moves to the
@@ -11,6 +12,7 @@
 pub mod http;
 pub mod redact;
 mod runner;
+pub mod scrape;
 pub mod tls;
 pub mod udp;
 
@@ -197,10 +199,7 @@ impl Schedule {
         let t = &mut self.tiers[i];
         t.in_flight = false;
         t.failures += 1;
-        let backoff = FIRST_BACKOFF
-            .saturating_mul(1 << (t.failures - 1).min(16))
-            .min(MAX_BACKOFF);
-        t.next = now + backoff;
+        t.next = now + backoff(t.failures);
     }
 
     /// The trackers to tell `stopped`: the first (last working) URL of every tier that heard
@@ -212,6 +211,14 @@ impl Schedule {
             .map(|t| (t.urls[0].clone(), t.tracker_id.clone()))
             .collect()
     }
+}
+
+/// The wait after `failures` failures in a row (1 or more): [`FIRST_BACKOFF`] doubling up to
+/// [`MAX_BACKOFF`].
+pub fn backoff(failures: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF)
 }
 
 /// Announces once to `url` (http, https or udp).
@@ -231,6 +238,29 @@ pub fn announce_once(
     } else {
         Err(TrackerError::Transport(format!(
             "unsupported tracker URL scheme: {}",
+            redact(url)
+        )))
+    }
+}
+
+/// Scrapes `url` once for `hashes` (at most [`scrape::batch_size`] of them): BEP 48 over
+/// http(s), BEP 15 over udp.
+pub fn scrape_once(
+    url: &str,
+    hashes: &[InfoHash],
+    timeout: Duration,
+    udp_retries: u32,
+) -> Result<scrape::ScrapeReply, TrackerError> {
+    if url.starts_with("udp://") {
+        let base = Duration::from_secs(15).min(timeout);
+        let mut t = udp::UdpTracker::new(url, udp_retries, base)?;
+        let mut tid = crate::state::random_u32;
+        t.scrape(hashes, &mut tid)
+    } else if let Some(scrape_url) = scrape::scrape_url(url) {
+        http::scrape(&scrape_url, hashes, timeout)
+    } else {
+        Err(TrackerError::Transport(format!(
+            "no scrape URL for {}",
             redact(url)
         )))
     }

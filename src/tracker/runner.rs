@@ -1,14 +1,18 @@
 //! The announcer: an async service that runs every live torrent's [`Schedule`], announcing on
 //! tokio's blocking pool (blocking HTTP/UDP clients with timeouts), offers the peers of each
 //! reply to the peer-address intake, records each tracker's state, and announces `stopped`
-//! when a torrent is removed and at shutdown (within `tracker.stop_timeout_secs`).
+//! when a torrent is removed and at shutdown (within `tracker.stop_timeout_secs`). It also runs
+//! the trackers' scrape schedule ([`Scrapes`]): every tracker a torrent announced to is scraped
+//! for all its torrents in batches, and the counts are recorded per torrent and tracker.
 //!
-//! It wakes only for a reason: an announce finished, the torrent table changed, the next
-//! announce is due, or shutdown. It holds a removed torrent only until it has taken the
-//! figures its `stopped` announce needs.
+//! It wakes only for a reason: an announce or scrape finished, the torrent table changed, the
+//! next announce or scrape is due, or shutdown. It holds a removed torrent only until it has
+//! taken the figures its `stopped` announce needs.
 
+use super::scrape::{self, ScrapeReply, Scrapes};
 use super::{
-    announce_once, redact, AnnounceRequest, AnnounceResponse, Event, Schedule, TrackerError,
+    announce_once, redact, scrape_once, AnnounceRequest, AnnounceResponse, Event, Schedule,
+    TrackerError,
 };
 use crate::lifecycle::{Services, Shutdown};
 use crate::metainfo::InfoHash;
@@ -21,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Most announces in flight at once.
+/// Most announces and scrapes in flight at once.
 const MAX_IN_FLIGHT: usize = 32;
 
 fn shuffle(urls: &mut [String]) {
@@ -30,10 +34,22 @@ fn shuffle(urls: &mut [String]) {
     }
 }
 
-struct Done {
+/// A finished announce of one tier, or scrape of one tracker.
+enum Done {
+    Announce(Announced),
+    Scrape(Scraped),
+}
+
+struct Announced {
     info_hash: InfoHash,
     tier: usize,
     result: Result<(String, AnnounceResponse, Duration), Vec<(String, TrackerError)>>,
+}
+
+/// The replies of one tracker's scrape, one per batch, up to the first that failed.
+struct Scraped {
+    url: String,
+    replies: Vec<Result<ScrapeReply, TrackerError>>,
 }
 
 /// A torrent's schedule and the torrent itself (while it is live).
@@ -79,6 +95,7 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
     let mut table = shared.torrents.subscribe();
     let mut in_flight = 0usize;
+    let mut scrapes = Scrapes::new(Duration::from_secs(cfg.scrape_interval_secs));
     loop {
         let now = Instant::now();
         let torrents = shared.live_torrents();
@@ -95,6 +112,7 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
                 drop(known);
                 shared.forget_trackers_of(&ih);
                 shared.forget_peers_of(&ih);
+                scrapes.forget(&ih);
                 tokio::spawn(announce_stopped(shared.clone(), stops));
             }
         }
@@ -115,12 +133,27 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
                 let (tx, retries, ih) = (tx.clone(), cfg.udp_max_retries, ctx.view.info_hash);
                 in_flight += 1;
                 tokio::task::spawn_blocking(move || {
-                    let _ = tx.send(announce_tier(ih, tier, urls, &req, timeout, retries));
+                    let done = announce_tier(ih, tier, urls, &req, timeout, retries);
+                    let _ = tx.send(Done::Announce(done));
                 });
             }
             for t in s.tiers.iter().filter(|t| !t.in_flight) {
                 next_due = Some(next_due.map_or(t.next, |n| n.min(t.next)));
             }
+        }
+        for url in scrapes.due(now) {
+            if in_flight >= MAX_IN_FLIGHT {
+                break;
+            }
+            let hashes = scrapes.begin(&url, now);
+            let (tx, retries) = (tx.clone(), cfg.udp_max_retries);
+            in_flight += 1;
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.send(Done::Scrape(scrape_tracker(url, &hashes, timeout, retries)));
+            });
+        }
+        if let Some(at) = scrapes.next_due() {
+            next_due = Some(next_due.map_or(at, |n| n.min(at)));
         }
         let due = async {
             match next_due {
@@ -134,10 +167,10 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
         tokio::select! {
             Some(done) = rx.recv() => {
                 in_flight -= 1;
-                handle(&shared, &mut schedules, done);
+                handle(&shared, &mut schedules, &mut scrapes, done);
                 while let Ok(done) = rx.try_recv() {
                     in_flight -= 1;
-                    handle(&shared, &mut schedules, done);
+                    handle(&shared, &mut schedules, &mut scrapes, done);
                 }
             }
             _ = table.changed() => {}
@@ -161,13 +194,13 @@ fn announce_tier(
     req: &AnnounceRequest,
     timeout: Duration,
     retries: u32,
-) -> Done {
+) -> Announced {
     let mut errors = Vec::new();
     for url in urls {
         let started = Instant::now();
         match announce_once(&url, req, timeout, retries) {
             Ok(resp) => {
-                return Done {
+                return Announced {
                     info_hash,
                     tier,
                     result: Ok((url, resp, started.elapsed())),
@@ -176,14 +209,47 @@ fn announce_tier(
             Err(e) => errors.push((url, e)),
         }
     }
-    Done {
+    Announced {
         info_hash,
         tier,
         result: Err(errors),
     }
 }
 
-fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done) {
+/// Scrapes one tracker for `hashes`, a batch per request, until a request fails (runs on the
+/// blocking pool).
+fn scrape_tracker(url: String, hashes: &[InfoHash], timeout: Duration, retries: u32) -> Scraped {
+    let size = scrape::batch_size(&url).unwrap_or(1);
+    let mut replies = Vec::new();
+    for batch in hashes.chunks(size) {
+        let reply = scrape_once(&url, batch, timeout, retries);
+        let failed = reply.is_err();
+        replies.push(reply);
+        if failed {
+            break;
+        }
+    }
+    Scraped { url, replies }
+}
+
+fn handle(
+    shared: &Shared,
+    schedules: &mut HashMap<InfoHash, Known>,
+    scrapes: &mut Scrapes,
+    done: Done,
+) {
+    match done {
+        Done::Announce(done) => handle_announce(shared, schedules, scrapes, done),
+        Done::Scrape(done) => handle_scrape(shared, schedules, scrapes, done),
+    }
+}
+
+fn handle_announce(
+    shared: &Shared,
+    schedules: &mut HashMap<InfoHash, Known>,
+    scrapes: &mut Scrapes,
+    done: Announced,
+) {
     let now = Instant::now();
     let Some((s, ctx)) = schedules.get_mut(&done.info_hash) else {
         return;
@@ -193,6 +259,7 @@ fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done)
     match done.result {
         Ok((url, resp, latency)) => {
             s.succeeded(done.tier, &url, &resp, now);
+            scrapes.announced(&url, done.info_hash, now);
             stats.count_announce(AnnounceResult::Ok, latency);
             if let Some(w) = &resp.warning {
                 tracing::warn!(torrent = %ctx.name, tracker = %redact(&url), "tracker warning: {w}");
@@ -233,6 +300,70 @@ fn handle(shared: &Shared, schedules: &mut HashMap<InfoHash, Known>, done: Done)
                     st.failures += 1;
                     st.next_announce = Some(s.tiers[done.tier].next);
                 });
+            }
+        }
+    }
+}
+
+/// Records a tracker's scrape: the counts of each torrent still served (the newest figures, so
+/// they replace the last announce's), the result of each request, and the next scrape.
+fn handle_scrape(
+    shared: &Shared,
+    schedules: &HashMap<InfoHash, Known>,
+    scrapes: &mut Scrapes,
+    done: Scraped,
+) {
+    let now = Instant::now();
+    let url = done.url;
+    let (mut updated, mut min_request_interval, mut error) = (0usize, None, None);
+    for reply in done.replies {
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                shared.stats.count_scrape(e.kind());
+                error = Some(e);
+                continue;
+            }
+        };
+        shared.stats.count_scrape(AnnounceResult::Ok);
+        min_request_interval = min_request_interval.max(reply.min_request_interval);
+        if reply.skipped > 0 {
+            tracing::warn!(
+                tracker = %redact(&url), skipped = reply.skipped,
+                "scrape reply: ignored entries that are not a dictionary of counts under the \
+                 info-hash of a torrent asked about"
+            );
+        }
+        for (ih, counts) in reply.files {
+            // A torrent removed meanwhile has no tracker state any more.
+            if !schedules.contains_key(&ih) {
+                continue;
+            }
+            updated += 1;
+            shared.update_tracker(ih, &url, |st| {
+                st.seeders = counts.seeders.or(st.seeders);
+                st.leechers = counts.leechers.or(st.leechers);
+                st.completed = counts.completed.or(st.completed);
+                st.last_scrape = Some(now);
+            });
+        }
+    }
+    // (A tracker left without torrents meanwhile has no schedule any more.)
+    match error {
+        Some(e) => {
+            if let Some(wait) = scrapes.failed(&url, now) {
+                tracing::warn!(
+                    tracker = %redact(&url),
+                    "scrape failed: {e}; retrying in {} s", wait.as_secs()
+                );
+            }
+        }
+        None => {
+            if let Some(wait) = scrapes.succeeded(&url, min_request_interval, now) {
+                tracing::info!(
+                    tracker = %redact(&url), torrents = updated,
+                    "scraped; next in {} s", wait.as_secs()
+                );
             }
         }
     }

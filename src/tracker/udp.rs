@@ -1,17 +1,20 @@
 //! UDP tracker protocol (BEP 15): packet encoding and checked decoding, and the blocking
-//! exchange (connect, announce, connection id reused for a minute, retransmission after
-//! 15·2^n seconds up to a bound, replies from other addresses or with other transaction ids
-//! ignored).
+//! exchange (connect, then announce or scrape; connection id reused for a minute,
+//! retransmission after 15·2^n seconds up to a bound, replies from other addresses or with
+//! other transaction ids ignored).
 //!
 //! It owns the UDP exchange only; scheduling and what to do with peers are the announcer's.
 
+use super::scrape::{ScrapeCounts, ScrapeReply, MAX_UDP_BATCH};
 use super::{AnnounceRequest, AnnounceResponse, Event, TrackerError};
+use crate::metainfo::InfoHash;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
 pub const PROTOCOL_ID: u64 = 0x0417_2710_1980;
 pub const ACTION_CONNECT: u32 = 0;
 pub const ACTION_ANNOUNCE: u32 = 1;
+pub const ACTION_SCRAPE: u32 = 2;
 pub const ACTION_ERROR: u32 = 3;
 /// How long a connection id may be used (BEP 15: one minute).
 pub const CONNECTION_ID_LIFETIME: Duration = Duration::from_secs(60);
@@ -45,6 +48,19 @@ pub fn announce_request(conn: u64, tid: u32, req: &AnnounceRequest) -> [u8; 98] 
     b[88..92].copy_from_slice(&req.key.to_be_bytes());
     b[92..96].copy_from_slice(&(req.numwant as i32).to_be_bytes());
     b[96..98].copy_from_slice(&req.port.to_be_bytes());
+    b
+}
+
+/// A scrape request for `hashes` (at most [`MAX_UDP_BATCH`]; any more are left out).
+pub fn scrape_request(conn: u64, tid: u32, hashes: &[InfoHash]) -> Vec<u8> {
+    let hashes = &hashes[..hashes.len().min(MAX_UDP_BATCH)];
+    let mut b = Vec::with_capacity(16 + 20 * hashes.len());
+    b.extend_from_slice(&conn.to_be_bytes());
+    b.extend_from_slice(&ACTION_SCRAPE.to_be_bytes());
+    b.extend_from_slice(&tid.to_be_bytes());
+    for ih in hashes {
+        b.extend_from_slice(&ih.0);
+    }
     b
 }
 
@@ -126,6 +142,37 @@ pub fn parse_announce(
     }))
 }
 
+/// Decodes a scrape reply to a request for `asked` torrents: (seeders, completed, leechers)
+/// per torrent in request order. A tracker may list fewer (the rest are unknown); entries
+/// beyond `asked` are ignored; a partial entry makes the reply malformed. `Ok(None)` for
+/// another transaction's packet.
+pub fn parse_scrape(
+    p: &[u8],
+    tid: u32,
+    asked: usize,
+) -> Result<Option<Vec<ScrapeCounts>>, TrackerError> {
+    if header(p, ACTION_SCRAPE, tid)?.is_none() {
+        return Ok(None);
+    }
+    let body = &p[8..];
+    if body.len() % 12 != 0 {
+        return Err(TrackerError::Malformed(format!(
+            "UDP scrape reply body of {} bytes is not a multiple of 12",
+            body.len()
+        )));
+    }
+    Ok(Some(
+        body.chunks_exact(12)
+            .take(asked)
+            .map(|e| ScrapeCounts {
+                seeders: Some(be32(&e[..4])),
+                completed: Some(be32(&e[4..8])),
+                leechers: Some(be32(&e[8..])),
+            })
+            .collect(),
+    ))
+}
+
 /// A UDP tracker and its cached connection id.
 pub struct UdpTracker {
     pub host_port: String,
@@ -161,11 +208,8 @@ impl UdpTracker {
         })
     }
 
-    pub fn announce(
-        &mut self,
-        req: &AnnounceRequest,
-        tid_source: &mut impl FnMut() -> u32,
-    ) -> Result<AnnounceResponse, TrackerError> {
+    /// The tracker's address and a socket to talk to it from.
+    fn open(&self) -> Result<(UdpSocket, SocketAddr), TrackerError> {
         let addr = self
             .host_port
             .to_socket_addrs()
@@ -179,17 +223,34 @@ impl UdpTracker {
         };
         let sock = UdpSocket::bind(bind)
             .map_err(|e| TrackerError::Transport(format!("UDP socket: {e}")))?;
-        let conn = match self.connection {
-            Some((id, at)) if at.elapsed() < CONNECTION_ID_LIFETIME => id,
-            _ => {
-                let tid = tid_source();
-                let id = self.exchange(&sock, addr, &connect_request(tid), |p| {
-                    parse_connect(p, tid)
-                })?;
-                self.connection = Some((id, Instant::now()));
-                id
+        Ok((sock, addr))
+    }
+
+    /// The cached connection id while it is fresh, else a new one from a connect exchange.
+    fn connection_id(
+        &mut self,
+        sock: &UdpSocket,
+        addr: SocketAddr,
+        tid_source: &mut impl FnMut() -> u32,
+    ) -> Result<u64, TrackerError> {
+        if let Some((id, at)) = self.connection {
+            if at.elapsed() < CONNECTION_ID_LIFETIME {
+                return Ok(id);
             }
-        };
+        }
+        let tid = tid_source();
+        let id = self.exchange(sock, addr, &connect_request(tid), |p| parse_connect(p, tid))?;
+        self.connection = Some((id, Instant::now()));
+        Ok(id)
+    }
+
+    pub fn announce(
+        &mut self,
+        req: &AnnounceRequest,
+        tid_source: &mut impl FnMut() -> u32,
+    ) -> Result<AnnounceResponse, TrackerError> {
+        let (sock, addr) = self.open()?;
+        let conn = self.connection_id(&sock, addr, tid_source)?;
         let tid = tid_source();
         let packet = announce_request(conn, tid, req);
         self.exchange(&sock, addr, &packet, |p| {
@@ -198,6 +259,27 @@ impl UdpTracker {
         .inspect_err(|_| {
             // A stale or refused connection id must not be reused.
             self.connection = None;
+        })
+    }
+
+    /// Scrapes `hashes` (at most [`MAX_UDP_BATCH`]; any more are left out).
+    pub fn scrape(
+        &mut self,
+        hashes: &[InfoHash],
+        tid_source: &mut impl FnMut() -> u32,
+    ) -> Result<ScrapeReply, TrackerError> {
+        let hashes = &hashes[..hashes.len().min(MAX_UDP_BATCH)];
+        let (sock, addr) = self.open()?;
+        let conn = self.connection_id(&sock, addr, tid_source)?;
+        let tid = tid_source();
+        let packet = scrape_request(conn, tid, hashes);
+        let counts = self
+            .exchange(&sock, addr, &packet, |p| parse_scrape(p, tid, hashes.len()))
+            .inspect_err(|_| self.connection = None)?;
+        Ok(ScrapeReply {
+            files: hashes.iter().copied().zip(counts).collect(),
+            min_request_interval: None,
+            skipped: 0,
         })
     }
 

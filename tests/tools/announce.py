@@ -2,11 +2,13 @@
 """Announce a seed to an HTTP tracker on its behalf (standard library only).
 
   announce.py TRACKER_HTTP_URL INFOHASH_HEX PORT [--event started|completed|stopped|none]
+              [--left BYTES]
 
 Sends one GET TRACKER_HTTP_URL?info_hash=..&peer_id=..&port=PORT&uploaded=0&downloaded=0&left=0
 &compact=1&event=started, so that the tracker lists a seed at <the address this request comes
 from>:PORT (127.0.0.1 when the tracker is on loopback; trackers such as bittorrent-tracker ignore
 an `ip=` parameter). Clients that find peers only through a tracker (aria2) then find the seed.
+With --left BYTES (more than 0) it announces a leecher that still needs that many bytes.
 Prints the decoded reply ("interval N", "complete N", "incomplete N", "peer IP:PORT" lines) and
 exits 0; exits 1 on an HTTP/network error, a `failure reason` or an undecodable reply; 2 on bad
 arguments. The peer_id is random ("-US0000-" + 12 random characters) for each run.
@@ -66,11 +68,13 @@ def peers_of(value):
 
 def main(argv):
     args = argv[1:]
-    event = "started"
-    if len(args) == 5 and args[3] == "--event":
-        event = args[4]
-        args = args[:3]
-    if len(args) != 3 or event not in ("started", "completed", "stopped", "none"):
+    opts = {"--event": "started", "--left": "0"}
+    while len(args) >= 5 and args[3] in opts:
+        opts[args[3]] = args[4]
+        args = args[:3] + args[5:]
+    event, left = opts["--event"], opts["--left"]
+    if (len(args) != 3 or event not in ("started", "completed", "stopped", "none")
+            or not left.isdigit()):
         sys.stderr.write(__doc__)
         return 2
     url, ih_hex, port = args
@@ -88,7 +92,7 @@ def main(argv):
     peer_id = ("-US0000-" + "".join(alphabet[b % 36] for b in os.urandom(12))).encode()
     query = {
         "info_hash": info_hash, "peer_id": peer_id, "port": str(port_n), "uploaded": "0",
-        "downloaded": "0", "left": "0", "compact": "1", "numwant": "50",
+        "downloaded": "0", "left": left, "compact": "1", "numwant": "50",
     }
     if event != "none":
         query["event"] = event

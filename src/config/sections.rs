@@ -1,0 +1,172 @@
+//! The configuration's smaller tables: `[hashing]`, `[tracker]`, `[metrics]`, `[watch]`,
+//! `[log]` and `[[torrent]]`, each a serde struct with its built-in defaults (re-exported by
+//! [`crate::config`], which owns the whole file's shape, loading and validation).
+//!
+//! Settings' shapes and defaults only: it reads no file and starts nothing.
+
+use crate::units::{ByteRate, ByteSize};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashingConfig {
+    /// Threads hashing pieces (0 = one per core).
+    pub threads: usize,
+    /// Torrents checked at the same time at startup.
+    pub parallel_torrents: usize,
+    /// Keep fast-resume records so restarts skip hashing unchanged files.
+    pub resume: bool,
+    /// Directory of fast-resume records; empty = $STATE_DIRECTORY/resume (systemd), else
+    /// $XDG_STATE_HOME/uringseed/resume, else ~/.local/state/uringseed/resume.
+    pub resume_dir: PathBuf,
+}
+
+impl Default for HashingConfig {
+    fn default() -> Self {
+        HashingConfig {
+            threads: 0,
+            parallel_torrents: 2,
+            resume: true,
+            resume_dir: PathBuf::new(),
+        }
+    }
+}
+
+impl HashingConfig {
+    /// Where resume records go, or `None` when resume is off or no directory can be found.
+    pub fn resume_dir(&self) -> Option<PathBuf> {
+        if !self.resume {
+            return None;
+        }
+        if !self.resume_dir.as_os_str().is_empty() {
+            return Some(self.resume_dir.clone());
+        }
+        default_state_dir().map(|d| d.join("resume"))
+    }
+}
+
+/// $STATE_DIRECTORY (systemd; the first of several), else $XDG_STATE_HOME/uringseed, else
+/// ~/.local/state/uringseed.
+pub(super) fn default_state_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = env("STATE_DIRECTORY") {
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return Some(PathBuf::from(first));
+    }
+    if let Some(d) = env("XDG_STATE_HOME") {
+        return Some(d.join("uringseed"));
+    }
+    env("HOME").map(|h| h.join(".local/state/uringseed"))
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// Announce to the torrents' trackers.
+    pub announce: bool,
+    /// Peers asked for per announce.
+    pub numwant: u32,
+    /// Seconds an HTTP announce (or one UDP round trip) may take.
+    pub timeout_secs: u64,
+    /// UDP retransmissions after the first try (BEP 15 allows 8; each waits twice as long).
+    pub udp_max_retries: u32,
+    /// Connect out to peers the trackers return.
+    pub connect_out: bool,
+    /// Seconds allowed at shutdown for announcing `stopped`.
+    pub stop_timeout_secs: u64,
+    /// Seconds between scrapes of a tracker (the swarm counts of all its torrents at once);
+    /// a tracker's `min_request_interval` wins when longer. 0 = never scrape.
+    pub scrape_interval_secs: u64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            announce: true,
+            numwant: 50,
+            timeout_secs: 20,
+            udp_max_retries: 2,
+            connect_out: true,
+            stop_timeout_secs: 5,
+            scrape_interval_secs: 1800,
+        }
+    }
+}
+
+/// Default address of the metrics endpoint.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9437";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve /metrics, /healthz and /readyz.
+    pub enabled: bool,
+    /// Address of the endpoint. When left at the default and that port is taken, the server
+    /// warns and runs without metrics; an address set here must be free.
+    pub listen: Option<SocketAddr>,
+    /// Series per torrent (info-hash and name labels): off by default, for cardinality.
+    pub per_torrent: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: None,
+            per_torrent: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    /// Directory watched for new .torrent files to seed (empty = off).
+    pub dir: PathBuf,
+    /// Data directory (save path) of torrents found in the watch directory.
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// "text" or "json" (one JSON object per line, for log shippers).
+    pub format: String,
+    /// error, warn, info, debug or trace.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TorrentConfig {
+    /// Path of the .torrent file (relative paths are relative to the config file).
+    pub torrent: PathBuf,
+    /// Directory holding the torrent's content, as a client's save path.
+    pub data: PathBuf,
+    /// Upload cap for this torrent in bytes per second (0 = only the server's cap).
+    #[serde(default)]
+    pub upload_rate_limit: ByteRate,
+    /// Bytes this torrent may upload per quota period (`server.upload_quota_period`; 0 = none).
+    #[serde(default)]
+    pub upload_quota: ByteSize,
+}
