@@ -87,13 +87,6 @@ fn expect_download(client: &mut Proc, root: &Path, got: &Path, empty: bool, othe
     }
 }
 
-/// A `key value` number a client printed.
-fn number(p: &Proc, key: &str) -> f64 {
-    value_of(&p.stdout_text(), key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{}: no {key} line\n{}", p.name, p.report()))
-}
-
 #[test]
 fn magnet_command_prints_every_tier_and_libtorrent_reads_it_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -310,23 +303,6 @@ fn webtorrent_downloads_from_the_magnet_link() {
     s.finish(&mut wt, &out.join("tree"), true);
 }
 
-/// Raises this process's soft limit on open files (inherited by the seed it starts) to at
-/// least `need`; false if the hard limit is lower.
-fn raise_open_files(need: u64) -> bool {
-    // SAFETY: plain getrlimit/setrlimit on this process.
-    unsafe {
-        let mut r: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 || r.rlim_max < need {
-            return false;
-        }
-        if r.rlim_cur < need {
-            r.rlim_cur = need;
-            return libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0;
-        }
-    }
-    true
-}
-
 #[test]
 fn libtorrent_fetches_an_info_dictionary_over_1_mib_from_a_magnet_link() {
     if !have_libtorrent() {
@@ -421,34 +397,6 @@ fn pex_leecher(dir: &Path, torrent: &Path, peer: &str, ip: &str, env: &[(&str, &
     vars.extend_from_slice(env);
     let args = ["pex-leech", path_str(torrent), path_str(&out), peer, "300"];
     spawn_lt(&format!("leecher-{ip}"), &args, &vars, dir)
-}
-
-/// What leecher `from` printed about peers at `ip` (every connection): (any with source pex,
-/// payload bytes downloaded from them).
-fn heard_of(from: &Proc, ip: &str) -> (bool, u64) {
-    let lines = peer_lines(&from.stdout_text());
-    let at_ip = lines.values().filter(|p| p.ip == ip);
-    at_ip.fold((false, 0), |(pex, down), p| {
-        (pex || p.via_pex(), down + p.down)
-    })
-}
-
-/// SIGTERM to each leecher: each must print its final peer lines and exit 0 within 15 s.
-/// Returns what went wrong, if anything.
-fn stop_leechers(leechers: &mut [Proc]) -> Option<String> {
-    let mut problems = Vec::new();
-    for l in leechers.iter_mut() {
-        let status = l.terminate(Duration::from_secs(15));
-        if !status.is_some_and(|s| s.success()) {
-            problems.push(format!("{} did not exit 0 on SIGTERM: {status:?}", l.name));
-        }
-    }
-    (!problems.is_empty()).then(|| problems.join("\n"))
-}
-
-/// Every given process's output, for failure messages.
-fn reports(procs: &[&Proc]) -> String {
-    procs.iter().map(|p| p.report()).collect()
 }
 
 #[test]

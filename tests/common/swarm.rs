@@ -1,7 +1,9 @@
 //! Clients that join by magnet link or learn peers by peer exchange (tests/tools/lt_magnet.py
 //! through lt_tool.py), what they print, and a seed that is uringseed or, with
 //! `URINGSEED_TEST_SEED=libtorrent`, the libtorrent reference seed (`lt_tool.py seed`), so a
-//! test's harness can be checked against a client that already speaks the protocol.
+//! test's harness can be checked against a client that already speaks the protocol. Also: what
+//! a pex-leech heard of a peer, stopping leechers, and raising the open-files limit for a seed
+//! of many files.
 
 use super::proc::{run, serve_args, stdout, uringseed, Proc, Seed, Serve};
 use super::tools_dir;
@@ -184,4 +186,56 @@ impl TestSeed {
             self.proc.report()
         );
     }
+}
+
+/// A `key value` number a client printed.
+pub fn number(p: &Proc, key: &str) -> f64 {
+    value_of(&p.stdout_text(), key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{}: no {key} line\n{}", p.name, p.report()))
+}
+
+/// What leecher `from` printed about peers at `ip` (every connection): (any with source pex,
+/// payload bytes downloaded from them).
+pub fn heard_of(from: &Proc, ip: &str) -> (bool, u64) {
+    let lines = peer_lines(&from.stdout_text());
+    let at_ip = lines.values().filter(|p| p.ip == ip);
+    at_ip.fold((false, 0), |(pex, down), p| {
+        (pex || p.via_pex(), down + p.down)
+    })
+}
+
+/// SIGTERM to each leecher: each must print its final peer lines and exit 0 within 15 s.
+/// Returns what went wrong, if anything.
+pub fn stop_leechers(leechers: &mut [Proc]) -> Option<String> {
+    let mut problems = Vec::new();
+    for l in leechers.iter_mut() {
+        let status = l.terminate(Duration::from_secs(15));
+        if !status.is_some_and(|s| s.success()) {
+            problems.push(format!("{} did not exit 0 on SIGTERM: {status:?}", l.name));
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("\n"))
+}
+
+/// Every given process's output, for failure messages.
+pub fn reports(procs: &[&Proc]) -> String {
+    procs.iter().map(|p| p.report()).collect()
+}
+
+/// Raises this process's soft limit on open files (inherited by the seed it starts) to at
+/// least `need`; false if the hard limit is lower.
+pub fn raise_open_files(need: u64) -> bool {
+    // SAFETY: plain getrlimit/setrlimit on this process.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 || r.rlim_max < need {
+            return false;
+        }
+        if r.rlim_cur < need {
+            r.rlim_cur = need;
+            return libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0;
+        }
+    }
+    true
 }
