@@ -1,4 +1,4 @@
-//! Command line entry point: `uringseed serve`, `make`, `verify` and `check-config`.
+//! Command line entry point: `uringseed serve`, `make`, `verify`, `magnet` and `check-config`.
 //!
 //! It parses the command line and calls the library; it holds no logic of its own beyond printing.
 
@@ -88,6 +88,11 @@ enum Command {
         /// No progress display.
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// Print a torrent's magnet link (info-hash, name, total length and every tracker).
+    Magnet {
+        /// The .torrent file.
+        torrent: PathBuf,
     },
     /// Check a configuration file and print the effective settings.
     CheckConfig {
@@ -248,6 +253,10 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             threads,
             quiet,
         } => verify(&torrent, &data, json, threads, quiet),
+        Command::Magnet { torrent } => {
+            println!("{}", uringseed::metainfo::load(&torrent)?.magnet());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { file } => check_config(&file),
     }
 }

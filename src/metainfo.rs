@@ -97,28 +97,40 @@ impl Torrent {
             .min(self.total_length.saturating_sub(start))
     }
 
-    /// Magnet link with the info-hash, name and trackers.
+    /// The torrent's magnet link (BEP 9), the one place that builds it: `xt=urn:btih:` with
+    /// the info-hash in hex, `dn` (the name), `xl` (the total length in bytes) and a `tr` for
+    /// every tracker of every tier, in tier order, each URL once (a magnet link has no tiers).
+    /// Values are percent-encoded as RFC 3986 says for a query component: every byte but the
+    /// unreserved characters (`A-Z a-z 0-9 - . _ ~`), UTF-8 included, becomes `%XX`.
     pub fn magnet(&self) -> String {
         let mut m = format!(
-            "magnet:?xt=urn:btih:{}&dn={}",
+            "magnet:?xt=urn:btih:{}&dn={}&xl={}",
             self.info_hash,
-            pct(&self.name)
+            pct(&self.name),
+            self.total_length
         );
+        let mut seen = std::collections::HashSet::new();
         for url in self.trackers.iter().flatten() {
-            m.push_str("&tr=");
-            m.push_str(&pct(url));
+            if seen.insert(url.as_str()) {
+                m.push_str("&tr=");
+                m.push_str(&pct(url));
+            }
         }
         m
     }
 }
 
+/// RFC 3986 percent-encoding of everything but the unreserved characters.
 fn pct(s: &str) -> String {
-    let mut out = String::new();
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(DIGITS[usize::from(b >> 4)] as char);
+            out.push(DIGITS[usize::from(b & 15)] as char);
         }
     }
     out
@@ -434,5 +446,74 @@ impl Ctx<'_> {
     fn uint(&self, node: &Node<'_>, field: &str) -> Result<u64, MetainfoError> {
         let n = self.int(node, field)?;
         u64::try_from(n).map_err(|_| self.err(field, format!("must not be negative (got {n})")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn torrent(name: &str, trackers: Vec<Vec<&str>>) -> Torrent {
+        Torrent {
+            info_hash: InfoHash([0xab; 20]),
+            name: name.to_string(),
+            piece_length: 16384,
+            piece_hashes: vec![[0; 20]; 2],
+            files: Vec::new(),
+            single_file: true,
+            total_length: 20_000,
+            private: false,
+            source: None,
+            announce: None,
+            trackers: trackers
+                .into_iter()
+                .map(|t| t.into_iter().map(String::from).collect())
+                .collect(),
+            comment: None,
+            created_by: None,
+            creation_date: None,
+        }
+    }
+
+    #[test]
+    fn magnet_carries_hash_name_length_and_every_tier() {
+        let t = torrent(
+            "a b&c=d+é~x.y-z_",
+            vec![
+                vec!["http://t.example/announce?passkey=1&x=2", "udp://u:80"],
+                vec!["http://second/announce"],
+                vec!["udp://u:80"],
+            ],
+        );
+        assert_eq!(
+            t.magnet(),
+            format!(
+                "magnet:?xt=urn:btih:{}&dn=a%20b%26c%3Dd%2B%C3%A9~x.y-z_&xl=20000\
+                 &tr=http%3A%2F%2Ft.example%2Fannounce%3Fpasskey%3D1%26x%3D2\
+                 &tr=udp%3A%2F%2Fu%3A80&tr=http%3A%2F%2Fsecond%2Fannounce",
+                "ab".repeat(20)
+            )
+        );
+    }
+
+    #[test]
+    fn magnet_without_trackers_has_no_tr() {
+        let m = torrent("n", Vec::new()).magnet();
+        assert_eq!(
+            m,
+            format!("magnet:?xt=urn:btih:{}&dn=n&xl=20000", "ab".repeat(20))
+        );
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_characters() {
+        let all: String = (1u8..128).map(char::from).collect();
+        let enc = pct(&all);
+        let kept: String = enc.split('%').map(|p| p.get(2..).unwrap_or("")).collect();
+        assert!(kept
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)));
+        assert_eq!(kept.len(), 26 * 2 + 10 + 4);
+        assert_eq!(pct("\u{7f}/%"), "%7F%2F%25");
     }
 }

@@ -64,10 +64,13 @@ fn serve_path_makes_torrent_prints_magnet_and_exits_cleanly_on_sigterm() {
     let torrent = metainfo::load(&dir.path().join(&got["torrent"])).unwrap();
     assert_eq!(got["torrent"], "tree.torrent");
     assert_eq!(got["info-hash"], torrent.info_hash.to_hex());
-    assert!(got["magnet"].starts_with(&format!(
-        "magnet:?xt=urn:btih:{}&dn=tree&tr=http",
-        torrent.info_hash
-    )));
+    assert_eq!(
+        got["magnet"],
+        format!(
+            "magnet:?xt=urn:btih:{}&dn=tree&xl={}&tr=http%3A%2F%2F127.0.0.1%3A1%2Fannounce",
+            torrent.info_hash, torrent.total_length
+        )
+    );
     // A peer gets the first block of the data it was made from.
     let mut s = TcpStream::connect(got["listening"].as_str()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

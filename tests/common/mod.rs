@@ -1,8 +1,9 @@
 //! Shared helpers for integration tests, by concern: [`proc`] (running the binary and other
-//! child processes), [`clients`] (real BitTorrent clients and tree checks), [`tracker`] (the
-//! npm tracker and its announce log), [`data`] (test data and metric parsing), [`raw`] (a raw
-//! peer over a socket) and [`harness`] (the in-process connection harness). Each test file
-//! uses what it needs; the rest is dead code there.
+//! child processes), [`clients`] (real BitTorrent clients and tree checks), [`swarm`] (clients
+//! by magnet link and peer exchange, and a seed that may be the libtorrent reference seed),
+//! [`tracker`] (the npm tracker and its announce log), [`data`] (test data and metric parsing),
+//! [`raw`] (a raw peer over a socket) and [`harness`] (the in-process connection harness). Each
+//! test file uses what it needs; the rest is dead code there.
 #![allow(dead_code, unused_imports)]
 
 pub mod clients;
@@ -10,11 +11,13 @@ pub mod data;
 pub mod harness;
 pub mod proc;
 pub mod raw;
+pub mod swarm;
 pub mod tracker;
 
 pub use clients::*;
 pub use data::*;
 pub use proc::*;
+pub use swarm::*;
 pub use tracker::*;
 
 use std::path::{Path, PathBuf};

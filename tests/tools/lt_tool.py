@@ -34,7 +34,22 @@
                                            "listening PORT" then "ready INFOHASH" once seeding, then
                                            runs until SIGTERM/SIGINT (announces stopped, exit 0) or
                                            TIMEOUT seconds (default 600; exit 1); exit 1 if the data
-                                           is incomplete
+                                           is incomplete (env LT_UPLOAD_RATE=BYTES/S caps its upload,
+                                           also to loopback peers)
+  lt_tool.py magnet-info MAGNET            print the infohash, name, trackers and peers libtorrent's
+                                           parse_magnet_uri reads from MAGNET
+  lt_tool.py magnet-download MAGNET SAVE_DIR PEER|- TIMEOUT
+                                           download given only MAGNET: peers from its trackers, or by
+                                           dialling PEER (HOST:PORT); prints metadata_seconds, then
+                                           metadata_bytes, files, infohash, state, downloaded, seconds
+                                           (LT_STOP_AT_METADATA=1 stops once the metadata is in)
+  lt_tool.py pex-leech TORRENT SAVE_DIR PEER TIMEOUT
+                                           leech knowing only PEER, peer exchange on; prints
+                                           "listening IP:PORT", "peer IP:PORT source=S down=N at=T"
+                                           for each peer it talked to, then state, downloaded
+                                           (LT_BIND_IP, LT_DOWNLOAD_RATE as for download;
+                                           LT_PEX_ON_PRIVATE=1 keeps ut_pex on for a private torrent)
+                                           magnet-info, magnet-download and pex-leech live in lt_magnet.py
 Output is one "key value" pair per line. DHT, LSD, UPnP, NAT-PMP off; create/info/rehash do no
 networking and do not listen; download listens on 127.0.0.1 (random port) only and dials only the
 peer it is given; tracker_download and seed listen on 127.0.0.1 (random port) and talk only to the
@@ -328,6 +343,14 @@ def seed(torrent, save_dir, tracker_url, timeout):
     if tracker_url not in (None, "", "-"):
         params.trackers = [tracker_url]
     h = ses.add_torrent(params)
+    # LT_UPLOAD_RATE: cap the upload (bytes/s), for the global and the local (loopback) peer class.
+    rate = int(os.environ.get("LT_UPLOAD_RATE") or 0)
+    if rate > 0:
+        ses.apply_settings({"upload_rate_limit": rate})
+        pc = ses.get_peer_class(ses.local_peer_class_id)
+        pc["upload_limit"] = rate
+        ses.set_peer_class(ses.local_peer_class_id, pc)
+        log(t0, "upload rate limited to %d B/s" % rate)
     print("listening", ses.listen_port())
     sys.stdout.flush()
     log(t0, "listening on 127.0.0.1:%d; trackers: %s"
@@ -441,5 +464,9 @@ if __name__ == "__main__":
             sys.stderr.write("lt_tool.py seed: TIMEOUT must be a positive number\n")
             sys.exit(2)
         seed(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) >= 5 else None, secs)
+    elif cmd in ("magnet-info", "magnet-download", "pex-leech"):
+        sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+        import lt_magnet
+        lt_magnet.main(sys.argv[1:])
     else:
         sys.exit("unknown command " + cmd)

@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // Download a torrent from one given peer with the webtorrent@1 library (a real client).
 //
-//   node tests/tools/webtorrent_get.js TORRENT_FILE OUT_DIR PEER_HOST:PEER_PORT TIMEOUT_SECS
+//   node tests/tools/webtorrent_get.js TORRENT_FILE|MAGNET OUT_DIR PEER_HOST:PEER_PORT|- TIMEOUT_SECS
 //
 // No DHT, no LSD, no trackers, no web seeds, no uTP; the only peer is the one given (ut_pex cannot
-// be switched off in webtorrent@1, but it only learns peers from that peer). Files land in
+// be switched off in webtorrent@1, but it only learns peers from that peer). A magnet link
+// (`magnet:?...`) in place of the file: the metadata comes from the peers (BEP 9). PEER `-`
+// (a magnet only): no peer is given; the tracker client is on and announces to the magnet's own
+// `tr` trackers, the only source of peers. Files land in
 // OUT_DIR/<torrent name>/... for a multi-file torrent, OUT_DIR/<name> for a single file.
 // The client's own listening socket is bound to 127.0.0.1 (random port).
 // Progress goes to stderr once a second. Exit 0 once 'done' fired (every piece verified and written)
@@ -17,7 +20,7 @@ const path = require('path')
 
 function usage (msg) {
   if (msg) process.stderr.write(`webtorrent_get.js: ${msg}\n`)
-  process.stderr.write('usage: node webtorrent_get.js TORRENT_FILE OUT_DIR PEER_HOST:PEER_PORT TIMEOUT_SECS\n')
+  process.stderr.write('usage: node webtorrent_get.js TORRENT_FILE|MAGNET OUT_DIR PEER_HOST:PEER_PORT|- TIMEOUT_SECS\n')
   process.exit(2)
 }
 
@@ -26,7 +29,10 @@ if (args.length !== 4) usage()
 const [torrentFile, outDir, peer, timeoutArg] = args
 const timeoutS = Number(timeoutArg)
 if (!(timeoutS > 0)) usage('TIMEOUT_SECS must be a positive number')
-if (!/^(\[[0-9a-fA-F:.]+\]|[^:]+):\d+$/.test(peer)) usage('peer must be HOST:PORT (or [IPv6]:PORT)')
+const isMagnet = torrentFile.startsWith('magnet:')
+const viaTrackers = peer === '-'
+if (viaTrackers && !isMagnet) usage('PEER - (trackers) needs a magnet link')
+if (!viaTrackers && !/^(\[[0-9a-fA-F:.]+\]|[^:]+):\d+$/.test(peer)) usage('peer must be HOST:PORT (or [IPv6]:PORT)')
 
 // webtorrent@1 listens for incoming peers with tcpServer.listen(port) on every interface; keep it
 // on loopback. (Only listen(number[, callback]) calls are changed.)
@@ -61,23 +67,26 @@ function finish (code, msg) {
   }
 }
 
-let torrentBuf
-try {
-  torrentBuf = fs.readFileSync(torrentFile)
-} catch (err) {
-  usage(`cannot read ${torrentFile}: ${err.message}`)
+let torrentId = torrentFile
+if (!isMagnet) {
+  try {
+    torrentId = fs.readFileSync(torrentFile)
+  } catch (err) {
+    usage(`cannot read ${torrentFile}: ${err.message}`)
+  }
 }
 fs.mkdirSync(outDir, { recursive: true })
 
-client = new WebTorrent({ dht: false, lsd: false, tracker: false, webSeeds: false, utp: false })
+client = new WebTorrent({ dht: false, lsd: false, tracker: viaTrackers, webSeeds: false, utp: false })
 client.on('error', err => finish(1, `client error: ${err.message || err}`))
 
 const timer = setTimeout(() => finish(1, `timeout after ${timeoutS}s`), timeoutS * 1000)
 
-const torrent = client.add(torrentBuf, { path: outDir })
+const torrent = client.add(torrentId, { path: outDir })
 torrent.on('error', err => finish(1, `torrent error: ${err.message || err}`))
 torrent.on('warning', err => log(`warning: ${err.message || err}`))
 torrent.on('infoHash', () => log(`infohash ${torrent.infoHash}`))
+torrent.on('metadata', () => log(`metadata: ${torrent.name}, ${torrent.files.length} files`))
 torrent.on('ready', () => {
   log(`ready: ${torrent.name}, ${torrent.files.length} files, ${torrent.length} bytes, ` +
       `${torrent.pieces.length} pieces of ${torrent.pieceLength}`)
@@ -90,8 +99,12 @@ torrent.on('done', () => {
 })
 
 // addPeer before 'infoHash'/'ready' is fine: webtorrent queues it until discovery starts.
-if (!torrent.addPeer(peer)) log(`addPeer(${peer}) refused`)
-log(`added peer ${peer}, path ${outDir}`)
+if (viaTrackers) {
+  log(`peers from the magnet's trackers only, path ${outDir}`)
+} else {
+  if (!torrent.addPeer(peer)) log(`addPeer(${peer}) refused`)
+  log(`added peer ${peer}, path ${outDir}`)
+}
 
 const progress = setInterval(() => {
   if (finished) return
