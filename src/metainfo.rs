@@ -472,6 +472,7 @@ mod tests {
             comment: None,
             created_by: None,
             creation_date: None,
+            info_bytes: Vec::new(),
         }
     }
 

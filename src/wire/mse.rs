@@ -407,19 +407,23 @@ impl Responder {
                         if *len > MAX_IA {
                             return Err(MseError::BadLength);
                         }
-                        *stage = 2;
-                    }
-                    // IA (always RC4), then our answer
-                    _ => {
-                        let Some(ia) = self.input.take(*len, rx) else {
-                            return Ok(None);
-                        };
-                        let initial = ia.to_vec();
+                        // Our answer goes out now, not after IA: it does not depend on IA,
+                        // and an initiator that writes IA separately (libtorrent does) may
+                        // hold that small write (Nagle) until this reply acknowledges its
+                        // last one; waiting for IA cost such a client a delayed ACK (~40 ms).
                         let mut answer = VC.to_vec();
                         answer.extend_from_slice(&method.to_be_bytes());
                         answer.extend_from_slice(&0u16.to_be_bytes());
                         tx.apply(&mut answer);
                         self.out.extend_from_slice(&answer);
+                        *stage = 2;
+                    }
+                    // IA (always RC4)
+                    _ => {
+                        let Some(ia) = self.input.take(*len, rx) else {
+                            return Ok(None);
+                        };
+                        let initial = ia.to_vec();
                         return Ok(Some(establish(&mut self.state, &mut self.input, initial)));
                     }
                 },

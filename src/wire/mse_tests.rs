@@ -249,3 +249,35 @@ fn hostile_input_fails_within_bounds() {
     third[40] ^= 1;
     assert_eq!(b.feed(&third, find).err(), Some(MseError::BadVc));
 }
+
+#[test]
+fn the_answer_goes_out_before_the_initial_payload_arrives() {
+    // libtorrent writes its handshake (IA) apart from the rest of the third message; a reply
+    // held back until IA arrives cost it a delayed ACK per connection.
+    let ia = b"\x13BitTorrent protocol handshake".to_vec();
+    let mut a = Initiator::new([3; 20], vec![], IH, CRYPTO_RC4, ia.clone());
+    let mut b = Responder::new(
+        [4; 20],
+        vec![],
+        Policy {
+            allow_plaintext: true,
+            prefer_rc4: false,
+        },
+    );
+    assert!(b.feed(&a.take_output(), find).unwrap().is_none());
+    assert!(a.feed(&b.take_output()).unwrap().is_none());
+    let third = a.take_output();
+    let (fields, ia_bytes) = third.split_at(third.len() - ia.len());
+    assert!(b.feed(fields, find).unwrap().is_none(), "IA still missing");
+    let answer = b.take_output();
+    assert_eq!(
+        answer.len(),
+        14,
+        "VC, crypto_select, len(PadD) sent before IA"
+    );
+    let eb = b.feed(ia_bytes, find).unwrap().expect("B done with IA");
+    assert_eq!(eb.initial, ia);
+    assert!(b.take_output().is_empty(), "the answer is sent once");
+    let ea = a.feed(&answer).unwrap().expect("A done");
+    assert_eq!(ea.method, eb.method);
+}
