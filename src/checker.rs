@@ -206,7 +206,7 @@ fn check_and_open(
     let t = &spec.torrent;
     let layout = Layout::new(t);
     let files = Arc::new(DataFiles::open(&layout, &spec.data_dir));
-    let have = if spec.just_hashed {
+    let have = if spec.just_hashed && !spec.force_check {
         // Hashed moments ago by `make`; the files it opened are the ones served.
         for p in files.problems() {
             tracing::warn!(torrent = %t.name, "data: {p}; its pieces will not be served");
@@ -224,10 +224,19 @@ fn check_and_open(
         }
         have
     } else {
-        check(shared, t, &layout, &files, checking, show_progress)
+        check(
+            shared,
+            t,
+            &layout,
+            &files,
+            checking,
+            show_progress,
+            spec.force_check,
+        )
     };
     let upload = shared.torrent_upload(&t.info_hash, &spec.limits);
     let ctx = TorrentCtx::new(&shared.config, t, spec.data_dir, files, &have, upload);
+    ctx.set_slots(shared.upload_slots());
     if shared.upload.paused() || ctx.upload.paused() {
         // A quota is used up with no rate left: it comes up with every peer choked.
         ctx.set_paused(true, Instant::now());
@@ -242,19 +251,22 @@ fn check(
     files: &DataFiles,
     checking: &Checking,
     show_progress: bool,
+    force: bool,
 ) -> Vec<u8> {
     let config = &shared.config;
     let stats = &shared.stats;
     let resume_dir = config.hashing.resume_dir();
-    let previous = resume_dir.as_deref().and_then(|dir| {
-        match ResumeRecord::load(dir, &t.info_hash, layout.files().len(), t.num_pieces()) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(torrent = %t.name, "ignoring resume record: {e}");
-                None
+    // A recheck hashes everything; its result replaces the record.
+    let previous =
+        resume_dir.as_deref().filter(|_| !force).and_then(|dir| {
+            match ResumeRecord::load(dir, &t.info_hash, layout.files().len(), t.num_pieces()) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(torrent = %t.name, "ignoring resume record: {e}");
+                    None
+                }
             }
-        }
-    });
+        });
     let started = Instant::now();
     let progress = Progress::follow(
         &format!("checking {}", t.name),

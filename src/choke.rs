@@ -101,6 +101,11 @@ impl Choker {
         changes
     }
 
+    /// Changes the number of regular slots; the next tick fills or rotates to it.
+    pub fn set_slots(&mut self, slots: usize) {
+        self.slots = slots;
+    }
+
     /// Pauses (every peer choked, none unchoked until resumed) or resumes (free slots
     /// filled at once).
     pub fn set_paused(&mut self, paused: bool, now: Instant) -> Vec<Change> {

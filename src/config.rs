@@ -13,7 +13,7 @@
 mod sections;
 
 pub use sections::{
-    HashingConfig, LogConfig, MetricsConfig, TorrentConfig, TrackerConfig, WatchConfig,
+    ApiConfig, HashingConfig, LogConfig, MetricsConfig, TorrentConfig, TrackerConfig, WatchConfig,
     DEFAULT_METRICS_LISTEN,
 };
 
@@ -37,6 +37,7 @@ pub struct Config {
     pub hashing: HashingConfig,
     pub tracker: TrackerConfig,
     pub metrics: MetricsConfig,
+    pub api: ApiConfig,
     pub watch: WatchConfig,
     pub log: LogConfig,
     /// Torrents to seed.
@@ -187,6 +188,18 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// The address of the one HTTP server: `api.listen`, else `metrics.listen`, else the
+    /// default; and whether it was set (a set address must be free).
+    pub fn http_listen(&self) -> (SocketAddr, bool) {
+        match self.api.listen.or(self.metrics.listen) {
+            Some(a) => (a, true),
+            None => (
+                DEFAULT_METRICS_LISTEN.parse().expect("valid default"),
+                false,
+            ),
+        }
+    }
+
     /// Reads, parses and validates a config file; relative torrent paths are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -216,6 +229,12 @@ impl Config {
         if !config.server.state_dir.as_os_str().is_empty() {
             config.server.state_dir = base.join(&config.server.state_dir);
         }
+        if !config.api.token_file.as_os_str().is_empty() {
+            config.api.token_file = base.join(&config.api.token_file);
+        }
+        for r in &mut config.api.data_roots {
+            *r = base.join(&*r);
+        }
         Ok(config)
     }
 
@@ -234,6 +253,22 @@ impl Config {
             reason,
         };
         let s = &self.server;
+        if let (Some(a), Some(m)) = (self.api.listen, self.metrics.listen) {
+            if a != m {
+                return Err(err(
+                    "api.listen",
+                    format!("{a} differs from metrics.listen {m}: one HTTP server serves both; set one of them"),
+                ));
+            }
+        }
+        if let Some(a) = self.api.listen {
+            if !a.ip().is_loopback() && self.api.token_file.as_os_str().is_empty() {
+                return Err(err(
+                    "api.listen",
+                    format!("{a} is not a loopback address: set api.token_file to the token that guards it"),
+                ));
+            }
+        }
         if !(BLOCK_SIZE..=MAX_REQUEST_CEILING).contains(&s.max_request_bytes) {
             return Err(err(
                 "server.max_request_bytes",

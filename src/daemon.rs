@@ -44,6 +44,7 @@ pub fn config_specs(config: &Config) -> Result<Vec<TorrentSpec>, Box<dyn std::er
     let mut specs = Vec::new();
     for t in &config.torrents {
         let mut spec = TorrentSpec::load(&t.torrent, t.data.clone())?;
+        spec.origin = crate::state::Origin::Config;
         spec.limits = crate::state::TorrentLimits {
             upload_rate: t.upload_rate_limit.0,
             upload_quota: t.upload_quota.0,
@@ -281,7 +282,8 @@ impl Control<'_> {
             // when its modification time changes.
             let previous = self.watched.get(&path).and_then(|(_, ih)| *ih);
             let loaded = match TorrentSpec::load(&path, data.to_path_buf()) {
-                Ok(spec) => {
+                Ok(mut spec) => {
+                    spec.origin = crate::state::Origin::Watch;
                     let ih = spec.torrent.info_hash;
                     if previous != Some(ih) {
                         if let Some(old) = previous {

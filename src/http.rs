@@ -1,20 +1,24 @@
-//! The server's own HTTP endpoints (the metrics endpoint now; a control API may join it): an
-//! HTTP/1.1 server on hyper, run inside an async service's tokio runtime, with the limits a
-//! small endpoint on a possibly hostile network needs. At most [`Limits::max_connections`]
-//! connections are answered at once (more are closed at once); request heads larger than
-//! [`Limits::max_header_bytes`] get 431; each connection has [`Limits::deadline`] in all to send
-//! its request and take the reply, so a client trickling bytes holds its slot no longer.
-//! Routes are exact paths answered for GET and HEAD (HEAD: the GET reply's headers, no body);
-//! other methods get 405 with `Allow`, unknown paths 404.
+//! The server's own HTTP endpoints (metrics, health, the control API and its page): an HTTP/1.1
+//! server on hyper, run inside an async service's tokio runtime, with the limits an endpoint on
+//! a possibly hostile network needs. At most [`Limits::max_connections`] connections are
+//! answered at once (more are closed at once); request heads larger than
+//! [`Limits::max_header_bytes`] get 431, and a head not complete within
+//! [`Limits::header_timeout`] closes the connection; bodies larger than
+//! [`Limits::max_body_bytes`] get 413 (at once when `Content-Length` says so, else when the
+//! body passes it); each connection has [`Limits::deadline`] in all, so a client trickling
+//! bytes holds its slot no longer. Exact-path routes answer GET and HEAD (HEAD: the GET reply's
+//! headers, no body; other methods get 405 with `Allow`); prefix routes get every method and
+//! the whole request, and run on the blocking pool. Unknown paths get 404.
 //!
 //! It owns sockets, HTTP framing and the limits, nothing about what the routes answer.
 
 use crate::lifecycle::Shutdown;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper::header::{HeaderName, HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{HeaderMap, Method, Response, StatusCode, Uri};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +31,27 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Time for the whole exchange: request in, reply out.
     pub deadline: Duration,
+    /// Time for the request head to arrive.
+    pub header_timeout: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+/// A whole request, as a prefix route sees it.
+#[derive(Debug)]
+pub struct Request {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub peer: std::net::SocketAddr,
+}
+
+impl Request {
+    /// The value of header `name`, if it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 /// A route's answer to GET.
@@ -35,6 +60,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub content_type: &'static str,
     pub body: Bytes,
+    /// More headers (`Set-Cookie`, `Location`, `Allow`, `WWW-Authenticate`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Reply {
@@ -43,7 +70,14 @@ impl Reply {
             status,
             content_type,
             body: body.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// The same reply with one more header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Reply {
+        self.headers.push((name, value));
+        self
     }
 
     pub fn text(status: StatusCode, body: &'static str) -> Reply {
@@ -52,11 +86,13 @@ impl Reply {
 }
 
 type Handler = Box<dyn Fn(&Uri) -> Reply + Send + Sync>;
+type PrefixHandler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
 
-/// Exact paths and what answers them.
+/// Exact paths and path prefixes, and what answers them.
 #[derive(Default)]
 pub struct Router {
     routes: Vec<(&'static str, Handler)>,
+    prefixes: Vec<(&'static str, PrefixHandler)>,
 }
 
 impl Router {
@@ -74,6 +110,35 @@ impl Router {
         self
     }
 
+    /// Answers every method on paths that are `prefix` or start with `prefix/` (or, for a
+    /// prefix of "/", every path no exact route takes), with the whole request.
+    pub fn prefix(
+        mut self,
+        prefix: &'static str,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Router {
+        self.prefixes.push((prefix, Arc::new(handler)));
+        self
+    }
+
+    /// The prefix route for `path`, if no exact route takes it.
+    fn prefix_for(&self, path: &str) -> Option<PrefixHandler> {
+        if self.routes.iter().any(|(p, _)| *p == path) {
+            return None;
+        }
+        self.prefixes
+            .iter()
+            .filter(|(p, _)| {
+                *p == "/"
+                    || path == *p
+                    || path
+                        .strip_prefix(*p)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, h)| h.clone())
+    }
+
     /// The response to `method` on `uri`.
     pub fn respond(&self, method: &Method, uri: &Uri) -> Response<Full<Bytes>> {
         let route = self.routes.iter().find(|(p, _)| *p == uri.path());
@@ -87,19 +152,68 @@ impl Router {
             Some((_, handler)) => handler(uri),
             None => Reply::text(StatusCode::NOT_FOUND, "not found\n"),
         };
-        let len = reply.body.len();
-        let body = if *method == Method::HEAD {
-            Bytes::new()
-        } else {
-            reply.body
-        };
-        let mut r = Response::new(Full::new(body));
-        *r.status_mut() = reply.status;
-        let h = r.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
-        // HEAD: the length the GET body has.
-        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
-        r
+        to_response(method, reply)
+    }
+}
+
+fn to_response(method: &Method, reply: Reply) -> Response<Full<Bytes>> {
+    let len = reply.body.len();
+    let body = if *method == Method::HEAD {
+        Bytes::new()
+    } else {
+        reply.body
+    };
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = reply.status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    // HEAD: the length the GET body has.
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    for (name, value) in reply.headers {
+        h.append(name, value);
+    }
+    r
+}
+
+/// Reads the body (bounded) and runs the prefix route on the blocking pool.
+async fn handle(
+    router: Arc<Router>,
+    req: hyper::Request<Incoming>,
+    peer: std::net::SocketAddr,
+    limits: Limits,
+) -> Response<Full<Bytes>> {
+    let Some(handler) = router.prefix_for(req.uri().path()) else {
+        return router.respond(req.method(), req.uri());
+    };
+    let too_large = || plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, limits.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "request body unreadable\n"),
+    };
+    let method = parts.method.clone();
+    let request = Request {
+        method: parts.method,
+        uri: parts.uri,
+        headers: parts.headers,
+        body,
+        peer,
+    };
+    match tokio::task::spawn_blocking(move || handler(&request)).await {
+        Ok(reply) => to_response(&method, reply),
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
     }
 }
 
@@ -128,8 +242,8 @@ pub async fn serve(
             r = listener.accept() => r,
             _ = shutdown.triggered() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!("{name} endpoint: accept failed: {e}");
                 tokio::select! {
@@ -144,12 +258,14 @@ pub async fn serve(
         };
         let router = router.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = router.respond(req.method(), req.uri());
-                async move { Ok::<_, Infallible>(response) }
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let router = router.clone();
+                async move { Ok::<_, Infallible>(handle(router, req, peer, limits).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(false)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             // Dropping the connection at the deadline closes it, whatever state it is in.

@@ -70,12 +70,14 @@
 //! the handshake and both backends called into it, and the shared state lived in the assembly
 //! module that imported `io`.)
 
+pub mod api;
 pub mod bencode;
 pub mod bitfield;
 pub mod blocklist;
 pub mod checker;
 pub mod choke;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod http;
 pub mod io;

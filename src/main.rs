@@ -339,6 +339,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(m) = args.metrics {
         config.metrics.enabled = true;
         config.metrics.listen = Some(m);
+        // One HTTP server: the API moves with it.
+        config.api.listen = Some(m);
     }
     if let Some(l) = &args.log_level {
         config.log.level = l.clone();
@@ -383,6 +385,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 data_dir,
                 just_hashed: true,
                 limits: Default::default(),
+                origin: Default::default(),
+                force_check: false,
             })
         }));
     }

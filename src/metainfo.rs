@@ -23,6 +23,18 @@ pub const MAX_PIECE_LENGTH: u64 = 256 << 20;
 pub struct InfoHash(pub [u8; 20]);
 
 impl InfoHash {
+    /// Parses 40 hex digits (either case).
+    pub fn from_hex(s: &str) -> Option<InfoHash> {
+        if s.len() != 40 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 20];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(InfoHash(out))
+    }
+
     /// Lower-case 40-character hex form, as clients and trackers display it.
     pub fn to_hex(&self) -> String {
         hex(&self.0)

@@ -11,15 +11,12 @@
 mod limits;
 mod swarm;
 
-use crate::lifecycle::Services;
 use crate::reasons::{CandidateResult, Label, LabelCounters, PeerSourceKind};
 use crate::state::Shared;
 use prometheus::core::Collector;
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Label values and a value.
 type Sample<T> = (Vec<String>, T);
@@ -334,45 +331,9 @@ fn resident_memory() -> Vec<(&'static str, i64)> {
     ]
 }
 
-/// Binds the endpoint and starts it as the service `metrics` ([`crate::http`]: /metrics,
-/// /healthz, /readyz for GET and HEAD); returns its address.
-pub fn spawn(
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    backend: &'static str,
-    services: &mut Services,
-) -> std::io::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
-    services.spawn_async("metrics", move |shutdown| async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("metrics endpoint not started: {e}");
-                return;
-            }
-        };
-        crate::http::serve(
-            listener,
-            Arc::new(routes(shared, backend)),
-            LIMITS,
-            shutdown,
-            "metrics",
-        )
-        .await
-    })?;
-    Ok(local)
-}
-
-/// The endpoint's limits: a hanging scraper holds one of 64 slots for 2 s at most.
-const LIMITS: crate::http::Limits = crate::http::Limits {
-    max_connections: 64,
-    max_header_bytes: 8192,
-    deadline: Duration::from_secs(2),
-};
-
-fn routes(shared: Arc<Shared>, backend: &'static str) -> crate::http::Router {
+/// The metrics routes: /metrics, /healthz, /readyz (GET and HEAD), served by
+/// [`crate::api::service`].
+pub fn routes(shared: Arc<Shared>, backend: &'static str) -> crate::http::Router {
     use crate::http::Reply;
     use hyper::StatusCode;
     let (health, ready) = (shared.clone(), shared.clone());

@@ -26,9 +26,13 @@ pub struct ServerHandle {
     pub local_addrs: Vec<SocketAddr>,
     /// Which I/O backend the workers use ("io_uring" or "portable").
     pub backend: &'static str,
-    /// Where /metrics is served, if it is.
+    /// Where the HTTP server (/metrics, the API, the page) is, if it runs.
     pub metrics_addr: Option<SocketAddr>,
+    /// The control API, if it runs.
+    pub api: Option<Arc<crate::api::Api>>,
     checker: Arc<Checker>,
+    /// Adds, removes, pauses and resumes torrents (the API and the daemon both use it).
+    pub control: Arc<crate::control::Control>,
     expected: usize,
     heartbeats: Arc<crate::watchdog::Heartbeats>,
     services: Services,
@@ -57,7 +61,7 @@ impl ServerHandle {
 
     /// Starts checking and then serving another torrent; false if it is already in the table.
     pub fn add_torrent(&self, spec: TorrentSpec) -> bool {
-        self.checker.add(spec)
+        self.control.add(spec).is_ok()
     }
 
     /// Re-reads `server.blocklist` (on SIGHUP); on error the old list stays.
@@ -68,15 +72,7 @@ impl ServerHandle {
     /// Stops serving a torrent (its check is cancelled, or its peers are disconnected and its
     /// trackers told `stopped`).
     pub fn remove_torrent(&self, info_hash: &InfoHash) -> bool {
-        match self.shared.torrents.remove(info_hash) {
-            Some(crate::state::TorrentState::Live(t)) => {
-                // Its quota count lasts the period, should it come back.
-                self.shared.carry(*info_hash, t.upload.quota.used());
-                true
-            }
-            Some(_) => true,
-            None => false,
-        }
+        self.control.remove(info_hash).is_some()
     }
 
     /// Applies new upload limits (SIGHUP): the server's, and those of the live torrents in
@@ -153,33 +149,26 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     spawn_choker(shared.clone(), &mut services)?;
     spawn_dialer(shared.clone(), &mut services)?;
     crate::tracker::spawn(shared.clone(), &mut services)?;
-    let mut metrics_addr = None;
-    if shared.config.metrics.enabled {
-        let m = &shared.config.metrics;
-        let addr = m.listen.unwrap_or_else(|| {
-            crate::config::DEFAULT_METRICS_LISTEN
-                .parse()
-                .expect("valid default")
-        });
-        match crate::metrics::spawn(shared.clone(), addr, backend, &mut services) {
-            Ok(local) => metrics_addr = Some(local),
-            Err(e) if m.listen.is_none() => {
-                tracing::warn!("metrics endpoint not started: {addr}: {e} (set metrics.listen)")
-            }
-            Err(e) => return Err(StartError::bind(format!("metrics.listen {addr}: {e}"), &e)),
-        }
-    }
     let checker = Checker::start(shared.clone(), &mut services, specs.len() == 1)?;
+    let control = Arc::new(crate::control::Control::new(
+        shared.clone(),
+        checker.clone(),
+    ));
     let expected = specs.len();
     for spec in specs {
-        checker.add(spec);
+        let _ = control.add(spec);
     }
+    // After the given torrents: the API adds those it saved, which may not displace them.
+    let http = crate::api::service::spawn(&control, backend, &mut services)?;
+    let metrics_addr = http.addr;
     Ok(ServerHandle {
         shared,
         local_addrs,
         backend,
         metrics_addr,
+        api: http.api,
         checker,
+        control,
         expected,
         heartbeats,
         services,

@@ -177,6 +177,8 @@ impl Bench {
             data_dir: data,
             just_hashed: false,
             limits: Default::default(),
+            origin: Default::default(),
+            force_check: false,
         };
         let server = server::start(config, vec![spec]).unwrap();
         assert!(server.wait_ready(Duration::from_secs(30)));

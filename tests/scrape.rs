@@ -283,6 +283,8 @@ fn seed_two(
             data_dir: dir.path().to_path_buf(),
             just_hashed: true,
             limits: Default::default(),
+            origin: Default::default(),
+            force_check: false,
         });
     }
     let hashes = [specs[0].torrent.info_hash, specs[1].torrent.info_hash];

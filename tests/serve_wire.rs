@@ -61,6 +61,8 @@ fn fixture(backend: &str, tweak: impl FnOnce(&mut Config)) -> Fixture {
         data_dir: dir.path().to_path_buf(),
         just_hashed: false,
         limits: Default::default(),
+        origin: Default::default(),
+        force_check: false,
     };
     let server = server::start(config, vec![spec]).unwrap();
     assert_eq!(server.backend, backend);
@@ -413,6 +415,8 @@ fn single_file_server(
         data_dir: dir.to_path_buf(),
         just_hashed: false,
         limits: Default::default(),
+        origin: Default::default(),
+        force_check: false,
     };
     let server = server::start(config, vec![spec]).unwrap();
     assert!(server.wait_ready(Duration::from_secs(30)));

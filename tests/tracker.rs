@@ -362,6 +362,8 @@ fn seed_with_fake_tracker(
         data_dir: dir.path().to_path_buf(),
         just_hashed: true,
         limits: Default::default(),
+        origin: Default::default(),
+        force_check: false,
     };
     let server = uringseed::server::start(config, vec![spec]).unwrap();
     (server, torrent, leecher, requests, dir)

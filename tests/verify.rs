@@ -61,6 +61,8 @@ impl Setup {
             data_dir: self.dir.path().to_path_buf(),
             just_hashed: false,
             limits: Default::default(),
+            origin: Default::default(),
+            force_check: false,
         };
         let s = server::start(config, vec![spec]).unwrap();
         assert!(s.wait_ready(Duration::from_secs(30)));

@@ -129,6 +129,38 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The control API, the web page and the qBittorrent-compatible API (on the metrics
+/// endpoint's HTTP server).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve `/api/`, the page at `/` (metrics, health and readiness follow `[metrics]`).
+    pub enabled: bool,
+    /// Address of the one HTTP server (metrics too). Unset: `metrics.listen`, else
+    /// 127.0.0.1:9437. An address that is not loopback needs `token_file`.
+    pub listen: Option<SocketAddr>,
+    /// File holding the bearer token (one line). Empty: `<state_dir>/api-token`, made at the
+    /// first start (mode 0600).
+    pub token_file: PathBuf,
+    /// Directories the API may seed from (torrents' data directories and paths to make
+    /// torrents of). Empty: the working directory at start (never `/`).
+    pub data_roots: Vec<PathBuf>,
+    /// The user name the qBittorrent-compatible login takes (the password is the token).
+    pub qbt_username: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            listen: None,
+            token_file: PathBuf::new(),
+            data_roots: Vec::new(),
+            qbt_username: "admin".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct WatchConfig {

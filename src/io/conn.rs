@@ -120,7 +120,14 @@ async fn connected<S: Stream, D: Disk>(
         !outgoing,
         now,
     ));
-    let handle = ctx.join(key, now);
+    let info = crate::state::PeerInfo {
+        addr,
+        peer_id: hs.peer_id,
+        encryption: kind,
+        outgoing,
+        connected_unix: crate::state::unix_now(),
+    };
+    let handle = ctx.join(key, info, now);
     ctx.peers.fetch_add(1, Ordering::Relaxed);
     let inbound = Inbound {
         shared,

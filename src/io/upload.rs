@@ -273,6 +273,7 @@ impl<'a> Upload<'a> {
             .fetch_add(out.payload, Ordering::Relaxed);
         let secs = self.shared.clock_ns(now) / 1_000_000_000;
         self.ctx.meter.add(secs, out.payload);
+        self.handle.meter.add(secs, out.payload);
         if limits::account(&self.shared.upload, &self.ctx.upload, out.payload) {
             self.shared.upload.wake_keeper.notify_one();
         }

@@ -7,8 +7,8 @@ pub mod limits;
 mod table;
 mod torrent;
 
-pub use table::{Checking, Failed, StateCounts, TorrentState, TorrentTable};
-pub use torrent::{PeerHandle, TorrentCtx, TorrentLimits, TorrentSpec};
+pub use table::{Checking, Failed, Paused, StateCounts, TorrentState, TorrentTable};
+pub use torrent::{Origin, PeerHandle, PeerInfo, TorrentCtx, TorrentLimits, TorrentSpec};
 
 use limits::{TorrentUpload, UploadLimits};
 
@@ -43,6 +43,8 @@ pub struct TrackerStatus {
     /// When a scrape last brought this torrent's counts. `seeders` and `leechers` are those
     /// of the newer of the last announce reply and the last scrape.
     pub last_scrape: Option<Instant>,
+    /// Seconds since the Unix epoch of the last announce reply or failure.
+    pub last_announce_unix: Option<i64>,
 }
 
 /// Everything the server's threads share.
@@ -75,6 +77,12 @@ pub struct Shared {
     quota_carry: Mutex<HashMap<InfoHash, u64>>,
     /// The origin of [`Shared::clock_ns`].
     epoch: Instant,
+    /// Regular upload slots per torrent (`server.upload_slots`, changed by the API).
+    upload_slots: AtomicUsize,
+    /// The addresses listened on.
+    listen: Mutex<Vec<SocketAddr>>,
+    /// Torrents whose trackers are to be announced to now (the API's reannounce).
+    reannounce: Mutex<std::collections::HashSet<InfoHash>>,
 }
 
 impl Shared {
@@ -111,6 +119,7 @@ impl Shared {
             s.upload_quota_period,
             s.upload_quota_reset_day,
         ));
+        let upload_slots = config.server.upload_slots;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -134,7 +143,44 @@ impl Shared {
             upload,
             quota_carry: Mutex::new(HashMap::new()),
             epoch: tokio::time::Instant::now().into_std(),
+            reannounce: Mutex::new(std::collections::HashSet::new()),
+            upload_slots: AtomicUsize::new(upload_slots),
+            listen: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The addresses listened on.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.listen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn upload_slots(&self) -> usize {
+        self.upload_slots.load(Ordering::Relaxed)
+    }
+
+    /// Sets the regular upload slots of every torrent, live now or later.
+    pub fn set_upload_slots(&self, slots: usize) {
+        self.upload_slots.store(slots, Ordering::Relaxed);
+        for t in self.live_torrents() {
+            t.set_slots(slots);
+        }
+    }
+
+    /// Asks the announcer to announce `info_hash` to every tier now.
+    pub fn request_reannounce(&self, info_hash: InfoHash) {
+        self.reannounce
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(info_hash);
+        self.torrents.poke();
+    }
+
+    /// The torrents whose reannounce was asked for since the last call.
+    pub fn take_reannounces(&self) -> std::collections::HashSet<InfoHash> {
+        std::mem::take(&mut *self.reannounce.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Nanoseconds since this state was built, on the clock connections use (tokio's): the
@@ -247,6 +293,7 @@ impl Shared {
 
     /// Our bound listen addresses (once known): never dialled, and the port announced.
     pub fn set_listen_addrs(&self, addrs: &[SocketAddr]) {
+        *self.listen.lock().unwrap_or_else(|e| e.into_inner()) = addrs.to_vec();
         self.listen_port
             .store(addrs.first().map_or(0, |a| a.port()), Ordering::Relaxed);
         self.intake().set_own_addrs(addrs);

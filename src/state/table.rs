@@ -28,6 +28,16 @@ pub struct Failed {
     pub reason: String,
 }
 
+/// A torrent an operator paused: not served, not announced, its data not held open.
+#[derive(Debug)]
+pub struct Paused {
+    pub name: String,
+    pub total_bytes: u64,
+    pub pieces: usize,
+    /// Pieces that were good when it was paused.
+    pub pieces_good: usize,
+}
+
 /// Where one torrent is in its life.
 #[derive(Clone)]
 pub enum TorrentState {
@@ -37,6 +47,8 @@ pub enum TorrentState {
     Live(Arc<TorrentCtx>),
     /// Its check failed outright; kept so that it is visible, not served.
     Error(Arc<Failed>),
+    /// Paused by an operator; resuming checks it again (the resume record makes that quick).
+    Paused(Arc<Paused>),
 }
 
 impl TorrentState {
@@ -45,6 +57,7 @@ impl TorrentState {
             TorrentState::Checking(c) => &c.name,
             TorrentState::Live(t) => &t.name,
             TorrentState::Error(f) => &f.name,
+            TorrentState::Paused(p) => &p.name,
         }
     }
 }
@@ -57,6 +70,8 @@ pub struct StateCounts {
     pub seeding: usize,
     /// Live with nothing to serve (data missing or all bad), or failed.
     pub error: usize,
+    /// Paused by an operator.
+    pub paused: usize,
 }
 
 /// Every torrent, by info-hash. Removing a torrent takes it out of the map (a removed torrent
@@ -149,12 +164,57 @@ impl TorrentTable {
         match &removed {
             Some(TorrentState::Checking(c)) => c.cancel.store(true, Ordering::Release),
             Some(TorrentState::Live(t)) => t.close(),
-            Some(TorrentState::Error(_)) | None => {}
+            Some(TorrentState::Error(_) | TorrentState::Paused(_)) | None => {}
         }
         if removed.is_some() {
             self.bump();
         }
         removed
+    }
+
+    /// Puts a torrent in `Paused` whatever its state (a check is cancelled, a live torrent's
+    /// connections close). Returns the state it left; None if it is not in the table.
+    pub fn pause(&self, info_hash: &InfoHash, pieces: usize) -> Option<TorrentState> {
+        let mut map = self.write();
+        let old = map.get(info_hash)?.clone();
+        let (total_bytes, pieces_good) = match &old {
+            TorrentState::Paused(_) => return Some(old),
+            TorrentState::Checking(c) => {
+                c.cancel.store(true, Ordering::Release);
+                (c.total_bytes, 0)
+            }
+            TorrentState::Live(t) => {
+                t.close();
+                (t.view.layout.total_length(), t.view.have.count())
+            }
+            TorrentState::Error(_) => (0, 0),
+        };
+        let paused = Paused {
+            name: old.name().to_string(),
+            total_bytes,
+            pieces,
+            pieces_good,
+        };
+        map.insert(*info_hash, TorrentState::Paused(Arc::new(paused)));
+        drop(map);
+        self.bump();
+        Some(old)
+    }
+
+    /// Takes a paused torrent out of the table so that it can be added (checked) again; false
+    /// if it is not paused.
+    pub fn unpause(&self, info_hash: &InfoHash) -> bool {
+        let mut map = self.write();
+        if !matches!(map.get(info_hash), Some(TorrentState::Paused(_))) {
+            return false;
+        }
+        map.remove(info_hash);
+        true
+    }
+
+    /// Wakes whoever follows the table (the announcer) without a change, e.g. to reannounce.
+    pub fn poke(&self) {
+        self.bump();
     }
 
     /// Cancels every check in progress (at shutdown), leaving the table as it is.
@@ -213,6 +273,7 @@ impl TorrentTable {
                 TorrentState::Checking(_) => c.checking += 1,
                 TorrentState::Live(t) if t.view.have.count() > 0 => c.seeding += 1,
                 TorrentState::Live(_) | TorrentState::Error(_) => c.error += 1,
+                TorrentState::Paused(_) => c.paused += 1,
             }
         }
         c
@@ -275,7 +336,8 @@ mod tests {
             StateCounts {
                 checking: 0,
                 seeding: 1,
-                error: 0
+                error: 0,
+                paused: 0,
             }
         );
         assert!(rx.has_changed().unwrap());

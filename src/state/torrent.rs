@@ -30,6 +30,36 @@ pub struct TorrentSpec {
     pub just_hashed: bool,
     /// This torrent's own upload limits (`[[torrent]]` keys; 0 = none).
     pub limits: TorrentLimits,
+    /// Where the torrent came from (the API may remove only what it or the watch directory
+    /// added).
+    pub origin: Origin,
+    /// Hash every piece, ignoring the resume record (a recheck).
+    pub force_check: bool,
+}
+
+/// Where a torrent came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// A `[[torrent]]` table of the configuration file.
+    Config,
+    /// The command line (`serve PATH`, `serve --torrent`).
+    #[default]
+    Cli,
+    /// The watch directory.
+    Watch,
+    /// The control API (persisted in the state directory).
+    Api,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Cli => "cli",
+            Origin::Watch => "watch",
+            Origin::Api => "api",
+        }
+    }
 }
 
 /// A torrent's own upload limits, beside the server's.
@@ -49,12 +79,27 @@ impl TorrentSpec {
             data_dir,
             just_hashed: false,
             limits: TorrentLimits::default(),
+            origin: Origin::default(),
+            force_check: false,
         })
     }
 }
 
+/// What the API shows of one connection, fixed at its handshake.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub addr: std::net::SocketAddr,
+    pub peer_id: [u8; 20],
+    /// How the connection was opened.
+    pub encryption: crate::reasons::HandshakeKind,
+    /// We dialled it (from a tracker, PEX or the API) rather than it us.
+    pub outgoing: bool,
+    /// Seconds since the Unix epoch.
+    pub connected_unix: i64,
+}
+
 /// The choker's line to one connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PeerHandle {
     /// The latest choke decision not yet carried out.
     pub choke: PendingChoke,
@@ -62,6 +107,27 @@ pub struct PeerHandle {
     pub wake: tokio::sync::Notify,
     /// Payload bytes sent to this peer.
     pub uploaded: AtomicU64,
+    /// Its upload rate over the last seconds.
+    pub meter: RateMeter,
+    /// The choker's last decision: unchoked.
+    pub unchoked: AtomicBool,
+    /// The peer's last word: interested.
+    pub interested: AtomicBool,
+    pub info: PeerInfo,
+}
+
+impl PeerHandle {
+    pub fn new(info: PeerInfo) -> PeerHandle {
+        PeerHandle {
+            choke: PendingChoke::default(),
+            wake: tokio::sync::Notify::new(),
+            uploaded: AtomicU64::new(0),
+            meter: RateMeter::default(),
+            unchoked: AtomicBool::new(false),
+            interested: AtomicBool::new(false),
+            info,
+        }
+    }
 }
 
 /// One torrent being seeded, shared by every worker.
@@ -141,6 +207,7 @@ impl TorrentCtx {
         let handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
         for (key, choke) in changes {
             if let Some(h) = handles.get(&key) {
+                h.unchoked.store(!choke, Ordering::Relaxed);
                 h.choke.set(if choke {
                     ChokeCmd::Choke
                 } else {
@@ -179,8 +246,8 @@ impl TorrentCtx {
     }
 
     /// Registers a connection with the choker; returns its handle.
-    pub fn join(&self, key: PeerKey, now: Instant) -> Arc<PeerHandle> {
-        let h = Arc::new(PeerHandle::default());
+    pub fn join(&self, key: PeerKey, info: PeerInfo, now: Instant) -> Arc<PeerHandle> {
+        let h = Arc::new(PeerHandle::new(info));
         self.handles
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -190,6 +257,16 @@ impl TorrentCtx {
             .unwrap_or_else(|e| e.into_inner())
             .add(key, now);
         h
+    }
+
+    /// Every connection's handle (for the API's peer list).
+    pub fn peer_handles(&self) -> Vec<Arc<PeerHandle>> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn leave(&self, key: PeerKey, now: Instant) {
@@ -206,12 +283,28 @@ impl TorrentCtx {
     }
 
     pub fn set_interested(&self, key: PeerKey, interested: bool, now: Instant) {
+        if let Some(h) = self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            h.interested.store(interested, Ordering::Relaxed);
+        }
         let changes = self
             .choker
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .set_interested(key, interested, now);
         self.apply(changes);
+    }
+
+    /// Regular upload slots (0 = unlimited), from the next choke tick.
+    pub fn set_slots(&self, slots: usize) {
+        self.choker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_slots(slots);
     }
 
     pub fn choke_tick(&self, now: Instant) {

@@ -154,6 +154,13 @@ impl Schedule {
     }
 
     /// Tiers due for an announce that are not already announcing.
+    /// Makes every tier not in flight due now (an operator's reannounce).
+    pub fn announce_now(&mut self, now: Instant) {
+        for t in self.tiers.iter_mut().filter(|t| !t.in_flight) {
+            t.next = now;
+        }
+    }
+
     pub fn due(&self, now: Instant) -> Vec<usize> {
         (0..self.tiers.len())
             .filter(|&i| !self.tiers[i].in_flight && self.tiers[i].next <= now)

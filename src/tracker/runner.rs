@@ -117,6 +117,12 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
             }
         }
         let mut next_due: Option<Instant> = None;
+        let reannounce = shared.take_reannounces();
+        for ih in &reannounce {
+            if let Some((s, _)) = schedules.get_mut(ih) {
+                s.announce_now(now);
+            }
+        }
         for ctx in torrents {
             let (s, _) = schedules.entry(ctx.view.info_hash).or_insert_with(|| {
                 (
@@ -278,6 +284,7 @@ fn handle_announce(
                 st.leechers = resp.incomplete;
                 st.next_announce = Some(s.tiers[done.tier].next);
                 st.last_latency = Some(latency);
+                st.last_announce_unix = Some(crate::state::unix_now());
             });
             if shared.config.tracker.connect_out {
                 for addr in resp.peers {
@@ -299,6 +306,7 @@ fn handle_announce(
                     st.last_error = Some(e.to_string());
                     st.failures += 1;
                     st.next_announce = Some(s.tiers[done.tier].next);
+                    st.last_announce_unix = Some(crate::state::unix_now());
                 });
             }
         }

@@ -1,0 +1,171 @@
+//! The API's bearer token: read from `api.token_file`, or made at the first start in the state
+//! directory (32 random bytes as hex, mode 0600) and its path logged (never the token). A
+//! request is let in by `Authorization: Bearer TOKEN` or the page's cookie holding the token;
+//! comparison takes the same time whatever the bytes.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Name of the cookie the page (and `/?token=`) sets.
+pub const COOKIE: &str = "uringseed_token";
+
+#[derive(Clone)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl Token {
+    pub fn new(s: String) -> Token {
+        Token(s)
+    }
+
+    /// The token of `configured` (which must exist), or of `<state_dir>/api-token` (made if
+    /// missing). Errors name the file.
+    pub fn load_or_create(
+        configured: &Path,
+        state_dir: Option<&Path>,
+    ) -> Result<(Token, PathBuf), String> {
+        if !configured.as_os_str().is_empty() {
+            return read(configured).map(|t| (t, configured.to_path_buf()));
+        }
+        let dir = state_dir.ok_or(
+            "api: no state directory for the token (set api.token_file or server.state_dir)",
+        )?;
+        let path = dir.join("api-token");
+        if path.exists() {
+            return read(&path).map(|t| (t, path));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("api: cannot create {}: {e}", dir.display()))?;
+        let mut bytes = [0u8; 32];
+        getrandom(&mut bytes);
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("api: cannot create {}: {e}", path.display()))?;
+        writeln!(f, "{token}")
+            .and_then(|_| f.sync_all())
+            .map_err(|e| format!("api: cannot write {}: {e}", path.display()))?;
+        tracing::info!("api: made a new token in {}", path.display());
+        Ok((Token(token), path))
+    }
+
+    /// Constant-time comparison with a presented token.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// Whether a request carries this token (bearer header or cookie).
+    pub fn admits(&self, authorization: Option<&str>, cookie: Option<&str>) -> bool {
+        if let Some(t) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
+            return self.matches(t.trim());
+        }
+        cookie_value(cookie, COOKIE).is_some_and(|t| self.matches(t))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie_value<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
+    header?.split(';').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+fn read(path: &Path) -> Result<Token, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("api.token_file {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            "api: {} is readable by others (mode {:o}); chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("api.token_file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err(format!(
+            "api.token_file {}: the token must be at least 16 characters",
+            path.display()
+        ));
+    }
+    if token
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == ';')
+    {
+        return Err(format!(
+            "api.token_file {}: the token must be one line without spaces or ';'",
+            path.display()
+        ));
+    }
+    Ok(Token(token.to_string()))
+}
+
+pub fn getrandom(out: &mut [u8]) {
+    let mut filled = 0;
+    while filled < out.len() {
+        // SAFETY: getrandom writes at most len - filled bytes at the given position.
+        let r =
+            unsafe { libc::getrandom(out[filled..].as_mut_ptr().cast(), out.len() - filled, 0) };
+        if r > 0 {
+            filled += r as usize;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_made_once_private_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, path) = Token::load_or_create(Path::new(""), Some(dir.path())).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (again, _) = Token::load_or_create(Path::new(""), Some(dir.path())).unwrap();
+        assert!(
+            again.matches(t.expose()),
+            "the same token on the next start"
+        );
+        assert!(t.admits(Some(&format!("Bearer {}", t.expose())), None));
+        assert!(!t.admits(Some("Bearer nope"), None));
+        assert!(!t.admits(None, None));
+        let cookie = format!("a=b; {COOKIE}={}", t.expose());
+        assert!(t.admits(None, Some(&cookie)));
+        assert!(!t.admits(None, Some("uringseed_token=x")));
+        assert!(!format!("{t:?}").contains(t.expose()), "never printed");
+    }
+
+    #[test]
+    fn a_configured_token_file_must_exist_and_be_long_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tok");
+        assert!(Token::load_or_create(&p, None).unwrap_err().contains("tok"));
+        std::fs::write(&p, "short\n").unwrap();
+        assert!(Token::load_or_create(&p, None).unwrap_err().contains("16"));
+        std::fs::write(&p, "0123456789abcdef0123\n").unwrap();
+        let (t, _) = Token::load_or_create(&p, None).unwrap();
+        assert!(t.matches("0123456789abcdef0123"));
+    }
+}

@@ -1,0 +1,100 @@
+//! The one HTTP server (the service `http`): the metrics routes when `[metrics]` is on, the
+//! API, the qBittorrent routes and the page when `[api]` is on, on `api.listen` (or
+//! `metrics.listen`, or 127.0.0.1:9437), with the limits of [`LIMITS`]. Also saves the
+//! all-time upload totals every 30 s and at shutdown.
+
+use super::Api;
+use crate::control::Control;
+use crate::lifecycle::{Services, StartError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// 256 connections at once; heads of 16 KiB within 5 s; bodies of 16 MiB (a .torrent with a
+/// large info dictionary); 30 s per exchange in all.
+pub const LIMITS: crate::http::Limits = crate::http::Limits {
+    max_connections: 256,
+    max_header_bytes: 16 << 10,
+    deadline: Duration::from_secs(30),
+    header_timeout: Duration::from_secs(5),
+    max_body_bytes: 16 << 20,
+};
+
+/// What was started.
+pub struct Started {
+    pub addr: Option<SocketAddr>,
+    pub api: Option<Arc<Api>>,
+}
+
+/// Binds and starts the server (nothing if both `[metrics]` and `[api]` are off). A default
+/// address that is taken is a warning; a configured one an error.
+pub fn spawn(
+    control: &Arc<Control>,
+    backend: &'static str,
+    services: &mut Services,
+) -> Result<Started, StartError> {
+    let shared = control.shared.clone();
+    let config = &shared.config;
+    let none = Started {
+        addr: None,
+        api: None,
+    };
+    if !config.metrics.enabled && !config.api.enabled {
+        return Ok(none);
+    }
+    let (addr, configured) = config.http_listen();
+    let listener = match std::net::TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) if !configured => {
+            tracing::warn!("HTTP endpoint not started: {addr}: {e} (set api.listen)");
+            return Ok(none);
+        }
+        Err(e) => return Err(StartError::bind(format!("api.listen {addr}: {e}"), &e)),
+    };
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let mut router = if config.metrics.enabled {
+        crate::metrics::routes(shared.clone(), backend)
+    } else {
+        crate::http::Router::new()
+    };
+    let api = if config.api.enabled {
+        let api = Api::start(control.clone()).map_err(StartError::new)?;
+        let a = api.clone();
+        router = router.prefix("/", move |req| a.handle(req));
+        Some(api)
+    } else {
+        None
+    };
+    let saver = api.clone();
+    services.spawn_async("http", move |shutdown| async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("HTTP endpoint not started: {e}");
+                return;
+            }
+        };
+        if let Some(api) = saver.clone() {
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                        _ = stop.triggered() => break,
+                    }
+                    let a = api.clone();
+                    let _ = tokio::task::spawn_blocking(move || a.save_totals()).await;
+                }
+            });
+        }
+        crate::http::serve(listener, Arc::new(router), LIMITS, shutdown, "http").await;
+        if let Some(api) = saver {
+            api.save_totals();
+        }
+    })?;
+    Ok(Started {
+        addr: Some(local),
+        api,
+    })
+}
