@@ -308,3 +308,62 @@ fn make_and_add(api: &Api, path: &str) -> Result<Reply, ApiError> {
         &json!({"making": real.display().to_string(), "data": data_dir.display().to_string()}),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every (method, path) this file routes, read from its own match arms.
+    fn routed() -> Vec<(String, String)> {
+        let src = include_str!("native.rs");
+        let mut out = Vec::new();
+        for line in src.lines() {
+            let l = line.trim();
+            let Some(rest) = l.strip_prefix("(&Method::") else {
+                continue;
+            };
+            let Some((method, rest)) = rest.split_once(", [") else {
+                continue;
+            };
+            let Some((segs, _)) = rest.split_once("])") else {
+                continue;
+            };
+            let path: Vec<String> = segs
+                .split(',')
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(
+                    |s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                        Some(lit) => lit.to_string(),
+                        None => format!("{{{s}}}"),
+                    },
+                )
+                .collect();
+            out.push((method.to_lowercase(), format!("/api/v1/{}", path.join("/"))));
+        }
+        out
+    }
+
+    #[test]
+    fn every_route_is_in_the_openapi_file_and_nothing_else() {
+        let spec: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let paths = spec["paths"].as_object().expect("paths");
+        let mut described = Vec::new();
+        for (p, ops) in paths {
+            for m in ops.as_object().unwrap().keys() {
+                // `{action}` stands for the four actions, each described on its own.
+                described.push((m.clone(), p.clone()));
+            }
+        }
+        let mut routed = routed();
+        assert!(routed.len() >= 11, "routes found: {routed:?}");
+        // The action route is one match arm for four paths.
+        routed.retain(|(m, p)| !(m == "post" && p == "/api/v1/torrents/{ih}/{action}"));
+        for a in ["pause", "resume", "recheck", "reannounce"] {
+            routed.push(("post".into(), format!("/api/v1/torrents/{{ih}}/{a}")));
+        }
+        routed.sort();
+        described.sort();
+        assert_eq!(routed, described);
+    }
+}
