@@ -394,8 +394,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         && late.is_none()
         && config.torrents.is_empty()
         && config.watch.dir.as_os_str().is_empty()
+        // A configuration file with the API on may start empty: torrents come through it.
+        && !(args.config.is_some() && config.api.enabled)
     {
-        return Err("nothing to seed: give PATH, --torrent with --data, or --config with [[torrent]] tables or a watch directory".into());
+        return Err("nothing to seed: give PATH, --torrent with --data, or --config with [[torrent]] tables, a watch directory or the API".into());
     }
     daemon::run(config, args.config.clone(), pinned, late)?;
     Ok(ExitCode::SUCCESS)

@@ -2,10 +2,11 @@
 //! child processes), [`clients`] (real BitTorrent clients and tree checks), [`swarm`] (clients
 //! by magnet link and peer exchange, and a seed that may be the libtorrent reference seed),
 //! [`tracker`] (the npm tracker and its announce log), [`data`] (test data and metric parsing),
-//! [`raw`] (a raw peer over a socket) and [`harness`] (the in-process connection harness). Each
+//! [`raw`] (a raw peer over a socket), [`api`] (a server with its control API) and [`harness`] (the in-process connection harness). Each
 //! test file uses what it needs; the rest is dead code there.
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
 pub mod clients;
 pub mod data;
 pub mod harness;
