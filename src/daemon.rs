@@ -111,6 +111,12 @@ pub fn run(
     }
     if let Some(m) = handle.metrics_addr {
         say(format_args!("metrics: http://{m}/metrics"));
+        if let Some(api) = &handle.api {
+            say(format_args!(
+                "api: http://{m}/ (page), http://{m}/api/v1/ (token in {})",
+                api.token_path.display()
+            ));
+        }
     }
     if let Some(make) = late {
         match make() {

@@ -73,6 +73,8 @@ pub fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Reply {
 pub struct Api {
     pub control: Arc<Control>,
     pub token: auth::Token,
+    /// Where the token is.
+    pub token_path: PathBuf,
     pub roots: paths::Roots,
     pub store: Option<store::Store>,
     /// What earlier runs uploaded, by torrent (`<state_dir>/uploaded.json`).
@@ -103,6 +105,7 @@ impl Api {
             store: state_dir.as_deref().map(store::Store::new),
             control,
             token,
+            token_path,
             roots,
             totals_before: Mutex::new(totals_before),
             totals_path,
