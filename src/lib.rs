@@ -23,7 +23,7 @@
 //!
 //! State and lifecycle:
 //! - [`state`]: what every thread shares (`Shared`: config, the torrent table of
-//!   `Checking`/`Live`/`Error` states, stats, shutdown, intake), buildable without sockets;
+//!   `Checking`/`Live`/`Error`/`Paused` states, stats, shutdown, intake), buildable without sockets;
 //!   its invariants and lock order are in `src/state/STATE.md`.
 //! - [`lifecycle`]: the one shutdown signal and `Services`, which starts every long-running part
 //!   on a named thread and joins them at exit.
@@ -41,6 +41,10 @@
 //!   the `process_*` metrics with CPU time to the microsecond),
 //!   [`notify`] (systemd notifications), [`watchdog`] (worker heartbeats and the systemd
 //!   watchdog), [`progress`], [`make`] (`uringseed make`).
+//! - [`control`]: the one place torrents are added, removed, paused, resumed, rechecked and
+//!   reannounced (its catalog holds what each was added from); [`api`]: the control API, the
+//!   qBittorrent-compatible routes and the web page on the one HTTP server, with its token,
+//!   path confinement and saved torrents.
 //! - [`server`]: assembly: starts every part and returns a handle. [`daemon`]: signals, reload,
 //!   the watch directory.
 //!

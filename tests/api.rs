@@ -214,7 +214,7 @@ fn hostile_http_is_refused_or_timed_out_while_others_are_answered() {
         &text[..text.len().min(200)]
     );
     // Slowloris: 100 connections trickling a head. Others are answered meanwhile; the
-    // tricklers are closed within the head timeout (5 s).
+    // tricklers are closed within the head timeout (2 s).
     let t0 = Instant::now();
     let mut slow: Vec<std::net::TcpStream> = (0..100)
         .map(|_| {

@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// 256 connections at once; heads of 16 KiB within 5 s; bodies of 16 MiB (a .torrent with a
+/// 256 connections at once; heads of 16 KiB within 2 s (as the metrics endpoint had); bodies of 16 MiB (a .torrent with a
 /// large info dictionary); 30 s per exchange in all.
 pub const LIMITS: crate::http::Limits = crate::http::Limits {
     max_connections: 256,
     max_header_bytes: 16 << 10,
     deadline: Duration::from_secs(30),
-    header_timeout: Duration::from_secs(5),
+    header_timeout: Duration::from_secs(2),
     max_body_bytes: 16 << 20,
 };
 
@@ -49,7 +49,15 @@ pub fn spawn(
             tracing::warn!("HTTP endpoint not started: {addr}: {e} (set api.listen)");
             return Ok(none);
         }
-        Err(e) => return Err(StartError::bind(format!("api.listen {addr}: {e}"), &e)),
+        Err(e) => {
+            // Named by the key the operator set (`--metrics` sets both).
+            let key = if config.metrics.listen == Some(addr) {
+                "metrics.listen"
+            } else {
+                "api.listen"
+            };
+            return Err(StartError::bind(format!("{key} {addr}: {e}"), &e));
+        }
     };
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
@@ -58,7 +66,15 @@ pub fn spawn(
     } else {
         crate::http::Router::new()
     };
-    let api = if config.api.enabled {
+    // An address off loopback (metrics.listen = 0.0.0.0 in a container, say) carries the API
+    // only when the operator chose its token.
+    let exposed = !addr.ip().is_loopback() && config.api.token_file.as_os_str().is_empty();
+    if config.api.enabled && exposed {
+        tracing::warn!(
+            "api: not served on {addr}, which is not loopback, without api.token_file (metrics are)"
+        );
+    }
+    let api = if config.api.enabled && !exposed {
         let api = Api::start(control.clone()).map_err(StartError::new)?;
         let a = api.clone();
         router = router.prefix("/", move |req| a.handle(req));

@@ -183,10 +183,7 @@ impl TorrentTable {
                 c.cancel.store(true, Ordering::Release);
                 (c.total_bytes, 0)
             }
-            TorrentState::Live(t) => {
-                t.close();
-                (t.view.layout.total_length(), t.view.have.count())
-            }
+            TorrentState::Live(t) => (t.view.layout.total_length(), t.view.have.count()),
             TorrentState::Error(_) => (0, 0),
         };
         let paused = Paused {
@@ -197,6 +194,10 @@ impl TorrentTable {
         };
         map.insert(*info_hash, TorrentState::Paused(Arc::new(paused)));
         drop(map);
+        // Closed after the lock is released (closing takes the torrent's own locks).
+        if let TorrentState::Live(t) = &old {
+            t.close();
+        }
         self.bump();
         Some(old)
     }
@@ -350,5 +351,40 @@ mod tests {
         assert!(table.finish_check(&ih, &c, Err("boom".into())));
         assert_eq!(table.counts().error, 1);
         assert!(table.live(&ih).is_none());
+    }
+
+    #[test]
+    fn pausing_closes_a_live_torrent_and_only_a_paused_one_unpauses() {
+        let t = torrent();
+        let ih = t.info_hash;
+        let table = TorrentTable::default();
+        assert!(table.pause(&ih, 1).is_none(), "not in the table");
+        let c = table.begin_check(&t).unwrap();
+        assert!(!table.unpause(&ih), "checking, not paused");
+        assert!(table.finish_check(&ih, &c, Ok(ctx(&t))));
+        let live = table.live(&ih).unwrap();
+        assert!(matches!(
+            table.pause(&ih, t.num_pieces()),
+            Some(TorrentState::Live(_))
+        ));
+        assert!(live.is_closed(), "its connections end");
+        assert!(table.live(&ih).is_none(), "not served while paused");
+        assert_eq!(table.counts().paused, 1);
+        match table.get(&ih) {
+            Some(TorrentState::Paused(p)) => assert_eq!(p.pieces_good, t.num_pieces()),
+            _ => panic!("not paused"),
+        }
+        assert!(
+            table.begin_check(&t).is_none(),
+            "a paused torrent is still in the table"
+        );
+        assert!(table.unpause(&ih));
+        assert!(table.is_empty());
+        // Paused during its check: the check is cancelled and its late result dropped.
+        let c = table.begin_check(&t).unwrap();
+        table.pause(&ih, 1);
+        assert!(c.cancel.load(Ordering::Acquire));
+        assert!(!table.finish_check(&ih, &c, Ok(ctx(&t))));
+        assert!(matches!(table.get(&ih), Some(TorrentState::Paused(_))));
     }
 }
