@@ -418,7 +418,7 @@ fn limit(
     if route == "/settings" {
         c.out(&v, show::settings);
     } else {
-        c.out(&v, |v| show::limits(v));
+        c.out(&v, show::limits);
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ fn rate(v: &Value) -> String {
 fn limit(v: &Value, per_second: bool) -> String {
     match v.as_u64() {
         Some(0) => "none".into(),
-        Some(_) if per_second => rate(v),
+        Some(n) if per_second => format!("{} ({n} B/s)", rate(v)),
         Some(_) => bytes(v),
         None => "-".into(),
     }
@@ -144,7 +144,14 @@ pub fn torrent(t: &Value) {
         ("size", bytes(&t["size"])),
         (
             "peers",
-            format!("{} ({} unchoked)", text(&t["peers"]), text(&t["unchoked"])),
+            // GET /torrents/{ih} puts the peer list where the list's count is.
+            format!(
+                "{} ({} unchoked)",
+                t["peers"]
+                    .as_array()
+                    .map_or_else(|| text(&t["peers"]), |a| a.len().to_string()),
+                text(&t["unchoked"])
+            ),
         ),
         ("upload rate", rate(&t["upload_rate"])),
         (
