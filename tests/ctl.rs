@@ -180,6 +180,20 @@ fn api_get(api: &str, token: &str, path: &str) -> Value {
     serde_json::from_str(body).unwrap()
 }
 
+/// `uringseed_torrents{state="STATE"}` from /metrics on the same HTTP server.
+fn torrents_gauge(api: &str, state: &str) -> f64 {
+    let mut s = TcpStream::connect(api).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    common::sample(&raw, &format!("uringseed_torrents{{state=\"{state}\"}}"))
+}
+
 /// Whether the server answers a BitTorrent handshake for `ih` on `addr` (within 5 s).
 fn handshake_answered(addr: SocketAddr, ih: &str) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
@@ -352,6 +366,7 @@ fn add_show_pause_resume_limit_and_rm() {
         "{show}"
     );
 
+    assert_eq!(torrents_gauge(&s.api, "seeding"), 2.0);
     let out = ok(&s.ctl(&["pause", &ih]));
     assert_eq!(out.trim(), format!("{ih}: paused"));
     s.wait_state(&ih, "paused");
@@ -363,9 +378,12 @@ fn add_show_pause_resume_limit_and_rm() {
         handshake_answered(peer, &s.fixed),
         "the other torrent stopped answering"
     );
+    // The gauge has no "paused" state (yet): the paused torrent leaves "seeding".
+    assert_eq!(torrents_gauge(&s.api, "seeding"), 1.0);
     ok(&s.ctl(&["resume", &ih]));
     s.wait_state(&ih, "seeding");
     assert!(handshake_answered(peer, &ih), "no handshake after resume");
+    assert_eq!(torrents_gauge(&s.api, "seeding"), 2.0);
 
     let out = ok(&s.ctl(&["limit", &ih, "1M"]));
     assert!(
