@@ -1,6 +1,9 @@
-//! Command line entry point: `uringseed serve`, `make`, `verify`, `magnet` and `check-config`.
+//! Command line entry point: `uringseed serve`, `make`, `verify`, `magnet`, `check-config` and
+//! `ctl` (the control API's client, in `ctl/`).
 //!
 //! It parses the command line and calls the library; it holds no logic of its own beyond printing.
+
+mod ctl;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -99,6 +102,8 @@ enum Command {
         /// The TOML file.
         file: PathBuf,
     },
+    /// Control a running server through its API: list, show, add, rm, pause, resume, limit...
+    Ctl(ctl::Args),
 }
 
 #[derive(clap::Args)]
@@ -258,6 +263,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => check_config(&file),
+        Command::Ctl(args) => Ok(ctl::run(args)),
     }
 }
 
