@@ -212,12 +212,13 @@ pub fn render(shared: &Shared, backend: &str) -> String {
     gauge_vec(
         &reg,
         "uringseed_torrents",
-        "Torrents by state (error: nothing to serve, data missing or all bad, or the check failed).",
+        "Torrents by state (error: nothing to serve, data missing or all bad, or the check failed; paused: by an operator).",
         &["state"],
         vec![
             sample(&["checking"], counts.checking as i64),
             sample(&["seeding"], counts.seeding as i64),
             sample(&["error"], counts.error as i64),
+            sample(&["paused"], counts.paused as i64),
         ],
     );
     let trackers = shared.tracker_status();

@@ -297,7 +297,7 @@ fn an_api_torrent_reports_what_a_real_client_got_and_survives_kill_9() {
     let until = Instant::now() + Duration::from_secs(20);
     let seen = loop {
         let t = s.get(&format!("/api/v1/torrents/{ih}"));
-        if let Some(p) = t["peers"].as_array().and_then(|p| p.first()) {
+        if let Some(p) = t["peer_list"].as_array().and_then(|p| p.first()) {
             break p.clone();
         }
         assert!(Instant::now() < until, "no peer listed\n{}", lt.report());

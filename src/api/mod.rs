@@ -83,7 +83,22 @@ pub struct Api {
     /// qBittorrent-compatible sessions (SID cookie values).
     pub sessions: Mutex<HashMap<String, std::time::Instant>>,
     me: std::sync::OnceLock<std::sync::Weak<Api>>,
+    /// Torrents being made from a path (`POST /torrents {"path"}`), and the last failures.
+    pub making: Mutex<Vec<Making>>,
 }
+
+/// A make-and-seed job, as `GET /torrents` lists it until it is seeded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Making {
+    pub path: String,
+    /// "hashing" or "failed".
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub started: i64,
+}
+
+/// Failed jobs kept for clients to see.
+const MAX_FAILED_JOBS: usize = 16;
 
 impl Api {
     /// Builds the API: the token (made if needed), the roots, the store; then adds the torrents
@@ -111,6 +126,7 @@ impl Api {
             totals_path,
             sessions: Mutex::new(HashMap::new()),
             me: std::sync::OnceLock::new(),
+            making: Mutex::new(Vec::new()),
         });
         let _ = api.me.set(Arc::downgrade(&api));
         api.restore();
@@ -141,6 +157,27 @@ impl Api {
             .get()
             .and_then(std::sync::Weak::upgrade)
             .expect("the API is alive while it answers")
+    }
+
+    /// Records the end of the job for `path`: gone when it worked, kept (bounded) if it failed.
+    pub fn job_done(&self, path: &str, error: Option<String>) {
+        let mut jobs = self.making.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.retain(|j| !(j.path == path && j.state == "hashing"));
+        if let Some(error) = error {
+            jobs.retain(|j| j.path != path);
+            jobs.push(Making {
+                path: path.to_string(),
+                state: "failed",
+                error: Some(error),
+                started: crate::state::unix_now(),
+            });
+            let failed = jobs.iter().filter(|j| j.state == "failed").count();
+            if failed > MAX_FAILED_JOBS {
+                if let Some(i) = jobs.iter().position(|j| j.state == "failed") {
+                    jobs.remove(i);
+                }
+            }
+        }
     }
 
     /// Uploaded by earlier runs.
@@ -341,9 +378,8 @@ impl Api {
 /// Parses a 40-hex-digit info-hash.
 pub fn parse_info_hash(s: &str) -> Result<InfoHash, ApiError> {
     InfoHash::from_hex(s).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+        ApiError::bad(
+            "bad_info_hash",
             format!("{s}: not an info-hash (40 hex digits)"),
         )
     })

@@ -45,13 +45,16 @@ fn answer(api: &Api, req: &Request) -> Result<Reply, ApiError> {
         (&Method::GET, ["status"]) => Ok(json_reply(StatusCode::OK, &status(api))),
         (&Method::GET, ["torrents"]) => Ok(json_reply(
             StatusCode::OK,
-            &json!({"torrents": api.torrents()}),
+            &json!({
+                "torrents": api.torrents(),
+                "making": *api.making.lock().unwrap_or_else(|e| e.into_inner()),
+            }),
         )),
         (&Method::POST, ["torrents"]) => add(api, req),
         (&Method::GET, ["torrents", ih]) => {
             let ih = parse_info_hash(ih)?;
             let mut t = serde_json::to_value(torrent(api, &ih)?).unwrap_or(Value::Null);
-            t["peers"] =
+            t["peer_list"] =
                 serde_json::to_value(super::view::peers(&api.control, &ih)).unwrap_or(Value::Null);
             Ok(json_reply(StatusCode::OK, &t))
         }
@@ -287,20 +290,45 @@ fn make_and_add(api: &Api, path: &str) -> Result<Reply, ApiError> {
     };
     // Hashing may take minutes: the reply goes now, the torrent appears when it is made.
     let api_ptr = api.self_arc();
+    let job = real.display().to_string();
+    {
+        let mut jobs = api.making.lock().unwrap_or_else(|e| e.into_inner());
+        if jobs.iter().any(|j| j.path == job && j.state == "hashing") {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate",
+                format!("{job} is being made already"),
+            ));
+        }
+        jobs.retain(|j| j.path != job);
+        jobs.push(super::Making {
+            path: job.clone(),
+            state: "hashing",
+            error: None,
+            started: crate::state::unix_now(),
+        });
+    }
     std::thread::Builder::new()
         .name("api-make".into())
-        .spawn(move || match crate::make::make(&opts) {
-            Ok((bytes, _)) => match api_ptr.add_bytes(&bytes, &data) {
-                Ok(ih) => {
-                    tracing::info!(info_hash = %ih, "api: made and seeding {}", opts.path.display())
+        .spawn(move || {
+            let shown = opts.path.display().to_string();
+            let error = match crate::make::make(&opts) {
+                Ok((bytes, _)) => match api_ptr.add_bytes(&bytes, &data) {
+                    Ok(ih) => {
+                        tracing::info!(info_hash = %ih, "api: made and seeding {shown}");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!("api: made {shown} but cannot seed it: {}", e.message);
+                        Some(e.message)
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!("api: cannot make a torrent of {shown}: {e}");
+                    Some(e.to_string())
                 }
-                Err(e) => tracing::warn!(
-                    "api: made {} but cannot seed it: {}",
-                    opts.path.display(),
-                    e.message
-                ),
-            },
-            Err(e) => tracing::warn!("api: cannot make a torrent of {}: {e}", opts.path.display()),
+            };
+            api_ptr.job_done(&job, error);
         })
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(json_reply(

@@ -471,6 +471,21 @@ fn add(c: &Client, path: &Path, data: Option<&Path>, wait: u64) -> Result<(), Fa
             });
             return Ok(());
         }
+        // The server lists a job that failed, with why.
+        let failed = list["making"].as_array().and_then(|jobs| {
+            jobs.iter().find(|j| {
+                j["state"] == "failed" && Path::new(j["path"].as_str().unwrap_or("")) == making
+            })
+        });
+        if let Some(j) = failed {
+            return Err(env_fail(format!(
+                "{}: {}",
+                making.display(),
+                j["error"]
+                    .as_str()
+                    .unwrap_or("the server could not make it")
+            )));
+        }
         let waited = start.elapsed();
         if waited >= Duration::from_secs(wait) {
             return Err(env_fail(format!(

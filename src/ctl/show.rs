@@ -144,14 +144,7 @@ pub fn torrent(t: &Value) {
         ("size", bytes(&t["size"])),
         (
             "peers",
-            // GET /torrents/{ih} puts the peer list where the list's count is.
-            format!(
-                "{} ({} unchoked)",
-                t["peers"]
-                    .as_array()
-                    .map_or_else(|| text(&t["peers"]), |a| a.len().to_string()),
-                text(&t["unchoked"])
-            ),
+            format!("{} ({} unchoked)", text(&t["peers"]), text(&t["unchoked"])),
         ),
         ("upload rate", rate(&t["upload_rate"])),
         (
@@ -198,7 +191,7 @@ pub fn torrent(t: &Value) {
             &rows,
         );
     }
-    if let Some(ps) = t["peers"].as_array().filter(|a| !a.is_empty()) {
+    if let Some(ps) = t["peer_list"].as_array().filter(|a| !a.is_empty()) {
         println!();
         let rows: Vec<Vec<String>> = ps
             .iter()

@@ -368,8 +368,8 @@ async function refreshPeers() {
   }
   $("peers-name").textContent = t.name;
   const body = $("peer-table").tBodies[0];
-  body.replaceChildren(...t.peers.map(peerRow));
-  $("no-peers").hidden = t.peers.length > 0;
+  body.replaceChildren(...t.peer_list.map(peerRow));
+  $("no-peers").hidden = t.peer_list.length > 0;
 }
 
 function peerRow(p) {
