@@ -112,7 +112,7 @@ impl Store {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        out.sort_by(|a, b| a.1.added_unix.cmp(&b.1.added_unix));
+        out.sort_by_key(|a| a.1.added_unix);
         out
     }
 }
