@@ -119,18 +119,31 @@ fn params(req: &Request) -> Result<Vec<(String, String)>, Reply> {
     Ok(p)
 }
 
-fn sessions(
-    api: &Api,
-) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::time::Instant>> {
+fn sessions(api: &Api) -> std::sync::MutexGuard<'_, Sessions> {
     api.sessions.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether `sid` is a live session; a use keeps it alive another [`SESSION_IDLE`].
 fn session_alive(api: &Api, sid: &str) -> bool {
-    let now = Instant::now();
-    let mut s = sessions(api);
+    touch(&mut sessions(api), sid, Instant::now())
+}
+
+/// Records a new session.
+fn new_session(api: &Api) -> String {
+    let mut bytes = [0u8; 16];
+    super::auth::getrandom(&mut bytes);
+    let sid: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    insert(&mut sessions(api), sid.clone(), Instant::now());
+    sid
+}
+
+type Sessions = std::collections::HashMap<String, Instant>;
+
+/// Whether `sid` was used less than [`SESSION_IDLE`] before `now` (then it is used now); an
+/// ended one is forgotten.
+fn touch(s: &mut Sessions, sid: &str, now: Instant) -> bool {
     match s.get_mut(sid) {
-        Some(last) if now.duration_since(*last) < SESSION_IDLE => {
+        Some(last) if now.saturating_duration_since(*last) < SESSION_IDLE => {
             *last = now;
             true
         }
@@ -142,24 +155,17 @@ fn session_alive(api: &Api, sid: &str) -> bool {
     }
 }
 
-/// Records a new session, dropping ended ones and, when [`MAX_SESSIONS`] are live, the one
+/// Adds `sid`, first dropping ended sessions and, while [`MAX_SESSIONS`] are live, the one
 /// used longest ago.
-fn new_session(api: &Api) -> String {
-    let mut bytes = [0u8; 16];
-    super::auth::getrandom(&mut bytes);
-    let sid: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let now = Instant::now();
-    let mut s = sessions(api);
-    s.retain(|_, last| now.duration_since(*last) < SESSION_IDLE);
+fn insert(s: &mut Sessions, sid: String, now: Instant) {
+    s.retain(|_, last| now.saturating_duration_since(*last) < SESSION_IDLE);
     while s.len() >= MAX_SESSIONS {
-        let oldest = s.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone());
-        match oldest {
-            Some(k) => s.remove(&k),
-            None => break,
+        let Some(oldest) = s.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone()) else {
+            break;
         };
+        s.remove(&oldest);
     }
-    s.insert(sid.clone(), now);
-    sid
+    s.insert(sid, now);
 }
 
 fn login(api: &Api, params: &[(String, String)]) -> Reply {
@@ -210,5 +216,37 @@ mod tests {
             .collect();
         assert!(v >= vec![2, 11, 0], "{WEBAPI_VERSION}");
         assert!(APP_VERSION.starts_with("v5."));
+    }
+
+    #[test]
+    fn sessions_end_after_an_idle_hour_and_are_bounded() {
+        let t0 = Instant::now();
+        let mut s = Sessions::new();
+        insert(&mut s, "a".into(), t0);
+        assert!(touch(&mut s, "a", t0 + Duration::from_secs(3000)));
+        assert!(
+            touch(&mut s, "a", t0 + Duration::from_secs(6000)),
+            "a use keeps it alive"
+        );
+        assert!(!touch(
+            &mut s,
+            "a",
+            t0 + Duration::from_secs(6000) + SESSION_IDLE
+        ));
+        assert!(s.is_empty(), "an ended session is forgotten");
+        assert!(!touch(&mut s, "never", t0));
+        for i in 0..MAX_SESSIONS + 10 {
+            insert(
+                &mut s,
+                format!("s{i}"),
+                t0 + Duration::from_millis(i as u64),
+            );
+        }
+        assert_eq!(s.len(), MAX_SESSIONS);
+        assert!(!s.contains_key("s0"), "the oldest went first");
+        assert!(s.contains_key(&format!("s{}", MAX_SESSIONS + 9)));
+        let later = t0 + SESSION_IDLE + Duration::from_secs(1);
+        insert(&mut s, "new".into(), later + Duration::from_secs(3600));
+        assert_eq!(s.len(), 1, "ended sessions are dropped when one is added");
     }
 }
