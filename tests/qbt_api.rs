@@ -5,7 +5,7 @@
 //! tests/tools/requirements-api.txt) logs in with user `admin` and the API token as the
 //! password, reads the versions, adds a `.torrent` made by `uringseed make` with a save path,
 //! lists it, waits for a seeding state, reads its properties and trackers, stops and starts it
-//! (one hash and `all`), and deletes it; a wrong password fails the login, a request without a
+//! (one hash and `all`), deletes it, adds it stopped and deletes `all`; a wrong password fails the login, a request without a
 //! session or with a made-up SID is 403, `deleteFiles=true`, URLs and garbage are refused. It
 //! prints what it saw as JSON and this test asserts it, and that the native API
 //! (`GET /api/v1/torrents` with the bearer token) shows the same hash, name and size, and that
@@ -270,7 +270,14 @@ fn qbittorrent_api_adds_lists_stops_starts_and_deletes_a_torrent() {
 
     let d = client(
         &python,
-        &["delete", &url, token_file.to_str().unwrap(), &hash],
+        &[
+            "delete",
+            &url,
+            token_file.to_str().unwrap(),
+            &hash,
+            torrent.to_str().unwrap(),
+            data.to_str().unwrap(),
+        ],
         &s,
     );
     let show = d.to_string();
@@ -280,6 +287,9 @@ fn qbittorrent_api_adds_lists_stops_starts_and_deletes_a_torrent() {
     );
     assert_eq!(hashes(&d["still_there"]), [hash.as_str()], "{show}");
     assert!(hashes(&d["after_delete"]).is_empty(), "{show}");
+    assert_eq!(d["add_stopped"], "Ok.", "{show}");
+    assert_eq!(d["added_stopped_state"][0], "stoppedUP", "{show}");
+    assert!(hashes(&d["after_delete_all"]).is_empty(), "{show}");
     assert!(tree.join("a.bin").exists(), "the data is never deleted");
     let (_, body) = http(&addr, "GET", "/api/v1/torrents", &auth);
     assert!(!body.contains(&hash), "{body}");

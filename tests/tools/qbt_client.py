@@ -6,8 +6,9 @@ saw. Nothing is asserted here: the Rust test asserts.
   qbt_client.py add URL TOKEN_FILE TORRENT SAVE_PATH HASH
       bad password and no-login checks, login, versions, add, list, wait for seeding,
       properties, trackers, stop, start
-  qbt_client.py delete URL TOKEN_FILE HASH
-      delete with deleteFiles=true (refused), then with false, and list again
+  qbt_client.py delete URL TOKEN_FILE HASH TORRENT SAVE_PATH
+      delete with deleteFiles=true (refused), then with false, and list again; add it again
+      stopped (is_stopped) and delete it with hashes=all
 """
 
 import json
@@ -115,7 +116,7 @@ def phase_add(url, token, torrent, save_path, h):
     return out
 
 
-def phase_delete(url, token, h):
+def phase_delete(url, token, h, torrent, save_path):
     out = {}
     c = client(url, token)
     c.auth_log_in()
@@ -127,6 +128,10 @@ def phase_delete(url, token, h):
     out["still_there"] = [t["hash"] for t in c.torrents_info(torrent_hashes=h)]
     c.torrents_delete(delete_files=False, torrent_hashes=h)
     out["after_delete"] = [t["hash"] for t in c.torrents_info()]
+    out["add_stopped"] = c.torrents_add(torrent_files=torrent, save_path=save_path, is_stopped=True)
+    out["added_stopped_state"] = [t["state"] for t in c.torrents_info(torrent_hashes=h)]
+    c.torrents_delete(delete_files=False, torrent_hashes="all")
+    out["after_delete_all"] = [t["hash"] for t in c.torrents_info()]
     return out
 
 
@@ -137,7 +142,7 @@ def main():
     if mode == "add":
         out = phase_add(url, token, *sys.argv[4:7])
     elif mode == "delete":
-        out = phase_delete(url, token, sys.argv[4])
+        out = phase_delete(url, token, *sys.argv[4:7])
     else:
         sys.exit("mode: add or delete")
     out["client_version"] = qbittorrentapi.__version__ if hasattr(qbittorrentapi, "__version__") else None
