@@ -45,15 +45,32 @@ impl Token {
         let mut bytes = [0u8; 32];
         getrandom(&mut bytes);
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        // Written whole to a private temporary file, then linked into place: a second server
+        // starting at the same moment either links first or reads a complete token.
+        let mut tag = [0u8; 8];
+        getrandom(&mut tag);
+        let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = dir.join(format!(".api-token.{tag}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
-            .map_err(|e| format!("api: cannot create {}: {e}", path.display()))?;
+            .open(&tmp)
+            .map_err(|e| format!("api: cannot create {}: {e}", tmp.display()))?;
         writeln!(f, "{token}")
             .and_then(|_| f.sync_all())
-            .map_err(|e| format!("api: cannot write {}: {e}", path.display()))?;
+            .map_err(|e| format!("api: cannot write {}: {e}", tmp.display()))?;
+        drop(f);
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return read(&path).map(|t| (t, path));
+            }
+            Err(e) => return Err(format!("api: cannot create {}: {e}", path.display())),
+        }
         tracing::info!("api: made a new token in {}", path.display());
         Ok((Token(token), path))
     }
@@ -167,5 +184,23 @@ mod tests {
         std::fs::write(&p, "0123456789abcdef0123\n").unwrap();
         let (t, _) = Token::load_or_create(&p, None).unwrap();
         assert!(t.matches("0123456789abcdef0123"));
+    }
+
+    #[test]
+    fn servers_starting_together_agree_on_one_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let tokens: Vec<String> = (0..8)
+            .map(|_| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    Token::load_or_create(Path::new(""), Some(&d)).map(|(t, _)| t.0)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap().expect("every start gets the token"))
+            .collect();
+        assert!(tokens.iter().all(|t| *t == tokens[0]));
     }
 }

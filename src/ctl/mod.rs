@@ -478,13 +478,11 @@ fn add(c: &Client, path: &Path, data: Option<&Path>, wait: u64) -> Result<(), Fa
             })
         });
         if let Some(j) = failed {
-            return Err(env_fail(format!(
-                "{}: {}",
-                making.display(),
-                j["error"]
-                    .as_str()
-                    .unwrap_or("the server could not make it")
-            )));
+            // The server's reason names the path.
+            let why = j["error"]
+                .as_str()
+                .unwrap_or("the server could not make it");
+            return Err(env_fail(why.to_string()));
         }
         let waited = start.elapsed();
         if waited >= Duration::from_secs(wait) {
