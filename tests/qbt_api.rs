@@ -295,3 +295,66 @@ fn qbittorrent_api_adds_lists_stops_starts_and_deletes_a_torrent() {
     assert!(!body.contains(&hash), "{body}");
     s.stop();
 }
+
+/// What qBittorrent's API reports as uploaded is what a real client received.
+#[test]
+fn uploaded_figures_match_what_a_real_client_received() {
+    if !have_libtorrent() {
+        return;
+    }
+    use common::api::{request, write_config, ApiServer};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(&root).unwrap();
+    let len = 3 << 20;
+    std::fs::write(root.join("f.bin"), pseudo_random(len, 9)).unwrap();
+    let torrent = dir.path().join("f.torrent");
+    let ih = make_torrent(&root.join("f.bin"), &torrent, &[]);
+    let (config, http_addr) = write_config(dir.path(), &root, "");
+    let mut s = ApiServer::start(
+        "uringseed",
+        &config,
+        &http_addr,
+        &[
+            "--torrent",
+            torrent.to_str().unwrap(),
+            "--data",
+            root.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    s.proc.wait_line("ready: ", Duration::from_secs(60));
+    let peer = s
+        .proc
+        .stdout_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("listening: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let save = dir.path().join("got");
+    let mut lt = spawn_lt_download(&torrent, &save, &peer, 60, 0, None, dir.path());
+    assert!(
+        lt.wait_exit(Duration::from_secs(60))
+            .is_some_and(|st| st.success()),
+        "{}",
+        lt.report()
+    );
+    assert!(tree_differences(&root, &save, true).is_empty());
+    let auth = format!("Authorization: Bearer {}\r\n", s.token());
+    let info = request(
+        &http_addr,
+        "GET",
+        &format!("/api/v2/torrents/info?hashes={ih}"),
+        &auth,
+        b"",
+    )
+    .unwrap();
+    assert_eq!(info.status, 200);
+    let t = &info.json()[0];
+    assert_eq!(t["hash"], ih.as_str());
+    assert_eq!(t["uploaded"].as_u64(), Some(len as u64), "{t}");
+    assert_eq!(t["uploaded_session"].as_u64(), Some(len as u64), "{t}");
+    let transfer = request(&http_addr, "GET", "/api/v2/transfer/info", &auth, b"").unwrap();
+    assert_eq!(transfer.json()["up_info_data"].as_u64(), Some(len as u64));
+}
