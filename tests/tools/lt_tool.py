@@ -262,6 +262,15 @@ def net_session():
     if os.environ.get("LT_HIGH_PERFORMANCE"):
         base.update({"unchoke_slots_limit": -1, "connections_limit": 20000})
     base.update(encryption_settings())
+    if os.environ.get("LT_DHT_NODES"):
+        # DHT on, for the loopback DHT of lt_dht.py only (no public routers; the nodes are
+        # given to the session with add_dht_node once it listens: see seed).
+        import lt_dht
+        dht = lt_dht.dht_settings("127.0.0.1")
+        for key in ("listen_interfaces", "outgoing_interfaces", "alert_mask"):
+            del dht[key]
+        base.update(dht)
+        base["alert_mask"] |= cats.dht_notification | cats.dht_operation_notification
     return lt.session(base)
 
 
@@ -336,6 +345,11 @@ def seed(torrent, save_dir, tracker_url, timeout):
             sys.exit(1)
         log_alerts(ses, t0)
         time.sleep(0.05)
+    dht_nodes = None
+    if os.environ.get("LT_DHT_NODES"):
+        import lt_dht
+        dht_nodes = lt_dht.env_nodes()
+        lt_dht.wait_dht(ses, dht_nodes, t0)
     ti = lt.torrent_info(torrent)
     params = lt.add_torrent_params()
     params.ti = ti
@@ -375,6 +389,10 @@ def seed(torrent, save_dir, tracker_url, timeout):
             ses.wait_for_alert(100)
     print("ready", v1_hash(ti))
     sys.stdout.flush()
+    check = None
+    if dht_nodes:
+        h.force_dht_announce()
+        check = lt_dht.AnnounceCheck(ses, ti.info_hashes().v1, ("127.0.0.1", ses.listen_port()))
     deadline = t0 + timeout
     last_report = 0.0
     while not stop:
@@ -382,7 +400,15 @@ def seed(torrent, save_dir, tracker_url, timeout):
         if now >= deadline:
             log(t0, "timeout after %ss" % timeout)
             sys.exit(1)
-        log_alerts(ses, t0)
+        if check is not None:
+            check.tick()
+        for a in ses.pop_alerts():
+            if check is not None and check.alert(a):
+                # A DHT lookup of its own lists it: the announce is in.
+                print("dht_announced", "%.2f" % (time.time() - t0))
+                sys.stdout.flush()
+            if check is None or not lt_dht.quiet(a):
+                log(t0, "alert %s: %s" % (type(a).__name__, a.message()))
         if now - last_report >= 5:
             last_report = now
             st = h.status()
@@ -419,6 +445,7 @@ def recheck(torrent, save_dir):
 
 
 if __name__ == "__main__":
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree (lt_dht, lt_magnet)
     cmd = sys.argv[1]
     if cmd == "create":
         create(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "v1")
@@ -464,6 +491,10 @@ if __name__ == "__main__":
             sys.stderr.write("lt_tool.py seed: TIMEOUT must be a positive number\n")
             sys.exit(2)
         seed(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) >= 5 else None, secs)
+    elif cmd in ("dht-swarm", "dht-leech", "dht-announce"):
+        sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+        import lt_dht
+        lt_dht.main(sys.argv[1:])
     elif cmd in ("magnet-info", "magnet-download", "pex-leech"):
         sys.dont_write_bytecode = True  # no __pycache__ in the source tree
         import lt_magnet
