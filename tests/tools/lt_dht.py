@@ -263,10 +263,17 @@ class Peers:
 
 def dht_leech(magnet, save_dir, timeout, nodes):
     """Downloads MAGNET with the DHT as its only source of peers (no tracker, no peer given;
-    PEX off). Prints `listening IP:PORT`, `dht_nodes N` once the DHT holds a node,
-    `found_seconds` (add_torrent to the first lookup that returned peers), `metadata_seconds`
-    (add_torrent to the metadata), `peer ...` lines, then `downloaded`, `state`, `seconds`. Exit 0 when
-    complete, 1 on timeout or a torrent error."""
+    PEX off), as a lookup-only client: the torrent's own DHT announces are off
+    (torrent_flags.disable_dht), and the tool itself asks the DHT (`dht_get_peers`, every 2 s
+    while no peer is connected) and dials each address a reply lists, crediting it to the
+    DHT (`peer_info.dht`). It never announce_peers, so no peer can find it there: every peer
+    it reports was found through a lookup and dialled by it.
+
+    Prints `listening IP:PORT`, `dht_nodes N` once its routing table holds a node, `found
+    IP:PORT` for each new address a lookup returned, `found_seconds` (add_torrent to the first
+    lookup that listed a peer), `metadata_seconds` (add_torrent to the metadata), `peer IP:PORT
+    source SRC` lines, then `downloaded`, `state`, `seconds`. Exit 0 when complete, 1 on
+    timeout or a torrent error."""
     t0 = time.time()
     bind_ip = os.environ.get("LT_BIND_IP") or "127.0.0.1"
     ses = lt.session(dht_settings(bind_ip))
@@ -281,16 +288,17 @@ def dht_leech(magnet, save_dir, timeout, nodes):
     params.save_path = save_dir
     params.trackers = []  # the DHT only
     params.peers = []
-    params.flags |= lt.torrent_flags.disable_pex
-    params.flags &= ~lt.torrent_flags.disable_dht
+    params.flags |= lt.torrent_flags.disable_pex | lt.torrent_flags.disable_dht
+    ih = params.info_hashes.v1
     added = time.time()
     h = ses.add_torrent(params)
-    log(t0, "added %s (DHT only)" % params.info_hashes.v1)
+    log(t0, "added %s (DHT lookups only)" % ih)
     peers = Peers()
     deadline = t0 + timeout
     metadata_at = None
     found_at = None
-    forced_at = 0.0
+    found = {}  # address -> when last dialled
+    asked_at = 0.0
     last_report = 0.0
     code = 0
     while True:
@@ -302,10 +310,20 @@ def dht_leech(magnet, save_dir, timeout, nodes):
             if isinstance(a, lt.metadata_received_alert) and metadata_at is None:
                 metadata_at = time.time() - added
                 out("metadata_seconds", "%.3f" % metadata_at)
-            elif isinstance(a, lt.dht_reply_alert) and found_at is None:
-                # The first lookup that returned peers.
-                found_at = time.time() - added
-                out("found_seconds", "%.3f" % found_at)
+            elif isinstance(a, lt.dht_get_peers_reply_alert) and str(a.info_hash) == str(ih):
+                listed = [(p[0], p[1]) for p in a.peers()]
+                log(t0, "lookup: %d peers %s" % (len(listed), listed))
+                if listed and found_at is None:
+                    found_at = time.time() - added
+                    out("found_seconds", "%.3f" % found_at)
+                connected = set((p.ip[0], p.ip[1]) for p in h.get_peer_info())
+                for addr in listed:
+                    if addr not in found:
+                        out("found %s:%d" % addr)
+                    elif addr in connected or time.time() - found[addr] < 5:
+                        continue
+                    found[addr] = time.time()
+                    h.connect_peer(addr, lt.peer_info.dht)
             elif isinstance(a, lt.torrent_error_alert):
                 code = 1
         peers.update(h)
@@ -316,16 +334,15 @@ def dht_leech(magnet, save_dir, timeout, nodes):
                 % (timeout, st.state, st.progress, st.num_peers, st.has_metadata))
             code = 1
             break
-        # Look the torrent up again every 3 s while no peer is connected (libtorrent's own
-        # schedule is dht_announce_interval).
-        if st.num_peers == 0 and now - forced_at >= 3 and st.state not in CHECKING:
-            h.force_dht_announce()
-            forced_at = now
+        if st.num_peers == 0 and now - asked_at >= 2:
+            ses.dht_get_peers(ih)
+            asked_at = now
         if now - last_report >= 1:
             last_report = now
             log(t0, "state %s progress %.4f peers %d down %d B/s"
                 % (st.state, st.progress, st.num_peers, st.download_payload_rate))
         ses.wait_for_alert(50)
+    peers.update(h)
     st = h.status()
     out("downloaded", st.total_payload_download)
     out("state", str(st.state))
