@@ -35,7 +35,10 @@
                                            runs until SIGTERM/SIGINT (announces stopped, exit 0) or
                                            TIMEOUT seconds (default 600; exit 1); exit 1 if the data
                                            is incomplete (env LT_UPLOAD_RATE=BYTES/S caps its upload,
-                                           also to loopback peers)
+                                           also to loopback peers; LT_DHT_NODES=IP:PORT,... turns the
+                                           DHT on with those loopback nodes only, announces the
+                                           torrent there and prints "dht_announced SECS" once a
+                                           lookup of its own lists it)
   lt_tool.py magnet-info MAGNET            print the infohash, name, trackers and peers libtorrent's
                                            parse_magnet_uri reads from MAGNET
   lt_tool.py magnet-download MAGNET SAVE_DIR PEER|- TIMEOUT
@@ -50,7 +53,21 @@
                                            (LT_BIND_IP, LT_DOWNLOAD_RATE as for download;
                                            LT_PEX_ON_PRIVATE=1 keeps ut_pex on for a private torrent)
                                            magnet-info, magnet-download and pex-leech live in lt_magnet.py
-Output is one "key value" pair per line. DHT, LSD, UPnP, NAT-PMP off; create/info/rehash do no
+  lt_tool.py dht-swarm N SECONDS [--ips]   N libtorrent DHT nodes on loopback (127.0.0.1, or with
+                                           --ips 127.0.0.2, .3, ...) wired to each other; prints
+                                           "node IP:PORT" each and "ready", then "announced INFOHASH
+                                           IP:PORT node=NODE" and "get_peers INFOHASH node=NODE" for
+                                           every such query a node receives
+  lt_tool.py dht-leech MAGNET SAVE_DIR TIMEOUT NODE...
+                                           magnet-only leecher whose only peers come from its own DHT
+                                           lookups (it never announces); prints found/peer lines,
+                                           found_seconds, metadata_seconds, downloaded, state, seconds
+  lt_tool.py dht-announce TORRENT SAVE_DIR SECONDS NODE...
+                                           leecher that announces itself to the DHT once and waits to
+                                           be connected to; prints listening, announced, peer lines,
+                                           downloaded, state, seconds
+                                           dht-swarm, dht-leech and dht-announce live in lt_dht.py
+Output is one "key value" pair per line. DHT (unless named above), LSD, UPnP, NAT-PMP off; create/info/rehash do no
 networking and do not listen; download listens on 127.0.0.1 (random port) only and dials only the
 peer it is given; tracker_download and seed listen on 127.0.0.1 (random port) and talk only to the
 trackers and the peers those return, announcing to every tracker of every tier. Their floor on
