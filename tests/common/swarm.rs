@@ -41,6 +41,8 @@ pub fn spawn_lt(name: &str, args: &[&str], env: &[(&str, &str)], log_dir: &Path)
         "LT_DOWNLOAD_RATE",
         "LT_ENCRYPTION",
         "LT_PEX_ON_PRIVATE",
+        "LT_DHT_NODES",
+        "LT_DHT_ANNOUNCE_INTERVAL",
     ] {
         cmd.env_remove(var);
     }

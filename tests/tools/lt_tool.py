@@ -35,7 +35,10 @@
                                            runs until SIGTERM/SIGINT (announces stopped, exit 0) or
                                            TIMEOUT seconds (default 600; exit 1); exit 1 if the data
                                            is incomplete (env LT_UPLOAD_RATE=BYTES/S caps its upload,
-                                           also to loopback peers)
+                                           also to loopback peers; LT_DHT_NODES=IP:PORT,... turns the
+                                           DHT on with those loopback nodes only, announces the
+                                           torrent there and prints "dht_announced SECS" once a
+                                           lookup of its own lists it)
   lt_tool.py magnet-info MAGNET            print the infohash, name, trackers and peers libtorrent's
                                            parse_magnet_uri reads from MAGNET
   lt_tool.py magnet-download MAGNET SAVE_DIR PEER|- TIMEOUT
@@ -50,7 +53,21 @@
                                            (LT_BIND_IP, LT_DOWNLOAD_RATE as for download;
                                            LT_PEX_ON_PRIVATE=1 keeps ut_pex on for a private torrent)
                                            magnet-info, magnet-download and pex-leech live in lt_magnet.py
-Output is one "key value" pair per line. DHT, LSD, UPnP, NAT-PMP off; create/info/rehash do no
+  lt_tool.py dht-swarm N SECONDS [--ips]   N libtorrent DHT nodes on loopback (127.0.0.1, or with
+                                           --ips 127.0.0.2, .3, ...) wired to each other; prints
+                                           "node IP:PORT" each and "ready", then "announced INFOHASH
+                                           IP:PORT node=NODE" and "get_peers INFOHASH node=NODE" for
+                                           every such query a node receives
+  lt_tool.py dht-leech MAGNET SAVE_DIR TIMEOUT NODE...
+                                           magnet-only leecher whose only peers come from its own DHT
+                                           lookups (it never announces); prints found/peer lines,
+                                           found_seconds, metadata_seconds, downloaded, state, seconds
+  lt_tool.py dht-announce TORRENT SAVE_DIR SECONDS NODE...
+                                           leecher that announces itself to the DHT once and waits to
+                                           be connected to; prints listening, announced, peer lines,
+                                           downloaded, state, seconds
+                                           dht-swarm, dht-leech and dht-announce live in lt_dht.py
+Output is one "key value" pair per line. DHT (unless named above), LSD, UPnP, NAT-PMP off; create/info/rehash do no
 networking and do not listen; download listens on 127.0.0.1 (random port) only and dials only the
 peer it is given; tracker_download and seed listen on 127.0.0.1 (random port) and talk only to the
 trackers and the peers those return, announcing to every tracker of every tier. Their floor on
@@ -262,6 +279,15 @@ def net_session():
     if os.environ.get("LT_HIGH_PERFORMANCE"):
         base.update({"unchoke_slots_limit": -1, "connections_limit": 20000})
     base.update(encryption_settings())
+    if os.environ.get("LT_DHT_NODES"):
+        # DHT on, for the loopback DHT of lt_dht.py only (no public routers; the nodes are
+        # given to the session with add_dht_node once it listens: see seed).
+        import lt_dht
+        dht = lt_dht.dht_settings("127.0.0.1")
+        for key in ("listen_interfaces", "outgoing_interfaces", "alert_mask"):
+            del dht[key]
+        base.update(dht)
+        base["alert_mask"] |= cats.dht_notification | cats.dht_operation_notification
     return lt.session(base)
 
 
@@ -336,6 +362,11 @@ def seed(torrent, save_dir, tracker_url, timeout):
             sys.exit(1)
         log_alerts(ses, t0)
         time.sleep(0.05)
+    dht_nodes = None
+    if os.environ.get("LT_DHT_NODES"):
+        import lt_dht
+        dht_nodes = lt_dht.env_nodes()
+        lt_dht.wait_dht(ses, dht_nodes, t0)
     ti = lt.torrent_info(torrent)
     params = lt.add_torrent_params()
     params.ti = ti
@@ -375,6 +406,10 @@ def seed(torrent, save_dir, tracker_url, timeout):
             ses.wait_for_alert(100)
     print("ready", v1_hash(ti))
     sys.stdout.flush()
+    check = None
+    if dht_nodes:
+        h.force_dht_announce()
+        check = lt_dht.AnnounceCheck(ses, ti.info_hashes().v1, ("127.0.0.1", ses.listen_port()))
     deadline = t0 + timeout
     last_report = 0.0
     while not stop:
@@ -382,7 +417,15 @@ def seed(torrent, save_dir, tracker_url, timeout):
         if now >= deadline:
             log(t0, "timeout after %ss" % timeout)
             sys.exit(1)
-        log_alerts(ses, t0)
+        if check is not None:
+            check.tick()
+        for a in ses.pop_alerts():
+            if check is not None and check.alert(a):
+                # A DHT lookup of its own lists it: the announce is in.
+                print("dht_announced", "%.2f" % (time.time() - t0))
+                sys.stdout.flush()
+            if check is None or not lt_dht.quiet(a):
+                log(t0, "alert %s: %s" % (type(a).__name__, a.message()))
         if now - last_report >= 5:
             last_report = now
             st = h.status()
@@ -419,6 +462,7 @@ def recheck(torrent, save_dir):
 
 
 if __name__ == "__main__":
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree (lt_dht, lt_magnet)
     cmd = sys.argv[1]
     if cmd == "create":
         create(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "v1")
@@ -464,6 +508,10 @@ if __name__ == "__main__":
             sys.stderr.write("lt_tool.py seed: TIMEOUT must be a positive number\n")
             sys.exit(2)
         seed(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) >= 5 else None, secs)
+    elif cmd in ("dht-swarm", "dht-leech", "dht-announce"):
+        sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+        import lt_dht
+        lt_dht.main(sys.argv[1:])
     elif cmd in ("magnet-info", "magnet-download", "pex-leech"):
         sys.dont_write_bytecode = True  # no __pycache__ in the source tree
         import lt_magnet
