@@ -14,5 +14,8 @@
 
 pub mod id;
 pub mod krpc;
+pub mod lookup;
+pub mod store;
+pub mod table;
 
 pub use id::NodeId;
