@@ -15,7 +15,10 @@
 pub mod id;
 pub mod krpc;
 pub mod lookup;
+pub mod node;
 pub mod store;
 pub mod table;
+pub mod types;
 
 pub use id::NodeId;
+pub use node::{Event, Family, Node, NodeConfig, NodeStats, Transmit};
