@@ -6,6 +6,7 @@
 //! - [`bencode`]: strict, bounded bencode decoder that keeps byte spans (for the info-hash).
 //! - [`metainfo`]: .torrent parsing and validation into [`metainfo::Torrent`].
 //! - [`bitfield`]: piece bitfields, including the shared one of pieces a torrent may serve.
+//! - [`dht`]: the mainline DHT node sans I/O (KRPC codec, routing table, lookups, peer store).
 //! - [`wire`]: the peer protocol sans I/O: handshake, message codec, MSE, and the per-peer state
 //!   machine ([`wire::Peer`]: `handle_bytes`/`handle_timeout` in, `poll_transmit`/`next_run`
 //!   out).
@@ -83,6 +84,7 @@ pub mod choke;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dht;
 pub mod http;
 pub mod io;
 pub mod keeper;
