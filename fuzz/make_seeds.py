@@ -246,9 +246,59 @@ def config_seeds():
         put("config", "uringseed.example.toml", f.read())
 
 
+# --- KRPC (BEP 5 / 32 / 42); the fuzz target replaces EE EE with the tid it last sent ---
+def krpc_seeds():
+    me = b"abcdefghij0123456789"
+    ih = b"mnopqrstuvwxyz123456"
+    def q(method, args, tid=b"aa", **top):
+        d = {"t": tid, "y": "q", "q": method, "a": dict(args, id=me)}
+        d.update(top)
+        return benc(d)
+    def r(body, tid=b"\xee\xee", ip=None):
+        d = {"t": tid, "y": "r", "r": dict(body)}
+        if ip:
+            d["ip"] = ip
+        return benc(d)
+    def node(i):  # a node the target can speak as: 10.0.0.(i+1):6881
+        return bytes([0x30 + i]) * 20 + bytes([10, 0, 0, i + 1]) + struct.pack(">H", 6881)
+    def chunk(sel, pkt):
+        return bytes([sel]) + struct.pack(">H", len(pkt)) + pkt
+    put("krpc", "ping", q("ping", {}))
+    put("krpc", "ping_ro_v", q("ping", {}, ro=1, v=b"UT\x03\x05"))
+    put("krpc", "find_node", q("find_node", {"target": ih}))
+    put("krpc", "find_node_want", q("find_node", {"target": ih, "want": ["n4", "n6"]}))
+    put("krpc", "get_peers", q("get_peers", {"info_hash": ih}))
+    put("krpc", "announce_peer", q("announce_peer", {"info_hash": ih, "port": 6881,
+                                                      "token": b"aoeusnth", "implied_port": 1}))
+    put("krpc", "unknown_method", q("vote", {"target": ih}))
+    put("krpc", "error", benc({"t": b"aa", "y": "e", "e": [201, "A Generic Error Ocurred"]}))
+    put("krpc", "response_nodes", r({"id": me, "nodes": node(2) + node(3)}, tid=b"aa",
+                                    ip=bytes([1, 2, 3, 4, 0x1a, 0xe1])))
+    put("krpc", "response_values", r({"id": me, "token": b"aoeusnth",
+                                      "values": [bytes([1, 2, 3, 4, 0, 80]), bytes(16) + b"\x00\x51"]},
+                                     tid=b"aa"))
+    put("krpc", "response_nodes6", r({"id": me, "nodes6": bytes(20) + bytes(15) + b"\x01\x1a\xe1"},
+                                     tid=b"aa"))
+    # A whole lookup: the routers answer with nodes, the nodes answer with peers and tokens,
+    # then time passes (announces go out), then the announces are answered.
+    seq = chunk(0, r({"id": b"R" * 20, "nodes": b"".join(node(i) for i in range(2, 8))},
+                     ip=bytes([1, 2, 3, 4, 0x1a, 0xe1])))
+    seq += chunk(1, r({"id": b"S" * 20, "nodes": node(2)}, ip=bytes([1, 2, 3, 4, 0x1a, 0xe1])))
+    for i in range(2, 8):
+        seq += chunk(i, r({"id": bytes([0x30 + i]) * 20, "token": b"tok%d" % i,
+                           "values": [bytes([5, 6, 7, i, 0x1a, 0xe1])]},
+                          ip=bytes([1, 2, 3, 4, 0x1a, 0xe1])))
+    for i in range(2, 8):
+        seq += chunk(i, r({"id": bytes([0x30 + i]) * 20}))
+    seq += chunk(0x80 | 0x78 | 2, q("get_peers", {"info_hash": ih}))
+    put("krpc", "lookup_sequence", seq)
+    put("krpc", "query_flood", b"".join(chunk(3, q("ping", {}, tid=bytes([i]))) for i in range(40)))
+
+
 wire_seeds()
 peer_seeds()
 tracker_seeds()
 resume_seeds()
 bencode_seeds()
 config_seeds()
+krpc_seeds()

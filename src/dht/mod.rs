@@ -4,6 +4,9 @@
 //! UDP socket and moves bytes in ([`Node::handle_packet`]) and out ([`Node::poll_transmit`]),
 //! calls [`Node::handle_timeout`] at [`Node::poll_timeout`], and reads [`Node::poll_event`].
 //!
+//! One [`Node`] serves one address family (BEP 32): a dual-stack driver runs two, one per
+//! socket, and a query's `want` is answered with that node's family only.
+//!
 //! - [`krpc`]: the message codec and its bounds.
 //! - [`id`]: node ids, the XOR metric, BEP 42 ids, CRC-32C, the seeded PRNG.
 //! - [`table`]: the routing table of one address family.

@@ -18,6 +18,8 @@
 //! address for us, the node emits [`Event::ExternalIp`] and applies it itself with
 //! [`Node::set_external_ip`] (taking a BEP 42 id if ours is not valid for it).
 //!
+//! Answering queries and the periodic maintenance live in `serve.rs` (a child module).
+//!
 //! Nodes enter the table only when they answer one of our queries: an unknown node that
 //! queries us (without `ro`) is pinged, and added when it answers; routers never are.
 
@@ -448,9 +450,7 @@ impl Node {
             }
         };
         match msg.body {
-            Body::Query { id, ro, query } => {
-                self.handle_query(now, from, msg.tid, id, ro, query, bytes.len())
-            }
+            Body::Query { id, ro, query } => self.handle_query(now, from, msg.tid, id, ro, query),
             Body::Response(r) => self.handle_response(now, from, &msg.tid, Some(r), msg.ip),
             Body::Error { .. } => self.handle_response(now, from, &msg.tid, None, None),
         }

@@ -301,12 +301,17 @@ fn a_query_flood_from_one_ip_is_limited_while_another_ip_is_answered() {
         );
     }
     assert_eq!(answered(&mut n, flood), 20);
-    // The per-IP map stays bounded.
+    // The per-IP map stays bounded: the oldest IPs go first (the flooder among them).
+    assert!(n.limiter.map.contains_key(&flood.ip()));
     for i in 0..(MAX_LIMITER_IPS as u32 + 500) {
         let a = SocketAddr::from(((0x0b00_0000 + i).to_be_bytes(), 1));
-        n.handle_packet(t1, a, b"x");
+        n.handle_packet(t1, a, &query(b"p", NodeId([7; 20]), Query::Ping));
+        if i % 256 == 0 {
+            let _ = replies(&mut n);
+        }
     }
-    assert!(n.limiter.map.len() <= MAX_LIMITER_IPS);
+    assert_eq!(n.limiter.map.len(), MAX_LIMITER_IPS);
+    assert!(!n.limiter.map.contains_key(&flood.ip()));
     assert_eq!(n.limiter.map.len(), n.limiter.order.len());
 }
 

@@ -6,7 +6,6 @@
 use super::*;
 
 impl Node {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_query(
         &mut self,
         now: Instant,
@@ -15,7 +14,6 @@ impl Node {
         id: NodeId,
         ro: bool,
         query: Query,
-        _len: usize,
     ) {
         if self.config.read_only {
             self.stats.dropped_read_only += 1;
