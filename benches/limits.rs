@@ -155,6 +155,7 @@ fn spawn_server(
     cap: u64,
 ) -> (Child, SocketAddr) {
     let mut child = Command::new(bin)
+        .env("URINGSEED_DHT_BOOTSTRAP", "")
         .args(["serve", "--listen", "127.0.0.1:0", "--upload-slots", "0"])
         .args(["--log-level", "warn", "--upload-limit", &format!("{cap}M")])
         .arg("--torrent")

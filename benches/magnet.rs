@@ -113,6 +113,8 @@ fn start(
 
 fn uringseed(bin: &str, torrent: &Path, data: &Path, dir: &Path) -> Server {
     let mut cmd = Command::new(bin);
+    // No DHT bootstrap off the machine.
+    cmd.env("URINGSEED_DHT_BOOTSTRAP", "");
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
         .arg("--torrent")
         .arg(torrent)

@@ -22,149 +22,19 @@
 //! Servers are separate processes, so their CPU is measured apart from the load generator's.
 //! On 2 cores the load generator competes with the server for CPU in every case.
 
+mod common;
+
+use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-const BLOCK: u32 = 16384;
 
 fn env(k: &str, d: usize) -> usize {
     std::env::var(k)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(d)
-}
-
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0 // USER_HZ is 100 on Linux
-}
-
-/// One simulated leecher: downloads the whole torrent with `depth` requests in flight; returns
-/// per-block latencies in microseconds.
-/// A handshake with a peer id unique in this process.
-fn handshake(info_hash: [u8; 20]) -> Vec<u8> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut hs = vec![19u8];
-    hs.extend_from_slice(b"BitTorrent protocol");
-    hs.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 4]);
-    hs.extend_from_slice(&info_hash);
-    hs.extend_from_slice(format!("-LG0001-{n:012}").as_bytes());
-    hs
-}
-
-fn leech(
-    addr: SocketAddr,
-    info_hash: [u8; 20],
-    piece_len: u64,
-    total: u64,
-    depth: usize,
-) -> Vec<u32> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(&handshake(info_hash)).unwrap();
-    s.write_all(&[0, 0, 0, 1, 2]).unwrap(); // interested
-    let mut blocks = Vec::new();
-    let mut off = 0u64;
-    while off < total {
-        let index = off / piece_len;
-        let begin = off % piece_len;
-        let len = (piece_len - begin).min(u64::from(BLOCK)).min(total - off);
-        blocks.push((index as u32, begin as u32, len as u32));
-        off += len;
-    }
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut have, mut pos) = (0usize, 0usize);
-    let mut handshake_left = 68usize;
-    let mut unchoked = false;
-    let (mut next, mut done) = (0usize, 0usize);
-    let mut sent_at: std::collections::VecDeque<Instant> = Default::default();
-    let mut lat = Vec::with_capacity(blocks.len());
-    let mut skip = 0usize;
-    let mut out = Vec::new();
-    while done < blocks.len() {
-        if unchoked && next < blocks.len() && next - done < depth {
-            out.clear();
-            while next < blocks.len() && next - done < depth {
-                let (i, b, l) = blocks[next];
-                out.extend_from_slice(&[0, 0, 0, 13, 6]);
-                for v in [i, b, l] {
-                    out.extend_from_slice(&v.to_be_bytes());
-                }
-                sent_at.push_back(Instant::now());
-                next += 1;
-            }
-            s.write_all(&out).unwrap();
-        }
-        if pos == have {
-            pos = 0;
-            have = 0;
-        }
-        let n = s.read(&mut buf[have..]).unwrap();
-        assert!(n > 0, "server closed the connection");
-        have += n;
-        loop {
-            if handshake_left > 0 {
-                let k = handshake_left.min(have - pos);
-                handshake_left -= k;
-                pos += k;
-                continue;
-            }
-            if skip > 0 {
-                let k = skip.min(have - pos);
-                skip -= k;
-                pos += k;
-                if k == 0 {
-                    break;
-                }
-                continue;
-            }
-            if have - pos < 5 {
-                if have - pos == 4 && buf[pos..pos + 4] == [0; 4] {
-                    pos += 4;
-                    continue;
-                }
-                break;
-            }
-            let len = u32::from_be_bytes(buf[pos..pos + 4].try_into().unwrap()) as usize;
-            if len == 0 {
-                pos += 4;
-                continue;
-            }
-            match buf[pos + 4] {
-                1 => unchoked = true,
-                7 => {
-                    done += 1;
-                    lat.push(
-                        sent_at
-                            .pop_front()
-                            .map_or(0, |t| t.elapsed().as_micros() as u32),
-                    );
-                }
-                16 => panic!("request rejected"),
-                _ => {}
-            }
-            let avail = have - pos;
-            if avail >= 4 + len {
-                pos += 4 + len;
-            } else {
-                skip = 4 + len - avail;
-                pos = have;
-            }
-        }
-        // Keep unconsumed bytes at the front of the buffer.
-        if pos > 0 && pos < have {
-            buf.copy_within(pos..have, 0);
-            have -= pos;
-            pos = 0;
-        }
-    }
-    lat
 }
 
 fn sendfile_server(path: &str) {
@@ -198,37 +68,6 @@ fn sendfile_server(path: &str) {
 
 /// Starts a server process and reads its stdout until it printed its address (a line starting
 /// with `addr_prefix`; a bare port means 127.0.0.1) and, if given, a line starting with `ready`.
-fn spawn_server(mut cmd: Command, addr_prefix: &str, ready: Option<&str>) -> (Child, SocketAddr) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut addr = None;
-    while let Some(Ok(line)) = lines.next() {
-        assert!(Instant::now() < deadline, "server did not start");
-        if let Some(rest) = line.strip_prefix(addr_prefix) {
-            let rest = rest.trim();
-            addr = rest.parse().ok().or_else(|| {
-                rest.parse::<u16>()
-                    .ok()
-                    .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
-            });
-            if ready.is_none() {
-                break;
-            }
-        } else if ready.is_some_and(|r| line.starts_with(r)) && addr.is_some() {
-            break;
-        }
-    }
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr.expect("server printed no address"))
-}
-
 struct Row {
     name: String,
     mbps: f64,
@@ -255,29 +94,6 @@ fn measure(name: String, child: &mut Child, body: impl FnOnce() -> (u64, Vec<u32
         p50_ms: q(0.5),
         p99_ms: q(0.99),
     }
-}
-
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// `n` leechers each pulling the whole torrent from `addr`.
-fn leechers(
-    n: usize,
-    addr: SocketAddr,
-    t: &uringseed::metainfo::Torrent,
-    depth: usize,
-) -> (u64, Vec<u32>) {
-    let (ih, pl, total) = (t.info_hash.0, t.piece_length, t.total_length);
-    let handles: Vec<_> = (0..n)
-        .map(|_| std::thread::spawn(move || leech(addr, ih, pl, total, depth)))
-        .collect();
-    let lat = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
-    (total * n as u64, lat)
 }
 
 /// `n` plain streams of the whole file from the sendfile server.
@@ -395,6 +211,8 @@ fn uringseed_cmd_of(
     config: &std::path::Path,
 ) -> Command {
     let mut cmd = Command::new(bin);
+    // No DHT bootstrap off the machine.
+    cmd.env("URINGSEED_DHT_BOOTSTRAP", "");
     cmd.args([
         "serve",
         "--listen",

@@ -13,8 +13,8 @@
 mod sections;
 
 pub use sections::{
-    ApiConfig, HashingConfig, LogConfig, MetricsConfig, TorrentConfig, TrackerConfig, WatchConfig,
-    DEFAULT_METRICS_LISTEN,
+    ApiConfig, DhtConfig, HashingConfig, LogConfig, MetricsConfig, TorrentConfig, TrackerConfig,
+    WatchConfig, DEFAULT_METRICS_LISTEN,
 };
 
 use crate::units::{ByteRate, ByteSize};
@@ -38,6 +38,7 @@ pub struct Config {
     pub tracker: TrackerConfig,
     pub metrics: MetricsConfig,
     pub api: ApiConfig,
+    pub dht: DhtConfig,
     pub watch: WatchConfig,
     pub log: LogConfig,
     /// Torrents to seed.
@@ -267,6 +268,20 @@ impl Config {
                     "api.listen",
                     format!("{a} is not a loopback address: set api.token_file to the token that guards it"),
                 ));
+            }
+        }
+        if !(900..=1800).contains(&self.dht.announce_interval_secs) {
+            return Err(err(
+                "dht.announce_interval_secs",
+                format!("{} is outside 900..=1800", self.dht.announce_interval_secs),
+            ));
+        }
+        for b in self.dht.bootstrap.iter().flatten() {
+            if b.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(err("dht.bootstrap", format!("{b:?} is not host:port")));
             }
         }
         if !(BLOCK_SIZE..=MAX_REQUEST_CEILING).contains(&s.max_request_bytes) {

@@ -8,6 +8,7 @@
 //! answered at once), so a hanging scraper cannot block the others or the server. It reads the
 //! shared state only.
 
+mod dht;
 mod limits;
 mod swarm;
 
@@ -59,6 +60,15 @@ fn labelled<L: Label>(reg: &Registry, name: &str, help: &str, counts: &LabelCoun
 
 /// The metrics in Prometheus text format.
 pub fn render(shared: &Shared, backend: &str) -> String {
+    render_with(shared, backend, None)
+}
+
+/// [`render`] with the DHT node's series, when it runs.
+pub fn render_with(
+    shared: &Shared,
+    backend: &str,
+    dht_status: Option<&crate::dht::service::DhtStatus>,
+) -> String {
     let s = &shared.stats;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let reg = Registry::new();
@@ -309,6 +319,9 @@ pub fn render(shared: &Shared, backend: &str) -> String {
             v
         });
     }
+    if let Some(d) = dht_status {
+        dht::render(&reg, d);
+    }
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&reg.gather(), &mut out)
@@ -334,7 +347,11 @@ fn resident_memory() -> Vec<(&'static str, i64)> {
 
 /// The metrics routes: /metrics, /healthz, /readyz (GET and HEAD), served by
 /// [`crate::api::service`].
-pub fn routes(shared: Arc<Shared>, backend: &'static str) -> crate::http::Router {
+pub fn routes(
+    shared: Arc<Shared>,
+    backend: &'static str,
+    dht_status: Option<Arc<crate::dht::service::DhtStatus>>,
+) -> crate::http::Router {
     use crate::http::Reply;
     use hyper::StatusCode;
     let (health, ready) = (shared.clone(), shared.clone());
@@ -343,7 +360,7 @@ pub fn routes(shared: Arc<Shared>, backend: &'static str) -> crate::http::Router
             Reply::new(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                render(&shared, backend),
+                render_with(&shared, backend, dht_status.as_deref()),
             )
         })
         .get("/healthz", move |_| match health.shutdown.is_triggered() {

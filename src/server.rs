@@ -159,7 +159,8 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         let _ = control.add(spec);
     }
     // After the given torrents: the API adds those it saved, which may not displace them.
-    let http = crate::api::service::spawn(&control, backend, &mut services)?;
+    let dht = crate::dht::service::spawn(&shared, &mut services)?;
+    let http = crate::api::service::spawn(&control, backend, dht, &mut services)?;
     let metrics_addr = http.addr;
     Ok(ServerHandle {
         shared,

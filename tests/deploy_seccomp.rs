@@ -199,6 +199,8 @@ fn seccomp_status(pid: u32) -> (String, String) {
 /// address), once its data is checked.
 fn serve_under(profile: &Path, torrent: &Path, data: &Path, dir: &Path) -> (Proc, String, String) {
     let mut cmd = under(profile, env!("CARGO_BIN_EXE_uringseed"));
+    // No DHT bootstrap off the machine (the default routers are replaced by none).
+    cmd.env("URINGSEED_DHT_BOOTSTRAP", "");
     cmd.arg("serve")
         .arg("--torrent")
         .arg(torrent)

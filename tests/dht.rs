@@ -12,7 +12,7 @@
 //!   unreachable bootstrap node, the server rejoins the DHT from its saved routing table and a
 //!   fresh magnet-only leecher finds it at its new peer port.
 //!
-//! The server's side of the contract (config keys as planned for issue 16):
+//! The server's side of the contract:
 //!
 //! ```toml
 //! [server]
@@ -28,8 +28,8 @@
 //! port differs), so that the DHT lists it at 127.0.0.1:PEER. Every test here waits for that
 //! listing in dht-swarm's output (`announced HASH 127.0.0.1:PEER`) before it goes on.
 //!
-//! Until the server has a DHT these tests are ignored; the harness itself was checked with a
-//! libtorrent seed in uringseed's place (`lt_tool.py seed` with LT_DHT_NODES, tests/tools/README.md).
+//! The harness itself is checked with a libtorrent seed in uringseed's place (`lt_tool.py seed`
+//! with LT_DHT_NODES, tests/tools/README.md), so a failure here can be told from one of the tools.
 //! Each test has its own temp dir, swarm and ports; every process is stopped by PID at the end.
 
 mod common;
@@ -264,7 +264,6 @@ fn setup() -> Option<(tempfile::TempDir, PathBuf)> {
 }
 
 #[test]
-#[ignore = "needs the server's DHT (issue 16)"]
 fn magnet_only_leecher_finds_the_server_through_the_dht() {
     let Some((_tmp, dir)) = setup() else { return };
     let swarm = Swarm::start(&dir);
@@ -289,7 +288,6 @@ fn magnet_only_leecher_finds_the_server_through_the_dht() {
 }
 
 #[test]
-#[ignore = "needs the server's DHT (issue 16)"]
 fn server_finds_an_announced_leecher_and_connects_out() {
     let Some((_tmp, dir)) = setup() else { return };
     let swarm = Swarm::start(&dir);
@@ -337,7 +335,6 @@ fn server_finds_an_announced_leecher_and_connects_out() {
 }
 
 #[test]
-#[ignore = "needs the server's DHT (issue 16)"]
 fn private_torrent_is_never_announced() {
     let Some((_tmp, dir)) = setup() else { return };
     let swarm = Swarm::start(&dir);
@@ -371,7 +368,6 @@ fn private_torrent_is_never_announced() {
 }
 
 #[test]
-#[ignore = "needs the server's DHT (issue 16)"]
 fn restart_rejoins_from_the_saved_routing_table() {
     let Some((_tmp, dir)) = setup() else { return };
     let swarm = Swarm::start(&dir);
@@ -433,7 +429,7 @@ fn restart_rejoins_from_the_saved_routing_table() {
 
 /// The harness itself, with no server: libtorrent's reference seed (`lt_tool.py seed` with
 /// LT_DHT_NODES) in uringseed's place is announced into the swarm and found by a magnet-only
-/// dht-leech, which downloads every file. Not ignored: it keeps the tools working.
+/// dht-leech, which downloads every file. It keeps the tools working.
 #[test]
 fn harness_finds_a_libtorrent_seed_through_the_dht() {
     let Some((_tmp, dir)) = setup() else { return };

@@ -180,6 +180,8 @@ impl Bench {
             origin: Default::default(),
             force_check: false,
         };
+        // The DHT is not under test here (and would bootstrap off the machine).
+        config.dht.enabled = false;
         let server = server::start(config, vec![spec]).unwrap();
         assert!(server.wait_ready(Duration::from_secs(30)));
         let addr = server.local_addrs[0];

@@ -294,6 +294,8 @@ fn seed_two(
     config.hashing.resume = false;
     config.metrics.per_torrent = true;
     config.tracker.connect_out = false;
+    // The DHT is not under test here (and would bootstrap off the machine).
+    config.dht.enabled = false;
     let server = uringseed::server::start(config, specs).unwrap();
     (server, hashes, dir)
 }

@@ -64,6 +64,8 @@ fn fixture(backend: &str, tweak: impl FnOnce(&mut Config)) -> Fixture {
         origin: Default::default(),
         force_check: false,
     };
+    // The DHT is not under test here (and would bootstrap off the machine).
+    config.dht.enabled = false;
     let server = server::start(config, vec![spec]).unwrap();
     assert_eq!(server.backend, backend);
     assert!(server.wait_ready(Duration::from_secs(30)));
@@ -418,6 +420,8 @@ fn single_file_server(
         origin: Default::default(),
         force_check: false,
     };
+    // The DHT is not under test here (and would bootstrap off the machine).
+    config.dht.enabled = false;
     let server = server::start(config, vec![spec]).unwrap();
     assert!(server.wait_ready(Duration::from_secs(30)));
     (server, torrent, path, data)

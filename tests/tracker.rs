@@ -365,6 +365,8 @@ fn seed_with_fake_tracker(
         origin: Default::default(),
         force_check: false,
     };
+    // The DHT is not under test here (and would bootstrap off the machine).
+    config.dht.enabled = false;
     let server = uringseed::server::start(config, vec![spec]).unwrap();
     (server, torrent, leecher, requests, dir)
 }

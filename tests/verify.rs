@@ -64,6 +64,8 @@ impl Setup {
             origin: Default::default(),
             force_check: false,
         };
+        // The DHT is not under test here (and would bootstrap off the machine).
+        config.dht.enabled = false;
         let s = server::start(config, vec![spec]).unwrap();
         assert!(s.wait_ready(Duration::from_secs(30)));
         s

@@ -83,6 +83,8 @@ pub struct Api {
     /// qBittorrent-compatible sessions (SID cookie values).
     pub sessions: Mutex<HashMap<String, std::time::Instant>>,
     me: std::sync::OnceLock<std::sync::Weak<Api>>,
+    /// The DHT node's status, when it runs.
+    pub dht: Option<Arc<crate::dht::service::DhtStatus>>,
     /// Torrents being made from a path (`POST /torrents {"path"}`), and the last failures.
     pub making: Mutex<Vec<Making>>,
 }
@@ -103,7 +105,10 @@ const MAX_FAILED_JOBS: usize = 16;
 impl Api {
     /// Builds the API: the token (made if needed), the roots, the store; then adds the torrents
     /// the store holds.
-    pub fn start(control: Arc<Control>) -> Result<Arc<Api>, String> {
+    pub fn start(
+        control: Arc<Control>,
+        dht: Option<Arc<crate::dht::service::DhtStatus>>,
+    ) -> Result<Arc<Api>, String> {
         let config = &control.shared.config;
         let state_dir = config.server.state_dir();
         let (token, token_path) =
@@ -127,6 +132,7 @@ impl Api {
             sessions: Mutex::new(HashMap::new()),
             me: std::sync::OnceLock::new(),
             making: Mutex::new(Vec::new()),
+            dht,
         });
         let _ = api.me.set(Arc::downgrade(&api));
         api.restore();

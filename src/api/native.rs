@@ -162,7 +162,35 @@ fn status(api: &Api) -> Value {
         "upload_rate": rate,
         "uploaded_session": session,
         "listen": shared.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "dht": dht_status(api),
     })
+}
+
+/// Per family: the node's address, nodes in its table, queries answered and sent, announces and
+/// peers found; null when the DHT is off.
+fn dht_status(api: &Api) -> Value {
+    let Some(d) = &api.dht else {
+        return Value::Null;
+    };
+    let mut out = serde_json::Map::new();
+    for (family, f) in d.families() {
+        let Some(addr) = *f.addr.lock().unwrap_or_else(|e| e.into_inner()) else {
+            continue;
+        };
+        let s = f.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        out.insert(
+            family.into(),
+            json!({
+                "listen": addr.to_string(),
+                "nodes": f.nodes.load(std::sync::atomic::Ordering::Relaxed),
+                "queries_answered": s.queries_answered,
+                "queries_refused": s.queries_refused_rate_limit,
+                "announces": s.announces_sent,
+                "peers_found": f.peers_found.load(std::sync::atomic::Ordering::Relaxed),
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 fn settings(api: &Api) -> Value {

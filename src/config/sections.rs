@@ -129,6 +129,67 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The routers a DHT node starts from when it has no saved table (BitTorrent's, Transmission's
+/// and libtorrent's).
+pub const DEFAULT_DHT_BOOTSTRAP: &[&str] = &[
+    "router.bittorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+    "dht.libtorrent.org:25401",
+];
+
+/// The mainline DHT node (BEP 5, 32, 42).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DhtConfig {
+    /// Run a DHT node: announce public torrents, find their peers, answer other nodes.
+    pub enabled: bool,
+    /// UDP address of the node. Unset: the first peer listener's address and port (and, when an
+    /// IPv6 address is listened on, that one too).
+    pub listen: Option<SocketAddr>,
+    /// `host:port` of nodes to start from when the saved table is empty or stale. Unset: the
+    /// environment variable URINGSEED_DHT_BOOTSTRAP (comma-separated; empty = none) if set,
+    /// else [`DEFAULT_DHT_BOOTSTRAP`].
+    pub bootstrap: Option<Vec<String>>,
+    /// Seconds between announces of each torrent (900..=1800).
+    pub announce_interval_secs: u64,
+    /// Queries answered per second per source address (more are dropped and counted).
+    pub max_queries_per_ip_per_sec: u32,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        DhtConfig {
+            enabled: true,
+            listen: None,
+            bootstrap: None,
+            announce_interval_secs: 1200,
+            max_queries_per_ip_per_sec: 20,
+        }
+    }
+}
+
+impl DhtConfig {
+    /// The bootstrap nodes in force: `bootstrap` if set, else URINGSEED_DHT_BOOTSTRAP if set,
+    /// else the public routers.
+    pub fn bootstrap_nodes(&self) -> Vec<String> {
+        if let Some(b) = &self.bootstrap {
+            return b.clone();
+        }
+        match std::env::var("URINGSEED_DHT_BOOTSTRAP") {
+            Ok(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            Err(_) => DEFAULT_DHT_BOOTSTRAP
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
 /// The control API, the web page and the qBittorrent-compatible API (on the metrics
 /// endpoint's HTTP server).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

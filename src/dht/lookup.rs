@@ -4,8 +4,8 @@
 //! the [`K`] closest candidates not failed have all answered, or nothing is left to ask, or
 //! [`MAX_QUERIES`] were sent. It collects peers (`values`, at most [`MAX_PEERS`] distinct) and
 //! the tokens of the nodes that answered, for `announce_peer` to the [`K`] closest.
-//! Routers (bootstrap addresses without an id) are asked first and never count among the
-//! closest. Timeouts are the caller's (its transactions): it reports them as failures.
+//! Routers (bootstrap addresses without an id) are asked first; one that answers counts by the
+//! id it answered with from then on (a private swarm's bootstrap nodes are ordinary nodes). Timeouts are the caller's (its transactions): it reports them as failures.
 
 use super::id::NodeId;
 use super::table::K;
@@ -148,18 +148,27 @@ impl Lookup {
     pub fn on_response(
         &mut self,
         addr: SocketAddr,
+        responder: NodeId,
         nodes: &[(NodeId, SocketAddr)],
         values: &[SocketAddr],
         token: Option<Vec<u8>>,
     ) -> Vec<SocketAddr> {
-        let Some(c) = self.cands.iter_mut().find(|c| c.addr == addr) else {
+        let Some(i) = self.cands.iter().position(|c| c.addr == addr) else {
             return Vec::new();
         };
-        if c.state != CState::InFlight {
+        if self.cands[i].state != CState::InFlight {
             return Vec::new();
         }
+        let mut c = self.cands.remove(i);
         c.state = CState::Answered;
         c.token = token;
+        if c.id.is_none() && !self.cands.iter().any(|o| o.id == Some(responder)) {
+            // A router that answered with an id now counts by its distance.
+            c.id = Some(responder);
+            c.key = responder.distance(&self.target);
+        }
+        let pos = self.cands.partition_point(|o| o.key <= c.key);
+        self.cands.insert(pos, c);
         self.answered += 1;
         for (id, a) in nodes {
             self.add(Some(*id), *a);
@@ -253,7 +262,13 @@ mod tests {
                 if a == node(2).1 {
                     l.on_failure(a);
                 } else {
-                    l.on_response(a, &[], &[], Some(vec![a.ip().to_string().len() as u8]));
+                    let id = l
+                        .cands
+                        .iter()
+                        .find(|c| c.addr == a)
+                        .and_then(|c| c.id)
+                        .unwrap();
+                    l.on_response(a, id, &[], &[], Some(vec![a.ip().to_string().len() as u8]));
                 }
             }
         }
@@ -281,13 +296,13 @@ mod tests {
         let peer: SocketAddr = "1.2.3.4:5".parse().unwrap();
         let nodes: Vec<_> = (1..=200u8).map(node).collect();
         assert_eq!(
-            l.on_response(router, &nodes, &[peer, peer], None),
+            l.on_response(router, NodeId([0xff; 20]), &nodes, &[peer, peer], None),
             vec![peer]
         );
         assert!(l.cands.len() <= MAX_CANDIDATES);
         assert!(
             l.announce_targets().is_empty(),
-            "routers are not announce targets"
+            "a router that gave no token is no announce target"
         );
         // Every query fails: the lookup stops at MAX_QUERIES, with candidates left.
         let mut rounds = 0;

@@ -14,11 +14,14 @@
 //! - [`lookup`]: one iterative `find_node` / `get_peers` lookup.
 //! - [`node`]: the node: queries answered, transactions, lookups, maintenance, limits.
 //! - [`types`]: the node's configuration, transmits, events, counters and per-IP limiter.
+//! - [`service`]: the driver (not sans-IO): the UDP sockets, a thread per family, announcing our
+//!   torrents, handing found peers to the intake, and the saved table.
 
 pub mod id;
 pub mod krpc;
 pub mod lookup;
 pub mod node;
+pub mod service;
 pub mod store;
 pub mod table;
 pub mod types;

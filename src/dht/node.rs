@@ -21,7 +21,8 @@
 //! Answering queries and the periodic maintenance live in `serve.rs` (a child module).
 //!
 //! Nodes enter the table only when they answer one of our queries: an unknown node that
-//! queries us (without `ro`) is pinged, and added when it answers; routers never are.
+//! queries us (without `ro`) is pinged, and added when it answers, as is a bootstrap address
+//! that answers with an id.
 
 use super::id::{self, NodeId, Rng};
 use super::krpc::{self, Body, Message, Query, Response, Want};
@@ -497,7 +498,10 @@ impl Node {
         if let Some(ip) = ip {
             self.vote(from.ip().to_canonical(), ip);
         }
-        if txn.id.is_some() {
+        // A bootstrap address that answers with an id is a node like any other: operators'
+        // bootstrap lists may name ordinary nodes (a private swarm's), which would otherwise
+        // never enter the table nor count among a lookup's closest.
+        {
             if let Insert::PingFirst(list) = self.table.insert(r.id, from, true, now) {
                 for (qid, qaddr) in list {
                     if !self.txns.values().any(|t| t.addr == qaddr) {
@@ -518,7 +522,7 @@ impl Node {
             .collect();
             let values: Vec<_> = r.values.into_iter().filter(|a| a.port() != 0).collect();
             if let Some(l) = self.lookups.get_mut(&k) {
-                let fresh = l.on_response(from, &nodes, &values, r.token);
+                let fresh = l.on_response(from, r.id, &nodes, &values, r.token);
                 if let (Kind::GetPeers { .. }, false) = (l.kind, fresh.is_empty()) {
                     let info_hash = l.target.0;
                     self.stats.peers_found += fresh.len() as u64;

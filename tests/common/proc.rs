@@ -31,8 +31,11 @@ pub fn stdout(out: &Output) -> String {
 pub fn uringseed() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_uringseed"));
     let state = std::env::temp_dir().join(format!("uringseed-test-state-{}", std::process::id()));
+    // No DHT bootstrap off the machine: this replaces the public routers as the default;
+    // tests that use the DHT name loopback nodes in their configuration.
     cmd.env("XDG_STATE_HOME", state)
-        .env_remove("STATE_DIRECTORY");
+        .env_remove("STATE_DIRECTORY")
+        .env("URINGSEED_DHT_BOOTSTRAP", "");
     cmd
 }
 
