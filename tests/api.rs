@@ -283,14 +283,7 @@ fn an_api_torrent_reports_what_a_real_client_got_and_survives_kill_9() {
     assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.json()["source"], "api");
     s.wait_state(&ih, "seeding", Duration::from_secs(30));
-    let peer = s
-        .proc
-        .stdout_text()
-        .lines()
-        .find_map(|l| l.strip_prefix("listening: "))
-        .unwrap()
-        .trim()
-        .to_string();
+    let peer = s.peer();
     let save = dir.path().join("got");
     let mut lt = spawn_lt_download(&torrent, &save, &peer, 60, 2 << 20, None, dir.path());
     // While it downloads (2 MiB/s, some 3 s), the API lists the peer.
@@ -369,14 +362,7 @@ fn two_hundred_concurrent_requests_leave_a_download_its_speed() {
     );
     let mut s = s;
     s.proc.wait_line("ready: ", Duration::from_secs(60));
-    let peer = s
-        .proc
-        .stdout_text()
-        .lines()
-        .find_map(|l| l.strip_prefix("listening: "))
-        .unwrap()
-        .trim()
-        .to_string();
+    let peer = s.peer();
     // The client is capped at 8 MiB/s so that the figure is the server's doing, not the
     // test machine's spare CPU: ~3 s per download.
     let rate = 8 << 20;

@@ -324,14 +324,7 @@ fn uploaded_figures_match_what_a_real_client_received() {
         dir.path(),
     );
     s.proc.wait_line("ready: ", Duration::from_secs(60));
-    let peer = s
-        .proc
-        .stdout_text()
-        .lines()
-        .find_map(|l| l.strip_prefix("listening: "))
-        .unwrap()
-        .trim()
-        .to_string();
+    let peer = s.peer();
     let save = dir.path().join("got");
     let mut lt = spawn_lt_download(&torrent, &save, &peer, 60, 0, None, dir.path());
     assert!(

@@ -72,6 +72,13 @@ impl ApiServer {
         }
     }
 
+    /// The peer listener's address, as `serve` printed it.
+    pub fn peer(&self) -> String {
+        let out = self.proc.stdout_text();
+        let line = out.lines().find_map(|l| l.strip_prefix("listening: "));
+        line.expect("serve printed its address").trim().to_string()
+    }
+
     pub fn token(&self) -> String {
         let p = self.state.join("api-token");
         for _ in 0..100 {
