@@ -11,6 +11,8 @@
 //! - Restart: stopped with SIGTERM and started again with the same state dir and only an
 //!   unreachable bootstrap node, the server rejoins the DHT from its saved routing table and a
 //!   fresh magnet-only leecher finds it at its new peer port.
+//! - BEP 32: an IPv6 peer listener gets an IPv6 node on the same port number beside the IPv4
+//!   one; each answers a ping in its family with the asker's address in `ip` (BEP 42).
 //!
 //! The server's side of the contract:
 //!
@@ -460,4 +462,69 @@ fn harness_finds_a_libtorrent_seed_through_the_dht() {
         "downloaded through the DHT {:?} after start",
         started.elapsed()
     );
+}
+
+/// BEP 32: with an IPv6 peer listener the server runs an IPv6 node beside the IPv4 one, on the
+/// same port number; each answers a ping in its own family, and tells the asker its address
+/// (BEP 42's `ip`: 6 bytes for IPv4, 18 for IPv6).
+#[test]
+fn an_ipv6_listener_gets_an_ipv6_node_on_the_same_port() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        assert!(!tools_required(), "IPv6 loopback is required in CI");
+        eprintln!("SKIPPED: no IPv6 loopback");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = data(dir, "six", &[]);
+    let (p4, p6) = (free_port(), free_port());
+    let config = dir.join("six.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{p4}\", \"[::1]:{p6}\"]\nstate_dir = \"{}/state\"\n\
+             [dht]\nbootstrap = []\n[metrics]\nenabled = false\n[api]\nenabled = false\n\
+             [[torrent]]\ntorrent = \"{}\"\ndata = \"{}\"\n",
+            dir.display(),
+            d.torrent.display(),
+            d.root.display()
+        ),
+    )
+    .unwrap();
+    let mut server = serve("uringseed", &config, 1, dir);
+    for (bind, to) in [
+        ("127.0.0.1:0", format!("127.0.0.1:{p4}")),
+        ("[::1]:0", format!("[::1]:{p4}")),
+    ] {
+        let sock = std::net::UdpSocket::bind(bind).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let ping = b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:xy1:y1:qe";
+        sock.send_to(ping, &to).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, from) = sock
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no answer from {to}: {e}\n{}", server.report()));
+        let reply = &buf[..n];
+        assert_eq!(from.to_string(), to, "answered from the node's own address");
+        let has = |needle: &[u8]| reply.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            has(b"1:y1:r") && has(b"1:t2:xy") && has(b"2:id20:"),
+            "{:?}",
+            String::from_utf8_lossy(reply)
+        );
+        let me = sock.local_addr().unwrap();
+        let mut ip = match me.ip() {
+            std::net::IpAddr::V4(a) => [b"2:ip6:".to_vec(), a.octets().to_vec()].concat(),
+            std::net::IpAddr::V6(a) => [b"2:ip18:".to_vec(), a.octets().to_vec()].concat(),
+        };
+        ip.extend_from_slice(&me.port().to_be_bytes());
+        assert!(
+            has(&ip),
+            "the asker's address in `ip`: {:?}",
+            String::from_utf8_lossy(reply)
+        );
+    }
+    assert!(server
+        .terminate(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
 }
