@@ -248,6 +248,9 @@ fn page_in_a_real_browser() {
                          s.torrent, save, s.peer, "120"],
         "download_env": {"LT_DOWNLOAD_RATE": DOWNLOAD_RATE.to_string()},
         "download_log": dir.path().join("libtorrent.log"),
+        "added_download_cmd": ["/usr/bin/python3", tools_dir().join("lt_tool.py"), "download",
+                               s.added_torrent, dir.path().join("added-download"), s.peer, "60"],
+        "added_len": ADDED_LEN,
         "screenshot": shot,
     });
     let cfg_path = dir.path().join("page_check.json");
@@ -349,6 +352,20 @@ fn page_in_a_real_browser() {
     if c["graph_samples"].as_u64().unwrap_or(0) < 5 {
         fail("the graph has too few samples");
     }
+    // The page's uploaded figure of the added torrent is what libtorrent received of it
+    // (the download is checked byte for byte).
+    assert_eq!(c["added_download_status"], 0, "{}", context());
+    assert_eq!(
+        c["added_uploaded"].as_u64(),
+        Some(ADDED_LEN as u64),
+        "{}",
+        context()
+    );
+    assert!(
+        std::fs::read(s.data.join("added.bin")).unwrap()
+            == std::fs::read(dir.path().join("added-download/added.bin")).unwrap_or_default(),
+        "the added torrent downloaded byte for byte"
+    );
     // Through the API: the removed torrent is gone, the added one is there.
     assert_eq!(api_hashes(&s), vec![s.added_ih.clone()], "{}", context());
     let png = std::fs::read(&shot).unwrap();

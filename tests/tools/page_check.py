@@ -137,6 +137,18 @@ try:
     take_logs(allowed=("status of 409",))
     mark("added")
 
+    # 5b. A real client downloads the added torrent whole: the page's uploaded figure for it
+    # becomes exactly what the client received.
+    if cfg.get("added_download_cmd"):
+        got = subprocess.run(cfg["added_download_cmd"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, timeout=60)
+        checks["added_download_status"] = got.returncode
+        want = cfg["added_len"]
+        checks["added_uploaded"] = wait("the added torrent's uploaded figure",
+                                        lambda: uploaded(cfg["add_ih"]) == want and want,
+                                        timeout=15) or uploaded(cfg["add_ih"])
+        mark("added_downloaded")
+
     # 6. A real client downloads (rate-capped): the uploaded figure rises, read twice.
     env = dict(os.environ)
     env.update(cfg.get("download_env", {}))
