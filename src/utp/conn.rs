@@ -32,7 +32,8 @@ pub const MAX_REORDER_DISTANCE: u16 = 2048;
 /// Limits and starting values of one connection.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Bytes accepted by [`Conn::write`] and not yet cut into packets.
+    /// Bytes written and not yet acknowledged (queued plus in flight) that
+    /// [`Conn::write`] allows.
     pub send_buffer: usize,
     /// Our advertised window: received bytes not yet read plus out-of-order bytes held.
     pub recv_window: usize,
@@ -295,7 +296,12 @@ impl Conn {
         if self.close_requested || self.is_done() {
             return 0;
         }
-        self.cfg.send_buffer.saturating_sub(self.send_buf.len())
+        self.cfg.send_buffer.saturating_sub(self.unacked())
+    }
+
+    /// In-order received bytes waiting for [`Conn::read`].
+    pub fn readable(&self) -> usize {
+        self.recv_buf.len()
     }
 
     /// Bytes queued or in flight, not yet acknowledged.
@@ -551,7 +557,9 @@ impl Conn {
         } else {
             self.recv_id
         };
-        if p.conn_id != expected {
+        // A RESET may carry either id (a socket answering an unknown packet cannot know ours).
+        let reset_ok = p.ty == Type::Reset && p.conn_id == self.send_id;
+        if p.conn_id != expected && !reset_ok {
             self.stats.wrong_conn_id += 1;
             return;
         }
