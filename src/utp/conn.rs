@@ -562,7 +562,8 @@ impl Conn {
             _ => {}
         }
         if self.state == State::SynSent {
-            if p.ty != Type::State {
+            // Only a STATE acking our SYN (the one packet we have sent) connects us.
+            if p.ty != Type::State || p.ack_nr != self.seq_nr.wrapping_sub(1) {
                 return;
             }
             self.state = State::Connected;

@@ -260,6 +260,8 @@ fn connected(cfg: Config) -> (Conn, Instant) {
     assert_eq!((syn.ty, syn.conn_id, syn.seq_nr), (Type::Syn, 10, 1));
     assert!(c.poll_transmit(t).is_none());
     let t = t + Duration::from_millis(50);
+    c.handle_packet(&ack_for(&c, syn.seq_nr.wrapping_add(1), 0, 1 << 20), t);
+    assert_eq!(c.state(), State::SynSent, "a STATE not acking the SYN");
     c.handle_packet(&ack_for(&c, syn.seq_nr, 0, 1 << 20), t);
     assert_eq!(c.state(), State::Connected);
     (c, t)
