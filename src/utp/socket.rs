@@ -178,7 +178,15 @@ impl Socket {
         } else {
             p.conn_id
         };
-        if let Some(&h) = self.by_key.get(&(from, recv_id)) {
+        let mut found = self.by_key.get(&(from, recv_id)).copied();
+        if found.is_none() && p.ty == Type::Reset {
+            // A RESET from a peer that lost our connection carries our send id.
+            found = [p.conn_id.wrapping_sub(1), p.conn_id.wrapping_add(1)]
+                .into_iter()
+                .filter_map(|id| self.by_key.get(&(from, id)).copied())
+                .find(|h| self.conns[h].conn.send_id() == p.conn_id);
+        }
+        if let Some(h) = found {
             let e = self.conns.get_mut(&h).expect("keyed");
             e.conn.handle_packet(&p, now);
             self.after(h, now, true);
@@ -405,6 +413,37 @@ mod tests {
             .count();
         assert_eq!(resets, 3);
         assert_eq!(s.poll_event(), Some(Event::Accepted(Handle(1))));
+    }
+
+    #[test]
+    fn a_restarted_peer_resets_the_connection() {
+        let t = Instant::now();
+        let (aa, ba) = (addr(1, 1000), addr(2, 2000));
+        let mut a = Socket::new(SocketConfig::default(), 1);
+        let mut b = Socket::new(SocketConfig::default(), 2);
+        let h = a.connect(ba, t).unwrap();
+        for _ in 0..3 {
+            while let Some((_, d)) = a.poll_transmit(t) {
+                b.handle_datagram(aa, &d, t);
+            }
+            while let Some((_, d)) = b.poll_transmit(t) {
+                a.handle_datagram(ba, &d, t);
+            }
+        }
+        assert_eq!(a.conn_mut(h).unwrap().state(), State::Connected);
+        // B forgets everything; A's next data packet is answered with a RESET.
+        let mut b = Socket::new(SocketConfig::default(), 3);
+        a.conn_mut(h).unwrap().write(b"anyone?");
+        while let Some((_, d)) = a.poll_transmit(t) {
+            b.handle_datagram(aa, &d, t);
+        }
+        while let Some((_, d)) = b.poll_transmit(t) {
+            a.handle_datagram(ba, &d, t);
+        }
+        assert_eq!(b.stats().resets_sent, 1);
+        assert!(a.is_empty());
+        let events: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
+        assert_eq!(events, vec![Event::Closed(h, State::Reset)]);
     }
 
     #[test]
