@@ -10,6 +10,8 @@
 //! - [`wire`]: the peer protocol sans I/O: handshake, message codec, MSE, and the per-peer state
 //!   machine ([`wire::Peer`]: `handle_bytes`/`handle_timeout` in, `poll_transmit`/`next_run`
 //!   out).
+//! - [`utp`]: uTP (BEP 29) sans I/O: the packet codec and one connection's state machine
+//!   (reliability, selective acks, RTO, LEDBAT congestion control).
 //! - [`choke`]: the seed choker's decisions.
 //! - [`peer_source`]: the one entry point for peer addresses to dial (own address, invalid,
 //!   blocked, duplicate, redial window, queue bound, dial rate).
@@ -105,5 +107,6 @@ pub mod stats;
 pub mod storage;
 pub mod tracker;
 pub mod units;
+pub mod utp;
 pub mod watchdog;
 pub mod wire;
