@@ -24,13 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn env(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
 /// A KRPC query from node `id`: `get_peers` for `ih` or a `ping`.
 fn query(id: [u8; 20], tid: u16, ih: Option<[u8; 20]>) -> Vec<u8> {
     let mut q = b"d1:ad2:id20:".to_vec();
@@ -193,7 +186,7 @@ fn main() {
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_uringseed").into());
     println!("dht bench: {mb} MiB torrent, 1 leecher for 3 s per row, flood {qps} queries/s from 200 loopback addresses, {rounds} rounds; build {bin}");
     // The default per-address limit: what a flood costs a leecher.
-    let (mut child, addr) = server(&bin, dir.path(), &tpath, udp, 20);
+    let (child, addr) = server(&bin, dir.path(), &tpath, udp, 20);
     let (mut alone, mut flooded) = (Vec::new(), Vec::new());
     let (mut flood_sent, mut flood_got) = (0, 0);
     for _ in 0..rounds {
@@ -208,14 +201,14 @@ fn main() {
         flood_sent += s;
         flood_got += g;
     }
-    stop_child(&mut child);
+    stop(child);
     let (a, b) = (median(alone.clone()), median(flooded.clone()));
     println!("leecher alone        MB/s {a:8.1}  (rounds {alone:.1?})");
     println!("leecher under flood  MB/s {b:8.1}  (rounds {flooded:.1?})");
     println!("under flood / alone       {:8.3}", b / a);
     println!("flood during the flooded rows: {flood_sent} queries sent, {flood_got} datagrams back (default limit 20/s per address)");
     // No per-address limit: how many queries the node answers per second of its CPU.
-    let (mut child, _) = server(&bin, dir.path(), &tpath, udp, 1_000_000);
+    let (child, _) = server(&bin, dir.path(), &tpath, udp, 1_000_000);
     let cpu0 = cpu_secs(child.id());
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
@@ -228,10 +221,5 @@ fn main() {
         "full-speed flood 3 s, no per-address limit: {sent} queries sent, {got} answered, server CPU {cpu:.2} s: {:.0} answers per CPU second",
         got as f64 / cpu.max(0.01)
     );
-    stop_child(&mut child);
-}
-
-fn stop_child(child: &mut std::process::Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+    common::stop(child);
 }

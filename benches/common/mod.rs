@@ -1,6 +1,6 @@
 //! What the benchmarks share: simulated leechers (a handshake, then the whole torrent with
 //! `depth` requests in flight), starting a server and reading its address from its stdout,
-//! stopping it, and a process's CPU seconds.
+//! stopping it, a process's CPU seconds, and numbers from the environment.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -9,6 +9,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BLOCK: u32 = 16384;
+
+/// The number in environment variable `k`, else `d`.
+pub fn env(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
 
 pub fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
