@@ -206,3 +206,74 @@ pub fn leechers(
         .collect();
     (total * n as u64, lat)
 }
+
+/// Starts a server process and collects its stdout lines until one starts with `ready`
+/// (bounded: `None` if that line has not come within `within`, the child killed); keeps
+/// draining stdout afterwards so it never blocks on a full pipe.
+pub fn spawn_until(
+    mut cmd: Command,
+    ready: &str,
+    within: Duration,
+) -> Option<(Child, Vec<String>)> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            // Once nobody listens any more, keep draining.
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + within;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.starts_with(ready);
+                lines.push(line);
+                if done {
+                    return Some((child, lines));
+                }
+            }
+            Err(_) => {
+                stop(child);
+                return None;
+            }
+        }
+    }
+}
+
+/// The sum of every sample of metric `name` (any labels) on the Prometheus endpoint at `addr`
+/// (`/metrics`); `None` if it could not be read or has no such metric. Bounded by a 5 s timeout.
+pub fn metric_sum(addr: SocketAddr, name: &str) -> Option<f64> {
+    let body = http_get(addr, "/metrics")?;
+    let mut found = None;
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let v: f64 = rest.rsplit(' ').next()?.parse().ok()?;
+        *found.get_or_insert(0.0) += v;
+    }
+    found
+}
+
+/// The body of a plain HTTP/1.0 GET (no chunked encoding) of `path` from `addr` (5 s timeouts).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some(body.to_string())
+}

@@ -1,0 +1,468 @@
+//! Seeding over uTP (BEP 29), paired in one run: uringseed over uTP against uringseed over TCP
+//! and against libtorrent seeding over uTP, to real libtorrent leechers.
+//!
+//! Run: `cargo build --release && URINGSEED_BENCH_BIN=target/release/uringseed cargo bench --bench utp`.
+//! Needs Debian's `python3-libtorrent` for /usr/bin/python3 (the leechers and the libtorrent
+//! seeds); without it the bench says so and ends.
+//!
+//! Writes a pseudo-random file (URINGSEED_BENCH_MB, default 256), makes a torrent of it and reads
+//! it into the page cache. For 1 and 4 leechers (URINGSEED_BENCH_CONNS="1,4"), each seed in
+//! URINGSEED_BENCH_SEEDS (default "uringseed-tcp,uringseed-utp,lt-utp,lt-hp-utp"; also
+//! "lt-tcp") is started on 127.0.0.1 as its own process, then one helper process
+//! (`tests/tools/lt_bench_utp.py leech`) runs that many libtorrent sessions, default settings,
+//! session i on 127.0.0.(i+2), each downloading the whole torrent from the seed with one
+//! transport only (uTP: libtorrent's TCP off; TCP: its uTP off), with socket buffers of
+//! URINGSEED_BENCH_LT_SOCKBUF bytes (default 4 MiB, this machine's rmem_max; 0: the OS default,
+//! 208 KiB, which a leecher's UDP socket overflows on loopback, libtorrent's uTP then falling to
+//! a few MB/s in about half the runs, against any seed). Seeds:
+//! - `uringseed-tcp`, `uringseed-utp`: `uringseed serve` (uTP on its default, the TCP port's
+//!   UDP twin), `--upload-slots 0`, metrics on a loopback port, announces, DHT and API off;
+//! - `lt-utp`: a libtorrent session seeding the same data with uTP only, default settings;
+//! - `lt-hp-utp`: the same with libtorrent's `high_performance_seed` preset (and unlimited
+//!   unchoke slots);
+//! - `lt-tcp`: libtorrent seeding over TCP only, default settings (not in the default list).
+//!
+//! Per row: aggregate MB/s (all leechers' payload over first dial to last finish), the seed's CPU
+//! seconds per GiB sent (utime + stime of its process from /proc/PID/stat, across the helper's
+//! whole run), the leechers' CPU per GiB, the leechers' uTP counters (packets lost, timeouts,
+//! resends, as libtorrent counts them), UDP datagrams the kernel dropped on full receive
+//! buffers during the row (RcvbufErrors, machine-wide), and for uringseed its own
+//! `uringseed_utp_*` metrics (bytes sent, retransmits, and connections still open a second
+//! after the leechers exited).
+//! Then the ratios uringseed-uTP / libtorrent-uTP (throughput and CPU/GiB) and uringseed-uTP /
+//! uringseed-TCP. A leecher whose payload does not grow for URINGSEED_BENCH_STALL seconds
+//! (default 20) ends its row "stalled", one not done in URINGSEED_BENCH_TIMEOUT seconds (default
+//! 300) "timeout"; the helper is killed if it outlives that by 30 s ("hung").
+//! On 2 cores the leechers compete with the seed for CPU in every row.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/lt_bench_utp.py");
+const PY: &str = "/usr/bin/python3";
+
+/// One seed under one load.
+struct Row {
+    seed: String,
+    n: usize,
+    /// "ok", "stalled", "timeout", "error", "hung", or why the seed did not start.
+    result: String,
+    mbps: f64,
+    seed_cpu_per_gib: f64,
+    leech_cpu_per_gib: f64,
+    /// The leechers' summed libtorrent uTP counters (name without `utp_`, value).
+    lt_utp: Vec<(String, u64)>,
+    /// UDP datagrams the kernel dropped on full receive buffers during the row, all sockets
+    /// (RcvbufErrors in /proc/net/snmp).
+    udp_drops: u64,
+    /// uringseed's metrics over the row: uTP bytes sent, retransmits, and uTP connections
+    /// still open a second after the leechers exited.
+    server: Option<(f64, f64, f64)>,
+}
+
+impl Row {
+    fn failed(seed: &str, n: usize, why: &str) -> Row {
+        Row {
+            seed: seed.into(),
+            n,
+            result: why.into(),
+            mbps: f64::NAN,
+            seed_cpu_per_gib: f64::NAN,
+            leech_cpu_per_gib: f64::NAN,
+            lt_utp: Vec::new(),
+            udp_drops: 0,
+            server: None,
+        }
+    }
+
+    fn counter(&self, k: &str) -> u64 {
+        self.lt_utp
+            .iter()
+            .find(|(n, _)| n == k)
+            .map_or(0, |(_, v)| *v)
+    }
+}
+
+struct Setup {
+    bin: String,
+    torrent: PathBuf,
+    dir: PathBuf,
+    config: PathBuf,
+    total: u64,
+    timeout: u64,
+    stall: u64,
+    sockbuf: usize,
+}
+
+/// RcvbufErrors of /proc/net/snmp's Udp line: datagrams dropped on a full receive buffer.
+fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The transport the leechers use against `seed`.
+fn transport(seed: &str) -> &'static str {
+    if seed.ends_with("tcp") {
+        "tcp"
+    } else {
+        "utp"
+    }
+}
+
+/// Starts `seed`; returns the process, the peer address to dial, and uringseed's metrics address.
+fn start_seed(s: &Setup, seed: &str) -> Result<(Child, SocketAddr, Option<SocketAddr>), String> {
+    let within = Duration::from_secs(180);
+    if seed.starts_with("uringseed") {
+        let mut cmd = Command::new(&s.bin);
+        cmd.env("URINGSEED_DHT_BOOTSTRAP", "")
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--upload-slots",
+                "0",
+                "--log-level",
+                "warn",
+                "--config",
+            ])
+            .arg(&s.config)
+            .arg("--torrent")
+            .arg(&s.torrent)
+            .arg("--data")
+            .arg(&s.dir)
+            .env("XDG_STATE_HOME", s.dir.join("state"));
+        let (child, lines) = spawn_until(cmd, "ready: ", within).ok_or("did not start")?;
+        let addr = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("listening: ")?.trim().parse().ok())
+            .ok_or("printed no address")?;
+        let metrics = lines.iter().find_map(|l| {
+            l.strip_prefix("metrics: http://")?
+                .trim()
+                .trim_end_matches("/metrics")
+                .parse()
+                .ok()
+        });
+        Ok((child, addr, metrics))
+    } else {
+        let mut cmd = Command::new(PY);
+        cmd.args([SCRIPT, "seed"])
+            .arg(&s.torrent)
+            .arg(&s.dir)
+            .arg(transport(seed));
+        if seed.contains("-hp-") {
+            cmd.arg("hp");
+        }
+        cmd.arg("7200");
+        let (child, lines) = spawn_until(cmd, "ready ", within).ok_or("did not start")?;
+        let port: u16 = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("listening ")?.trim().parse().ok())
+            .ok_or("printed no port")?;
+        Ok((child, SocketAddr::from(([127, 0, 0, 1], port)), None))
+    }
+}
+
+fn utp_metrics(m: Option<SocketAddr>) -> Option<(f64, f64)> {
+    let m = m?;
+    Some((
+        metric_sum(m, "uringseed_utp_bytes_sent_total")?,
+        metric_sum(m, "uringseed_utp_retransmits_total").unwrap_or(f64::NAN),
+    ))
+}
+
+/// `n` libtorrent leechers against `seed`, bounded; one row.
+fn row(s: &Setup, seed: &str, n: usize) -> Row {
+    let (child, addr, metrics) = match start_seed(s, seed) {
+        Ok(v) => v,
+        Err(e) => return Row::failed(seed, n, &format!("seed {e}")),
+    };
+    let before = utp_metrics(metrics);
+    let work = s.dir.join(format!("leech-{seed}-{n}"));
+    let log_path = s.dir.join(format!("leech-{seed}-{n}.log"));
+    let cpu0 = cpu_secs(child.id());
+    let drops0 = udp_rcvbuf_errors();
+    let mut helper = Command::new(PY)
+        .args([SCRIPT, "leech"])
+        .arg(&s.torrent)
+        .arg(addr.to_string())
+        .arg(transport(seed))
+        .arg(n.to_string())
+        .arg(s.timeout.to_string())
+        .arg(s.stall.to_string())
+        .arg(&work)
+        .env("LT_BENCH_LEECH_SOCKBUF", s.sockbuf.to_string())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let out = helper.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::BufRead::lines(std::io::BufReader::new(out))
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let deadline = Instant::now() + Duration::from_secs(s.timeout + 30);
+    let mut hung = false;
+    loop {
+        if helper.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            hung = true;
+            let _ = helper.kill();
+            let _ = helper.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cpu = cpu_secs(child.id()) - cpu0;
+    let udp_drops = udp_rcvbuf_errors().saturating_sub(drops0);
+    let lines = reader.join().unwrap_or_default();
+    let server = metrics.and_then(|m| {
+        std::thread::sleep(Duration::from_secs(1));
+        let (sent1, re1) = utp_metrics(Some(m))?;
+        let (sent0, re0) = before.unwrap_or((0.0, 0.0));
+        let open = metric_sum(m, "uringseed_utp_connections").unwrap_or(f64::NAN);
+        Some((sent1 - sent0, re1 - re0, open))
+    });
+    stop(child);
+    let _ = std::fs::remove_dir_all(&work);
+    let get = |k: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(' ').map(str::trim))
+    };
+    let result = if hung {
+        "hung".to_string()
+    } else {
+        get("result").unwrap_or("no output").to_string()
+    };
+    let bytes: u64 = get("bytes").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let secs: f64 = get("elapsed")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    let leech_cpu: f64 = get("cpu").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+    let lt_utp = get("utp")
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim_start_matches("utp_").to_string(), v.parse().ok()?))
+        })
+        .collect();
+    if result != "ok" {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(6).collect();
+        println!("  {seed}, {n} leecher(s): {result}; per session:");
+        for l in lines.iter().filter(|l| l.starts_with("session ")) {
+            println!("    {l}");
+        }
+        println!("  its log's last lines:");
+        for l in tail.iter().rev() {
+            println!("    {l}");
+        }
+    }
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    Row {
+        seed: seed.into(),
+        n,
+        mbps: bytes as f64 / secs / 1e6,
+        seed_cpu_per_gib: cpu / gib,
+        leech_cpu_per_gib: leech_cpu / gib,
+        lt_utp,
+        udp_drops,
+        server,
+        result: if result == "ok" && bytes < s.total * n as u64 {
+            format!("short ({bytes} bytes)")
+        } else {
+            result
+        },
+    }
+}
+
+fn main() {
+    let mb = env("URINGSEED_BENCH_MB", 256);
+    let timeout = env("URINGSEED_BENCH_TIMEOUT", 300) as u64;
+    let stall = env("URINGSEED_BENCH_STALL", 20) as u64;
+    let sockbuf = env("URINGSEED_BENCH_LT_SOCKBUF", 4 << 20);
+    let conns: Vec<usize> = std::env::var("URINGSEED_BENCH_CONNS")
+        .unwrap_or_else(|_| "1,4".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let seeds: Vec<String> = std::env::var("URINGSEED_BENCH_SEEDS")
+        .unwrap_or_else(|_| "uringseed-tcp,uringseed-utp,lt-utp,lt-hp-utp".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let have_lt = Command::new(PY)
+        .args(["-c", "import libtorrent"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_lt {
+        println!("utp bench: needs Debian's python3-libtorrent for {PY} (the leechers); not run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("utp-bench.bin");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..mb {
+            for c in block.chunks_exact_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                c.copy_from_slice(&x.to_le_bytes());
+            }
+            f.write_all(&block).unwrap();
+        }
+    }
+    let opts = uringseed::make::MakeOptions {
+        path: file.clone(),
+        quiet: true,
+        ..Default::default()
+    };
+    let (bytes, t) = uringseed::make::make(&opts).unwrap();
+    let torrent = dir.path().join("utp-bench.torrent");
+    std::fs::write(&torrent, bytes).unwrap();
+    let config = dir.path().join("utp-bench.toml");
+    std::fs::write(
+        &config,
+        "[metrics]\nenabled = true\nlisten = \"127.0.0.1:0\"\n[api]\nenabled = false\n[tracker]\nannounce = false\n",
+    )
+    .unwrap();
+    let _ = std::fs::read(&file); // page cache
+    let s = Setup {
+        bin: std::env::var("URINGSEED_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_uringseed").into()),
+        torrent,
+        dir: dir.path().to_path_buf(),
+        config,
+        total: t.total_length,
+        timeout,
+        stall,
+        sockbuf,
+    };
+    println!(
+        "utp bench: {mb} MiB torrent ({} pieces of {} KiB), libtorrent {} leechers, seeds {}, stall {stall} s, timeout {timeout} s, leecher socket buffers {sockbuf} B (0: OS default); uringseed build {}",
+        t.num_pieces(),
+        t.piece_length / 1024,
+        lt_version(),
+        seeds.join(","),
+        s.bin
+    );
+    let mut rows = Vec::new();
+    for &n in &conns {
+        for seed in &seeds {
+            let r = row(&s, seed, n);
+            println!(
+                "  {seed}, {n} leecher(s): {} {:.0} MB/s, seed CPU {:.2} s/GiB",
+                r.result, r.mbps, r.seed_cpu_per_gib
+            );
+            rows.push(r);
+        }
+    }
+    print_rows(&rows);
+    print_ratios(&rows, &conns);
+    drop(dir);
+}
+
+fn lt_version() -> String {
+    Command::new(PY)
+        .args(["-c", "import libtorrent; print(libtorrent.__version__)"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn print_rows(rows: &[Row]) {
+    println!(
+        "\n{:<15} {:>3} {:<8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>5}",
+        "seed",
+        "n",
+        "result",
+        "MB/s",
+        "seed s/GiB",
+        "leech s/GiB",
+        "lt loss",
+        "lt tmo",
+        "lt resnd",
+        "udp drops",
+        "srv uTP MB",
+        "srv retx",
+        "open"
+    );
+    for r in rows {
+        let (sent, retx, open) = r.server.map_or(("-".into(), "-".into(), "-".into()), |v| {
+            (
+                format!("{:.0}", v.0 / 1e6),
+                format!("{:.0}", v.1),
+                format!("{:.0}", v.2),
+            )
+        });
+        println!(
+            "{:<15} {:>3} {:<8} {:>8.0} {:>10.2} {:>10.2} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>5}",
+            r.seed,
+            r.n,
+            r.result,
+            r.mbps,
+            r.seed_cpu_per_gib,
+            r.leech_cpu_per_gib,
+            r.counter("packet_loss"),
+            r.counter("timeout"),
+            r.counter("packet_resend"),
+            r.udp_drops,
+            sent,
+            retx,
+            open
+        );
+    }
+}
+
+fn print_ratios(rows: &[Row], conns: &[usize]) {
+    let find = |seed: &str, n: usize| rows.iter().find(|r| r.seed == seed && r.n == n);
+    println!();
+    for &n in conns {
+        let Some(u) = find("uringseed-utp", n) else {
+            continue;
+        };
+        for (other, label) in [
+            ("lt-utp", "libtorrent-uTP"),
+            ("lt-hp-utp", "libtorrent-hp-uTP"),
+            ("uringseed-tcp", "uringseed-TCP"),
+        ] {
+            if let Some(o) = find(other, n) {
+                println!(
+                    "{n} leecher(s): uringseed-uTP / {label}: throughput {:.2}, seed CPU/GiB {:.2}{}",
+                    u.mbps / o.mbps,
+                    u.seed_cpu_per_gib / o.seed_cpu_per_gib,
+                    if u.result == "ok" && o.result == "ok" {
+                        ""
+                    } else {
+                        " (a row did not finish)"
+                    }
+                );
+            }
+        }
+    }
+}
