@@ -7,8 +7,8 @@
 //!
 //! Writes a pseudo-random file (URINGSEED_BENCH_MB, default 256), makes a torrent of it and reads
 //! it into the page cache. For 1 and 4 leechers (URINGSEED_BENCH_CONNS="1,4"), each seed in
-//! URINGSEED_BENCH_SEEDS (default "uringseed-tcp,uringseed-utp,lt-utp,lt-hp-utp"; also
-//! "lt-tcp") is started on 127.0.0.1 as its own process, then one helper process
+//! URINGSEED_BENCH_SEEDS (default "uringseed-tcp,uringseed-utp,lt-utp,lt-hp-utp,lt-tcp") is
+//! started on 127.0.0.1 as its own process, then one helper process
 //! (`tests/tools/lt_bench_utp.py leech`) runs that many libtorrent sessions, default settings,
 //! session i on 127.0.0.(i+2), each downloading the whole torrent from the seed with one
 //! transport only (uTP: libtorrent's TCP off; TCP: its uTP off), with socket buffers of
@@ -20,7 +20,10 @@
 //! - `lt-utp`: a libtorrent session seeding the same data with uTP only, default settings;
 //! - `lt-hp-utp`: the same with libtorrent's `high_performance_seed` preset (and unlimited
 //!   unchoke slots);
-//! - `lt-tcp`: libtorrent seeding over TCP only, default settings (not in the default list).
+//! - `lt-tcp`: libtorrent seeding over TCP only, default settings (what uTP costs libtorrent).
+//!
+//! All that, URINGSEED_BENCH_ROUNDS (default 3) times, each round starting the seeds' order one
+//! further along; the summary gives per seed the medians of the rounds that finished.
 //!
 //! Per row: aggregate MB/s (all leechers' payload over first dial to last finish), the seed's CPU
 //! seconds per GiB sent (utime + stime of its process from /proc/PID/stat, across the helper's
@@ -29,8 +32,8 @@
 //! buffers during the row (RcvbufErrors, machine-wide), and for uringseed its own
 //! `uringseed_utp_*` metrics (bytes sent, retransmits, and connections still open a second
 //! after the leechers exited).
-//! Then the ratios uringseed-uTP / libtorrent-uTP (throughput and CPU/GiB) and uringseed-uTP /
-//! uringseed-TCP. A leecher whose payload does not grow for URINGSEED_BENCH_STALL seconds
+//! Then, of those medians, the ratios uringseed-uTP / libtorrent-uTP (default and hp; throughput
+//! and CPU/GiB), uringseed-uTP / uringseed-TCP and libtorrent-uTP / libtorrent-TCP. A leecher whose payload does not grow for URINGSEED_BENCH_STALL seconds
 //! (default 20) ends its row "stalled", one not done in URINGSEED_BENCH_TIMEOUT seconds (default
 //! 300) "timeout"; the helper is killed if it outlives that by 30 s ("hung").
 //! On 2 cores the leechers compete with the seed for CPU in every row.
@@ -50,6 +53,7 @@ const PY: &str = "/usr/bin/python3";
 /// One seed under one load.
 struct Row {
     seed: String,
+    round: usize,
     n: usize,
     /// "ok", "stalled", "timeout", "error", "hung", or why the seed did not start.
     result: String,
@@ -70,6 +74,7 @@ impl Row {
     fn failed(seed: &str, n: usize, why: &str) -> Row {
         Row {
             seed: seed.into(),
+            round: 0,
             n,
             result: why.into(),
             mbps: f64::NAN,
@@ -281,6 +286,7 @@ fn row(s: &Setup, seed: &str, n: usize) -> Row {
     let gib = bytes as f64 / (1u64 << 30) as f64;
     Row {
         seed: seed.into(),
+        round: 0,
         n,
         mbps: bytes as f64 / secs / 1e6,
         seed_cpu_per_gib: cpu / gib,
@@ -301,13 +307,14 @@ fn main() {
     let timeout = env("URINGSEED_BENCH_TIMEOUT", 300) as u64;
     let stall = env("URINGSEED_BENCH_STALL", 20) as u64;
     let sockbuf = env("URINGSEED_BENCH_LT_SOCKBUF", 4 << 20);
+    let rounds = env("URINGSEED_BENCH_ROUNDS", 3).max(1);
     let conns: Vec<usize> = std::env::var("URINGSEED_BENCH_CONNS")
         .unwrap_or_else(|_| "1,4".into())
         .split(',')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
     let seeds: Vec<String> = std::env::var("URINGSEED_BENCH_SEEDS")
-        .unwrap_or_else(|_| "uringseed-tcp,uringseed-utp,lt-utp,lt-hp-utp".into())
+        .unwrap_or_else(|_| "uringseed-tcp,uringseed-utp,lt-utp,lt-hp-utp,lt-tcp".into())
         .split(',')
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
@@ -363,7 +370,7 @@ fn main() {
         sockbuf,
     };
     println!(
-        "utp bench: {mb} MiB torrent ({} pieces of {} KiB), libtorrent {} leechers, seeds {}, stall {stall} s, timeout {timeout} s, leecher socket buffers {sockbuf} B (0: OS default); uringseed build {}",
+        "utp bench: {mb} MiB torrent ({} pieces of {} KiB), libtorrent {} leechers, seeds {}, {rounds} round(s), stall {stall} s, timeout {timeout} s, leecher socket buffers {sockbuf} B (0: OS default); uringseed build {}",
         t.num_pieces(),
         t.piece_length / 1024,
         lt_version(),
@@ -371,18 +378,34 @@ fn main() {
         s.bin
     );
     let mut rows = Vec::new();
-    for &n in &conns {
-        for seed in &seeds {
-            let r = row(&s, seed, n);
-            println!(
-                "  {seed}, {n} leecher(s): {} {:.0} MB/s, seed CPU {:.2} s/GiB",
-                r.result, r.mbps, r.seed_cpu_per_gib
-            );
-            rows.push(r);
+    for round in 0..rounds {
+        for &n in &conns {
+            // Each round starts the seeds' order one further along.
+            for k in 0..seeds.len() {
+                let seed = &seeds[(k + round) % seeds.len()];
+                let mut r = row(&s, seed, n);
+                r.round = round + 1;
+                println!(
+                    "  round {}, {seed}, {n} leecher(s): {} {:.0} MB/s, seed CPU {:.2} s/GiB",
+                    round + 1,
+                    r.result,
+                    r.mbps,
+                    r.seed_cpu_per_gib
+                );
+                rows.push(r);
+            }
         }
     }
+    rows.sort_by_key(|r| {
+        (
+            r.n,
+            seeds.iter().position(|x| *x == r.seed).unwrap_or(0),
+            r.round,
+        )
+    });
     print_rows(&rows);
-    print_ratios(&rows, &conns);
+    let medians = print_medians(&rows, &seeds, &conns);
+    print_ratios(&medians, &conns);
     drop(dir);
 }
 
@@ -397,9 +420,10 @@ fn lt_version() -> String {
 
 fn print_rows(rows: &[Row]) {
     println!(
-        "\n{:<15} {:>3} {:<8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>5}",
+        "\n{:<15} {:>3} {:>5} {:<8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>5}",
         "seed",
         "n",
+        "round",
         "result",
         "MB/s",
         "seed s/GiB",
@@ -421,9 +445,10 @@ fn print_rows(rows: &[Row]) {
             )
         });
         println!(
-            "{:<15} {:>3} {:<8} {:>8.0} {:>10.2} {:>10.2} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>5}",
+            "{:<15} {:>3} {:>5} {:<8} {:>8.0} {:>10.2} {:>10.2} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>5}",
             r.seed,
             r.n,
+            r.round,
             r.result,
             r.mbps,
             r.seed_cpu_per_gib,
@@ -439,30 +464,85 @@ fn print_rows(rows: &[Row]) {
     }
 }
 
-fn print_ratios(rows: &[Row], conns: &[usize]) {
-    let find = |seed: &str, n: usize| rows.iter().find(|r| r.seed == seed && r.n == n);
+/// Per seed and leecher count, the medians over the rounds that finished: (seed, n, MB/s, seed
+/// CPU s/GiB, rounds ok, rounds).
+type Median = (String, usize, f64, f64, usize, usize);
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn print_medians(rows: &[Row], seeds: &[String], conns: &[usize]) -> Vec<Median> {
+    println!(
+        "\nmedians over the rounds that finished\n{:<15} {:>3} {:>8} {:>10} {:>9} {:>10}",
+        "seed", "n", "MB/s", "seed s/GiB", "ok", "MB/s range"
+    );
+    let mut out = Vec::new();
+    for &n in conns {
+        for seed in seeds {
+            let all: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.n == n && r.seed == *seed)
+                .collect();
+            let ok: Vec<&Row> = all.iter().copied().filter(|r| r.result == "ok").collect();
+            let mbps = median(ok.iter().map(|r| r.mbps).collect());
+            let cpu = median(ok.iter().map(|r| r.seed_cpu_per_gib).collect());
+            let lo = ok.iter().map(|r| r.mbps).fold(f64::INFINITY, f64::min);
+            let hi = ok.iter().map(|r| r.mbps).fold(0.0, f64::max);
+            println!(
+                "{:<15} {:>3} {:>8.0} {:>10.2} {:>9} {:>10}",
+                seed,
+                n,
+                mbps,
+                cpu,
+                format!("{}/{}", ok.len(), all.len()),
+                if ok.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{lo:.0}..{hi:.0}")
+                }
+            );
+            out.push((seed.clone(), n, mbps, cpu, ok.len(), all.len()));
+        }
+    }
+    out
+}
+
+fn print_ratios(medians: &[Median], conns: &[usize]) {
+    let find = |seed: &str, n: usize| medians.iter().find(|m| m.0 == seed && m.1 == n);
     println!();
     for &n in conns {
-        let Some(u) = find("uringseed-utp", n) else {
-            continue;
-        };
-        for (other, label) in [
-            ("lt-utp", "libtorrent-uTP"),
-            ("lt-hp-utp", "libtorrent-hp-uTP"),
-            ("uringseed-tcp", "uringseed-TCP"),
+        for (mine, other, label) in [
+            ("uringseed-utp", "lt-utp", "uringseed-uTP / libtorrent-uTP"),
+            (
+                "uringseed-utp",
+                "lt-hp-utp",
+                "uringseed-uTP / libtorrent-hp-uTP",
+            ),
+            (
+                "uringseed-utp",
+                "uringseed-tcp",
+                "uringseed-uTP / uringseed-TCP",
+            ),
+            ("lt-utp", "lt-tcp", "libtorrent-uTP / libtorrent-TCP"),
         ] {
-            if let Some(o) = find(other, n) {
-                println!(
-                    "{n} leecher(s): uringseed-uTP / {label}: throughput {:.2}, seed CPU/GiB {:.2}{}",
-                    u.mbps / o.mbps,
-                    u.seed_cpu_per_gib / o.seed_cpu_per_gib,
-                    if u.result == "ok" && o.result == "ok" {
-                        ""
-                    } else {
-                        " (a row did not finish)"
-                    }
-                );
-            }
+            let (Some(u), Some(o)) = (find(mine, n), find(other, n)) else {
+                continue;
+            };
+            println!(
+                "{n} leecher(s): {label:<34} throughput {:.2}, seed CPU/GiB {:.2}{}",
+                u.2 / o.2,
+                u.3 / o.3,
+                if u.4 == u.5 && o.4 == o.5 {
+                    String::new()
+                } else {
+                    format!(" (rounds finished: {}/{} and {}/{})", u.4, u.5, o.4, o.5)
+                }
+            );
         }
     }
 }
