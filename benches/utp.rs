@@ -65,9 +65,8 @@ struct Row {
     /// UDP datagrams the kernel dropped on full receive buffers during the row, all sockets
     /// (RcvbufErrors in /proc/net/snmp).
     udp_drops: u64,
-    /// uringseed's metrics over the row: uTP bytes sent, retransmits, and uTP connections
-    /// still open a second after the leechers exited.
-    server: Option<(f64, f64, f64)>,
+    /// uringseed's uTP metrics over the row.
+    server: Option<ServerUtp>,
 }
 
 impl Row {
@@ -183,12 +182,44 @@ fn start_seed(s: &Setup, seed: &str) -> Result<(Child, SocketAddr, Option<Socket
     }
 }
 
-fn utp_metrics(m: Option<SocketAddr>) -> Option<(f64, f64)> {
+/// How long the leechers stay connected after their last report, and how long after the
+/// helper's exit the server's counters are read again.
+const LINGER: u64 = 2;
+const AFTER_EXIT: u64 = 3;
+
+/// uringseed's uTP counters over a row.
+#[derive(Clone, Copy)]
+struct ServerUtp {
+    /// Payload bytes sent (first transmissions), retransmitted packets and retransmission
+    /// timeouts, from the start to the leechers' last report.
+    sent: f64,
+    retransmits: f64,
+    timeouts: f64,
+    /// Open uTP connections with the leechers still connected, and AFTER_EXIT s after the
+    /// helper (all its sessions closed) exited.
+    open_before_close: f64,
+    open_after: f64,
+    /// Retransmits from the leechers' last report to AFTER_EXIT s after the helper exited.
+    retransmits_after: f64,
+}
+
+/// A sample of uringseed's uTP counters.
+#[derive(Clone, Copy)]
+struct UtpSample {
+    sent: f64,
+    retransmits: f64,
+    timeouts: f64,
+    open: f64,
+}
+
+fn utp_metrics(m: Option<SocketAddr>) -> Option<UtpSample> {
     let m = m?;
-    Some((
-        metric_sum(m, "uringseed_utp_bytes_sent_total")?,
-        metric_sum(m, "uringseed_utp_retransmits_total").unwrap_or(f64::NAN),
-    ))
+    Some(UtpSample {
+        sent: metric_sum(m, "uringseed_utp_bytes_sent_total")?,
+        retransmits: metric_sum(m, "uringseed_utp_retransmits_total").unwrap_or(f64::NAN),
+        timeouts: metric_sum(m, "uringseed_utp_timeouts_total").unwrap_or(f64::NAN),
+        open: metric_sum(m, "uringseed_utp_connections").unwrap_or(f64::NAN),
+    })
 }
 
 /// `n` libtorrent leechers against `seed`, bounded; one row.
@@ -212,23 +243,45 @@ fn row(s: &Setup, seed: &str, n: usize) -> Row {
         .arg(s.stall.to_string())
         .arg(&work)
         .env("LT_BENCH_LEECH_SOCKBUF", s.sockbuf.to_string())
+        .env("LT_BENCH_LINGER", LINGER.to_string())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     let out = helper.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        std::io::BufRead::lines(std::io::BufReader::new(out))
-            .map_while(Result::ok)
-            .collect::<Vec<String>>()
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
     });
+    // Lines until the helper's last report ("cpu"), bounded; then the seed's CPU and, after a
+    // sampling period (the server samples its uTP counters once a second), its counters, while
+    // the leechers are still connected (they linger LINGER); then its counters again once the
+    // helper has exited and closed its connections.
     let deadline = Instant::now() + Duration::from_secs(s.timeout + 30);
-    let mut hung = false;
+    let mut lines = Vec::new();
+    let mut hung = true;
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let last = line.starts_with("cpu ");
+        lines.push(line);
+        if last {
+            hung = false;
+            break;
+        }
+    }
+    let cpu = cpu_secs(child.id()) - cpu0;
+    let udp_drops = udp_rcvbuf_errors().saturating_sub(drops0);
+    let during = metrics.and_then(|m| {
+        std::thread::sleep(Duration::from_millis(1200));
+        utp_metrics(Some(m))
+    });
+    let exit_by = Instant::now() + Duration::from_secs(LINGER + 30);
     loop {
         if helper.try_wait().ok().flatten().is_some() {
             break;
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= exit_by {
             hung = true;
             let _ = helper.kill();
             let _ = helper.wait();
@@ -236,15 +289,18 @@ fn row(s: &Setup, seed: &str, n: usize) -> Row {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let cpu = cpu_secs(child.id()) - cpu0;
-    let udp_drops = udp_rcvbuf_errors().saturating_sub(drops0);
-    let lines = reader.join().unwrap_or_default();
     let server = metrics.and_then(|m| {
-        std::thread::sleep(Duration::from_secs(1));
-        let (sent1, re1) = utp_metrics(Some(m))?;
-        let (sent0, re0) = before.unwrap_or((0.0, 0.0));
-        let open = metric_sum(m, "uringseed_utp_connections").unwrap_or(f64::NAN);
-        Some((sent1 - sent0, re1 - re0, open))
+        std::thread::sleep(Duration::from_secs(AFTER_EXIT));
+        let after = utp_metrics(Some(m))?;
+        let (b, d) = (before?, during?);
+        Some(ServerUtp {
+            sent: d.sent - b.sent,
+            retransmits: d.retransmits - b.retransmits,
+            timeouts: d.timeouts - b.timeouts,
+            open_before_close: d.open,
+            open_after: after.open,
+            retransmits_after: after.retransmits - d.retransmits,
+        })
     });
     stop(child);
     let _ = std::fs::remove_dir_all(&work);
@@ -262,6 +318,7 @@ fn row(s: &Setup, seed: &str, n: usize) -> Row {
     let secs: f64 = get("elapsed")
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
+    let max_peers: u64 = get("max_peers").and_then(|v| v.parse().ok()).unwrap_or(0);
     let leech_cpu: f64 = get("cpu").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
     let lt_utp = get("utp")
         .unwrap_or("")
@@ -296,6 +353,9 @@ fn row(s: &Setup, seed: &str, n: usize) -> Row {
         server,
         result: if result == "ok" && bytes < s.total * n as u64 {
             format!("short ({bytes} bytes)")
+        } else if result == "ok" && max_peers > 1 {
+            // A leecher talked to another peer than the seed: not the seed's throughput alone.
+            format!("peers {max_peers}")
         } else {
             result
         },
@@ -419,8 +479,7 @@ fn lt_version() -> String {
 }
 
 fn print_rows(rows: &[Row]) {
-    println!(
-        "\n{:<15} {:>3} {:>5} {:<8} {:>8} {:>10} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>5}",
+    let head = [
         "seed",
         "n",
         "round",
@@ -430,38 +489,61 @@ fn print_rows(rows: &[Row]) {
         "leech s/GiB",
         "lt loss",
         "lt tmo",
-        "lt resnd",
+        "lt resend",
         "udp drops",
-        "srv uTP MB",
+        "srv MB",
         "srv retx",
-        "open"
-    );
+        "srv tmo",
+        "open",
+        "open after",
+        "retx after",
+    ];
+    let widths = [15, 3, 5, 8, 6, 10, 11, 7, 6, 9, 9, 7, 8, 7, 4, 10, 10];
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i < 4 && i != 1 && i != 2 {
+                out += &format!("{c:<w$} ");
+            } else {
+                out += &format!("{c:>w$} ");
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    println!();
+    line(&head.map(String::from));
     for r in rows {
-        let (sent, retx, open) = r.server.map_or(("-".into(), "-".into(), "-".into()), |v| {
-            (
-                format!("{:.0}", v.0 / 1e6),
-                format!("{:.0}", v.1),
-                format!("{:.0}", v.2),
-            )
-        });
-        println!(
-            "{:<15} {:>3} {:>5} {:<8} {:>8.0} {:>10.2} {:>10.2} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9} {:>5}",
-            r.seed,
-            r.n,
-            r.round,
-            r.result,
-            r.mbps,
-            r.seed_cpu_per_gib,
-            r.leech_cpu_per_gib,
-            r.counter("packet_loss"),
-            r.counter("timeout"),
-            r.counter("packet_resend"),
-            r.udp_drops,
-            sent,
-            retx,
-            open
-        );
+        let mut cells = vec![
+            r.seed.clone(),
+            r.n.to_string(),
+            r.round.to_string(),
+            r.result.clone(),
+            format!("{:.0}", r.mbps),
+            format!("{:.2}", r.seed_cpu_per_gib),
+            format!("{:.2}", r.leech_cpu_per_gib),
+            r.counter("packet_loss").to_string(),
+            r.counter("timeout").to_string(),
+            r.counter("packet_resend").to_string(),
+            r.udp_drops.to_string(),
+        ];
+        match r.server {
+            Some(v) => cells.extend([
+                format!("{:.0}", v.sent / 1e6),
+                format!("{:.0}", v.retransmits),
+                format!("{:.0}", v.timeouts),
+                format!("{:.0}", v.open_before_close),
+                format!("{:.0}", v.open_after),
+                format!("{:.0}", v.retransmits_after),
+            ]),
+            None => cells.extend(std::iter::repeat_n("-".to_string(), 6)),
+        }
+        line(&cells);
     }
+    println!(
+        "(lt: the leechers' libtorrent uTP counters; udp drops: RcvbufErrors, whole machine; srv: uringseed's \
+         uTP metrics to the leechers' last report; open: its uTP connections then, open after / retx after: \
+         {AFTER_EXIT} s after the leechers closed)"
+    );
 }
 
 /// Per seed and leecher count, the medians over the rounds that finished: (seed, n, MB/s, seed

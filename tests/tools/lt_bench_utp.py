@@ -13,14 +13,17 @@
       torrent into WORK_DIR/i from the one peer HOST:PORT (connect_peer; again every 5 s while it
       has no peer). A session whose payload does not grow for STALL seconds ends "stalled"; one
       not done TIMEOUT seconds after the start ends "timeout". Prints one line per session,
-        "session I IP RESULT bytes B seconds S"   (RESULT done|stalled|timeout|error; seconds from
-                                                   its first dial to its end),
+        "session I IP RESULT bytes B seconds S max_peers P"   (RESULT done|stalled|timeout|error;
+              seconds from its first dial to its end; P the most peers it had at once: 1, the seed,
+              as peer exchange is off),
       then "elapsed S" (first dial of any session to the last end), "bytes B" (all sessions'
-      payload), "result ok|stalled|timeout|error" (the worst), and "utp NAME=VALUE ..." (the
-      sessions' uTP counters summed: packet loss, timeouts, resends...) and "cpu S" (this
-      process's user + system CPU seconds, all sessions' threads). Exit 0 if all done, 1
+      payload), "max_peers P" (the most of any session), "result ok|stalled|timeout|error"
+      (the worst), "utp NAME=VALUE ..." (the sessions' uTP counters summed: packet loss,
+      timeouts, resends...) and "cpu S" (this process's user + system CPU seconds, all
+      sessions' threads). Exit 0 if all done, 1
       otherwise, 2 on bad arguments. The downloaded data is deleted at the end.
-      LT_BENCH_LEECH_SOCKBUF=BYTES sets the leechers' socket buffers (see leech()).
+      LT_BENCH_LEECH_SOCKBUF=BYTES sets the leechers' socket buffers (see leech());
+      LT_BENCH_LINGER=SECONDS keeps the sessions connected that long after the "cpu" line.
   LT_BENCH_SETTINGS=name=value,... adds libtorrent settings to every session (experiments).
 
 DHT, LSD, UPnP, NAT-PMP off; nothing but loopback addresses is listened on or dialled. Progress
@@ -149,9 +152,13 @@ def leech(torrent, peer, transport, n, timeout, stall, work_dir):
         params = lt.add_torrent_params()
         params.ti = lt.torrent_info(torrent)
         params.save_path = os.path.join(work_dir, str(i))
+        # No peer exchange: the seed may list the other leechers (uringseed does, at once), and
+        # leechers trading pieces among themselves would count as the seed's throughput.
+        params.flags |= lt.torrent_flags.disable_pex
         h = ses.add_torrent(params)
         sessions.append({"i": i, "ip": ip, "ses": ses, "h": h, "dial": None, "first": None,
-                         "end": None, "result": None, "bytes": 0, "grew": None})
+                         "end": None, "result": None, "bytes": 0, "grew": None,
+                         "max_peers": 0})
     deadline = t0 + timeout
     last_report = 0.0
     checking = (lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
@@ -163,6 +170,7 @@ def leech(torrent, peer, transport, n, timeout, stall, work_dir):
                 continue
             st = s["h"].status()
             tag = "session %d" % s["i"]
+            s["max_peers"] = max(s["max_peers"], st.num_peers)
             if st.total_payload_download > s["bytes"]:
                 s["bytes"] = st.total_payload_download
                 s["grew"] = now
@@ -210,10 +218,12 @@ def leech(torrent, peer, transport, n, timeout, stall, work_dir):
     dials = [s["dial"] for s in sessions if s["dial"] is not None]
     start = min(dials) if dials else t0
     for s in sessions:
-        print("session %d %s %s bytes %d seconds %.3f"
-              % (s["i"], s["ip"], s["result"], s["bytes"], s["end"] - (s["dial"] or t0)))
+        print("session %d %s %s bytes %d seconds %.3f max_peers %d"
+              % (s["i"], s["ip"], s["result"], s["bytes"], s["end"] - (s["dial"] or t0),
+                 s["max_peers"]))
     print("elapsed %.3f" % (max(s["end"] for s in sessions) - start))
     print("bytes %d" % sum(s["bytes"] for s in sessions))
+    print("max_peers %d" % max(s["max_peers"] for s in sessions))
     worst = "ok"
     for r in ("timeout", "stalled", "error"):
         if any(s["result"] == r for s in sessions):
@@ -223,6 +233,9 @@ def leech(torrent, peer, transport, n, timeout, stall, work_dir):
     cpu = os.times()
     print("cpu %.3f" % (cpu.user + cpu.system))
     sys.stdout.flush()
+    # LT_BENCH_LINGER=SECONDS: keep the sessions (and their connections) that long before closing
+    # them, for the seed's counters to be read while they are still connected.
+    time.sleep(float(os.environ.get("LT_BENCH_LINGER") or 0))
     for s in sessions:
         s["ses"].remove_torrent(s["h"])
     del sessions
