@@ -466,7 +466,9 @@ impl Sampler {
         let t = core.totals();
         let s = core.stats();
         let (mut rtt_sum, mut rtt_n, mut cwnd, mut peer_wnd) = (0u64, 0u64, 0u64, 0u64);
-        for (_, c) in core.conns() {
+        // Served connections only: lingering closed ones are not the operator's peers.
+        let slots = hub.slots.borrow();
+        for c in slots.keys().filter_map(|h| core.conn(*h)) {
             let st = c.stats();
             if let Some(r) = st.srtt {
                 rtt_sum += r.as_micros() as u64;
@@ -477,7 +479,7 @@ impl Sampler {
         }
         let st = &hub.status;
         let now_vals: [(u64, &utp::status::Counter); 18] = [
-            (hub.slots.borrow().len() as u64, &st.connections),
+            (slots.len() as u64, &st.connections),
             (t.bytes_sent, &st.bytes_sent),
             (t.bytes_acked, &st.bytes_acked),
             (t.bytes_received, &st.bytes_received),
