@@ -69,7 +69,7 @@
                                            dht-swarm, dht-leech and dht-announce live in lt_dht.py
 LT_TRANSPORT (download, tracker_download, seed): tcp (default) TCP only; utp uTP only, in and out,
 its TCP listener shut down once listening (a TCP dial to its port is refused; prints
-"tcp_listener closed PORT"); both uTP and TCP (libtorrent's default, uTP tried first). download and
+"tcp_listener closed PORT"); utp-in the same, dialling nobody (accepts incoming uTP only); both uTP and TCP (libtorrent's default, uTP tried first). download and
 tracker_download end with "transports utp|tcp|tcp,utp|none": how its peer connections ran.
 Output is one "key value" pair per line. DHT (unless named above), LSD, UPnP, NAT-PMP off; create/info/rehash do no
 networking and do not listen; download listens on 127.0.0.1 (random port) only and dials only the
@@ -251,22 +251,23 @@ UTP_SOCKET = 1 << 17
 
 
 def transport():
-    """LT_TRANSPORT: tcp (default), utp or both."""
+    """LT_TRANSPORT: tcp (default), utp, utp-in or both."""
     t = os.environ.get("LT_TRANSPORT") or "tcp"
-    if t not in ("tcp", "utp", "both"):
-        sys.stderr.write("lt_tool.py: LT_TRANSPORT must be tcp, utp or both, not %r\n" % t)
+    if t not in ("tcp", "utp", "utp-in", "both"):
+        sys.stderr.write("lt_tool.py: LT_TRANSPORT must be tcp, utp, utp-in or both, not %r\n" % t)
         sys.exit(2)
     return t
 
 
 def transport_settings():
     """LT_TRANSPORT=tcp (default): TCP only, in and out. utp: uTP only, in and out (its TCP
-    listener is also closed once it listens: close_tcp_listener). both: libtorrent's default,
-    uTP and TCP (it tries uTP first)."""
+    listener is also closed once it listens: close_tcp_listener). utp-in: the same, but it dials
+    nobody (outgoing uTP off too): a peer it downloads from must have connected to it over uTP.
+    both: libtorrent's default, uTP and TCP (it tries uTP first)."""
     t = transport()
     return {
-        "enable_outgoing_tcp": t != "utp", "enable_incoming_tcp": t != "utp",
-        "enable_outgoing_utp": t != "tcp", "enable_incoming_utp": t != "tcp",
+        "enable_outgoing_tcp": t in ("tcp", "both"), "enable_incoming_tcp": t in ("tcp", "both"),
+        "enable_outgoing_utp": t in ("utp", "both"), "enable_incoming_utp": t != "tcp",
     }
 
 
@@ -276,7 +277,7 @@ def close_tcp_listener(ses, t0):
     enable_incoming_tcp off still listens on TCP and resets each connection after accepting it,
     which a dialler sees as a connection that broke, not one that was refused. The UDP socket
     (uTP) on the same port stays. Prints "tcp_listener closed PORT"; exit 1 if none is found."""
-    if transport() != "utp":
+    if transport() not in ("utp", "utp-in"):
         return
     import socket
     deadline = time.time() + 30
