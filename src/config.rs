@@ -14,7 +14,7 @@ mod sections;
 
 pub use sections::{
     ApiConfig, DhtConfig, HashingConfig, LogConfig, MetricsConfig, TorrentConfig, TrackerConfig,
-    WatchConfig, DEFAULT_METRICS_LISTEN,
+    UtpConfig, WatchConfig, DEFAULT_METRICS_LISTEN,
 };
 
 use crate::units::{ByteRate, ByteSize};
@@ -39,6 +39,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub api: ApiConfig,
     pub dht: DhtConfig,
+    pub utp: UtpConfig,
     pub watch: WatchConfig,
     pub log: LogConfig,
     /// Torrents to seed.
@@ -269,6 +270,12 @@ impl Config {
                     format!("{a} is not a loopback address: set api.token_file to the token that guards it"),
                 ));
             }
+        }
+        if self.utp.max_half_open == 0 || self.utp.max_connections == 0 {
+            return Err(err(
+                "utp.max_half_open",
+                "utp.max_half_open and utp.max_connections must be at least 1".to_string(),
+            ));
         }
         if !(900..=1800).contains(&self.dht.announce_interval_secs) {
             return Err(err(

@@ -11,6 +11,7 @@
 mod dht;
 mod limits;
 mod swarm;
+mod utp;
 
 use crate::reasons::{CandidateResult, Label, LabelCounters, PeerSourceKind};
 use crate::state::Shared;
@@ -60,15 +61,18 @@ fn labelled<L: Label>(reg: &Registry, name: &str, help: &str, counts: &LabelCoun
 
 /// The metrics in Prometheus text format.
 pub fn render(shared: &Shared, backend: &str) -> String {
-    render_with(shared, backend, None)
+    render_with(shared, backend, &UdpStatus::default())
 }
 
-/// [`render`] with the DHT node's series, when it runs.
-pub fn render_with(
-    shared: &Shared,
-    backend: &str,
-    dht_status: Option<&crate::dht::service::DhtStatus>,
-) -> String {
+/// The status of what runs on the peer port's UDP sockets: the DHT node and uTP, when on.
+#[derive(Debug, Clone, Default)]
+pub struct UdpStatus {
+    pub dht: Option<Arc<crate::dht::service::DhtStatus>>,
+    pub utp: Option<Arc<crate::utp::UtpStatus>>,
+}
+
+/// [`render`] with the DHT node's and uTP's series, when they run.
+pub fn render_with(shared: &Shared, backend: &str, udp: &UdpStatus) -> String {
     let s = &shared.stats;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let reg = Registry::new();
@@ -319,8 +323,11 @@ pub fn render_with(
             v
         });
     }
-    if let Some(d) = dht_status {
+    if let Some(d) = &udp.dht {
         dht::render(&reg, d);
+    }
+    if let Some(u) = &udp.utp {
+        utp::render(&reg, u);
     }
     let mut out = Vec::new();
     TextEncoder::new()
@@ -347,11 +354,7 @@ fn resident_memory() -> Vec<(&'static str, i64)> {
 
 /// The metrics routes: /metrics, /healthz, /readyz (GET and HEAD), served by
 /// [`crate::api::service`].
-pub fn routes(
-    shared: Arc<Shared>,
-    backend: &'static str,
-    dht_status: Option<Arc<crate::dht::service::DhtStatus>>,
-) -> crate::http::Router {
+pub fn routes(shared: Arc<Shared>, backend: &'static str, udp: UdpStatus) -> crate::http::Router {
     use crate::http::Reply;
     use hyper::StatusCode;
     let (health, ready) = (shared.clone(), shared.clone());
@@ -360,7 +363,7 @@ pub fn routes(
             Reply::new(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                render_with(&shared, backend, dht_status.as_deref()),
+                render_with(&shared, backend, &udp),
             )
         })
         .get("/healthz", move |_| match health.shutdown.is_triggered() {

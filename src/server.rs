@@ -144,6 +144,8 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         addrs: local_addrs,
         backend,
         heartbeats,
+        udp,
+        utp,
     } = crate::io::spawn_workers(&shared, &mut services)?;
     shared.set_listen_addrs(&local_addrs);
     spawn_choker(shared.clone(), &mut services)?;
@@ -159,8 +161,9 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         let _ = control.add(spec);
     }
     // After the given torrents: the API adds those it saved, which may not displace them.
-    let dht = crate::dht::service::spawn(&shared, &mut services)?;
-    let http = crate::api::service::spawn(&control, backend, dht, &mut services)?;
+    let dht = crate::dht::service::spawn(&shared, &mut services, udp)?;
+    let udp = crate::metrics::UdpStatus { dht, utp };
+    let http = crate::api::service::spawn(&control, backend, udp, &mut services)?;
     let metrics_addr = http.addr;
     Ok(ServerHandle {
         shared,

@@ -85,6 +85,8 @@ pub struct Api {
     me: std::sync::OnceLock<std::sync::Weak<Api>>,
     /// The DHT node's status, when it runs.
     pub dht: Option<Arc<crate::dht::service::DhtStatus>>,
+    /// uTP's counters, when on.
+    pub utp: Option<Arc<crate::utp::UtpStatus>>,
     /// Torrents being made from a path (`POST /torrents {"path"}`), and the last failures.
     pub making: Mutex<Vec<Making>>,
 }
@@ -107,7 +109,7 @@ impl Api {
     /// the store holds.
     pub fn start(
         control: Arc<Control>,
-        dht: Option<Arc<crate::dht::service::DhtStatus>>,
+        udp: crate::metrics::UdpStatus,
     ) -> Result<Arc<Api>, String> {
         let config = &control.shared.config;
         let state_dir = config.server.state_dir();
@@ -132,7 +134,8 @@ impl Api {
             sessions: Mutex::new(HashMap::new()),
             me: std::sync::OnceLock::new(),
             making: Mutex::new(Vec::new()),
-            dht,
+            dht: udp.dht,
+            utp: udp.utp,
         });
         let _ = api.me.set(Arc::downgrade(&api));
         api.restore();

@@ -163,6 +163,34 @@ fn status(api: &Api) -> Value {
         "uploaded_session": session,
         "listen": shared.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "dht": dht_status(api),
+        "utp": utp_status(api),
+    })
+}
+
+/// uTP's listen addresses, connections, bytes, retransmissions, timeouts, mean RTT and windows;
+/// null when uTP is off.
+fn utp_status(api: &Api) -> Value {
+    let Some(u) = &api.utp else {
+        return Value::Null;
+    };
+    let rtt_ms = match u.rtt_conns.get() {
+        0 => Value::Null,
+        n => json!((u.rtt_sum_us.get() / n) as f64 / 1000.0),
+    };
+    let addrs = u.addrs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    json!({
+        "listen": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "connections": u.connections.get(),
+        "accepted": u.accepted.get(),
+        "dialed": u.dialed.get(),
+        "dial_failed": u.dial_failed.get(),
+        "bytes_sent": u.bytes_sent.get(),
+        "bytes_received": u.bytes_received.get(),
+        "retransmits": u.retransmits.get(),
+        "timeouts": u.timeouts.get(),
+        "rtt_ms": rtt_ms,
+        "cwnd_bytes": u.cwnd_bytes.get(),
+        "peer_window_bytes": u.peer_window_bytes.get(),
     })
 }
 

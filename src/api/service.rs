@@ -31,7 +31,7 @@ pub struct Started {
 pub fn spawn(
     control: &Arc<Control>,
     backend: &'static str,
-    dht: Option<Arc<crate::dht::service::DhtStatus>>,
+    udp: crate::metrics::UdpStatus,
     services: &mut Services,
 ) -> Result<Started, StartError> {
     let shared = control.shared.clone();
@@ -63,7 +63,7 @@ pub fn spawn(
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let mut router = if config.metrics.enabled {
-        crate::metrics::routes(shared.clone(), backend, dht.clone())
+        crate::metrics::routes(shared.clone(), backend, udp.clone())
     } else {
         crate::http::Router::new()
     };
@@ -76,7 +76,7 @@ pub fn spawn(
         );
     }
     let api = if config.api.enabled && !exposed {
-        let api = Api::start(control.clone(), dht.clone()).map_err(StartError::new)?;
+        let api = Api::start(control.clone(), udp.clone()).map_err(StartError::new)?;
         let a = api.clone();
         router = router.prefix("/", move |req| a.handle(req));
         Some(api)

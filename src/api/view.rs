@@ -73,7 +73,10 @@ pub struct Peer {
     pub encryption: &'static str,
     /// "incoming" or "outgoing" (dialled by us: from a tracker, PEX or the API).
     pub source: &'static str,
-    /// qBittorrent-style flags: U unchoked by us, u interested, E encrypted, I incoming.
+    /// "tcp" or "utp".
+    pub transport: &'static str,
+    /// qBittorrent-style flags: U unchoked by us, u interested, E encrypted, I incoming,
+    /// P uTP.
     pub flags: String,
     pub unchoked: bool,
     pub interested: bool,
@@ -223,6 +226,7 @@ fn peer(h: &PeerHandle, secs: u64) -> Peer {
             'E',
         ),
         (!i.outgoing, 'I'),
+        (i.utp, 'P'),
     ] {
         if on {
             flags.push(c);
@@ -236,6 +240,7 @@ fn peer(h: &PeerHandle, secs: u64) -> Peer {
         uploaded: h.uploaded.load(Ordering::Relaxed),
         encryption: i.encryption.as_str(),
         source: if i.outgoing { "outgoing" } else { "incoming" },
+        transport: if i.utp { "utp" } else { "tcp" },
         flags,
         unchoked,
         interested,

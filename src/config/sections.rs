@@ -190,6 +190,31 @@ impl DhtConfig {
     }
 }
 
+/// uTP (BEP 29): BitTorrent over UDP, on the peer port (shared with the DHT).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UtpConfig {
+    /// Accept uTP connections on every peer listen address (UDP, same port), and retry peers
+    /// over uTP when a TCP dial fails.
+    pub enabled: bool,
+    /// Incoming SYNs held before their sender proves its address (the oldest is dropped when
+    /// full).
+    pub max_half_open: usize,
+    /// Live uTP connections per listen address (beyond `server.max_connections`, which counts
+    /// them with TCP ones).
+    pub max_connections: usize,
+}
+
+impl Default for UtpConfig {
+    fn default() -> Self {
+        UtpConfig {
+            enabled: true,
+            max_half_open: 256,
+            max_connections: 4096,
+        }
+    }
+}
+
 /// The control API, the web page and the qBittorrent-compatible API (on the metrics
 /// endpoint's HTTP server).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

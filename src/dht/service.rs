@@ -7,6 +7,10 @@
 //! router. The thread runs at a lower priority than the serving threads and sleeps until a
 //! packet, its node's next timer, or shutdown (which wakes it with an empty datagram).
 //!
+//! With uTP on, the node shares the peer port's UDP socket with it ([`UdpShare`]):
+//! the uTP driver receives every datagram and queues the DHT's here; replies go out through
+//! the same socket. Otherwise the node binds its own socket.
+//!
 //! The rest of the server sees the DHT through [`DhtStatus`] (metrics, API) only.
 
 use super::id::NodeId;
@@ -21,6 +25,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket}
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A datagram: its sender and bytes.
+pub type Datagram = (SocketAddr, Vec<u8>);
+
+/// One of the peer port's UDP sockets as the DHT sees it: datagrams that are not uTP arrive
+/// on `inbox` (bounded; the uTP driver drops and counts what does not fit); replies go out
+/// through `socket` (the same socket, non-blocking). `wake` puts an empty datagram on the
+/// inbox (shutdown).
+pub struct UdpShare {
+    pub local: SocketAddr,
+    pub socket: std::net::UdpSocket,
+    pub inbox: std::sync::mpsc::Receiver<Datagram>,
+    pub wake: std::sync::mpsc::SyncSender<Datagram>,
+}
 
 /// How often the routing table is saved.
 const SAVE_EVERY: Duration = Duration::from_secs(300);
@@ -158,6 +176,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 pub fn spawn(
     shared: &Arc<Shared>,
     services: &mut Services,
+    mut shares: Vec<UdpShare>,
 ) -> Result<Option<Arc<DhtStatus>>, StartError> {
     if !shared.config.dht.enabled {
         return Ok(None);
@@ -169,8 +188,21 @@ pub fn spawn(
         .unwrap_or_default();
     let saved = Arc::new(Mutex::new(saved));
     for addr in addresses(shared) {
-        let sock =
-            bind(addr).map_err(|e| StartError::bind(format!("dht.listen {addr}: {e}"), &e))?;
+        let (sock, inbox) = match shares.iter().position(|s| s.local == addr) {
+            Some(i) => {
+                let s = shares.swap_remove(i);
+                let wake = s.wake;
+                services.shutdown().on_trigger(move || {
+                    let _ = wake.try_send((addr, Vec::new()));
+                });
+                (s.socket, Some(s.inbox))
+            }
+            None => {
+                let sock = bind(addr)
+                    .map_err(|e| StartError::bind(format!("dht.listen {addr}: {e}"), &e))?;
+                (sock, None)
+            }
+        };
         let local = sock.local_addr()?;
         let family = if local.is_ipv4() {
             Family::V4
@@ -182,7 +214,10 @@ pub fn spawn(
             Family::V6 => &status.v6,
         };
         *fam.addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(local);
-        tracing::info!("dht: listening on udp {local}");
+        tracing::info!(
+            shared_with_utp = inbox.is_some(),
+            "dht: listening on udp {local}"
+        );
         let waker = sock.try_clone()?;
         let wake_to = match local.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => {
@@ -203,7 +238,11 @@ pub fn spawn(
         };
         services.spawn(name, move |shutdown| {
             lower_priority();
-            run(&shared, sock, family, &status, &saved, &shutdown)
+            let io = match inbox {
+                Some(inbox) => Io::Shared(sock, inbox),
+                None => Io::Own(sock),
+            };
+            run(&shared, io, family, &status, &saved, &shutdown)
         })?;
     }
     Ok(Some(status))
@@ -239,10 +278,52 @@ fn random_seed() -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// Where the node's datagrams come from: its own socket, or the uTP driver's queue.
+enum Io {
+    Own(UdpSocket),
+    Shared(UdpSocket, std::sync::mpsc::Receiver<Datagram>),
+}
+
+impl Io {
+    fn send(&self, bytes: &[u8], to: SocketAddr) {
+        let (Io::Own(s) | Io::Shared(s, _)) = self;
+        let _ = s.send_to(bytes, to);
+    }
+
+    /// Waits up to `wait` for a datagram, then takes what else has arrived (at most 256 more),
+    /// handing each to `f`.
+    fn receive(&self, buf: &mut [u8], wait: Duration, mut f: impl FnMut(SocketAddr, &[u8])) {
+        match self {
+            Io::Own(sock) => {
+                let _ = sock.set_read_timeout(Some(wait));
+                if let Ok((n, from)) = sock.recv_from(buf) {
+                    f(from, &buf[..n]);
+                }
+                let _ = sock.set_nonblocking(true);
+                for _ in 0..256 {
+                    match sock.recv_from(buf) {
+                        Ok((n, from)) => f(from, &buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+                let _ = sock.set_nonblocking(false);
+            }
+            Io::Shared(_, inbox) => {
+                if let Ok((from, d)) = inbox.recv_timeout(wait) {
+                    f(from, &d);
+                }
+                for (from, d) in inbox.try_iter().take(256) {
+                    f(from, &d);
+                }
+            }
+        }
+    }
+}
+
 /// One family's loop.
 fn run(
     shared: &Shared,
-    sock: UdpSocket,
+    io: Io,
     family: Family,
     status: &DhtStatus,
     saved: &Mutex<SavedFile>,
@@ -316,7 +397,7 @@ fn run(
         }
         node.handle_timeout(now);
         while let Some(t) = node.poll_transmit() {
-            let _ = sock.send_to(&t.bytes, t.to);
+            io.send(&t.bytes, t.to);
         }
         while let Some(ev) = node.poll_event() {
             match ev {
@@ -348,21 +429,11 @@ fn run(
         let wait = wake
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
-        let _ = sock.set_read_timeout(Some(wait));
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) if n > 0 => node.handle_packet(Instant::now(), from, &buf[..n]),
-            _ => {}
-        }
-        // Drain what else has arrived without sleeping again.
-        let _ = sock.set_nonblocking(true);
-        for _ in 0..256 {
-            match sock.recv_from(&mut buf) {
-                Ok((n, from)) if n > 0 => node.handle_packet(Instant::now(), from, &buf[..n]),
-                Ok(_) => continue,
-                Err(_) => break,
+        io.receive(&mut buf, wait, |from, d| {
+            if !d.is_empty() {
+                node.handle_packet(Instant::now(), from, d);
             }
-        }
-        let _ = sock.set_nonblocking(false);
+        });
     }
     save(shared, family, &node, saved);
 }

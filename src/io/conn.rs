@@ -97,7 +97,8 @@ async fn connected<S: Stream, D: Disk>(
     let key = shared.next_peer_key();
     let now = now();
     let encrypted = kind != HandshakeKind::Plaintext;
-    let pex_flags = if encrypted { pex::FLAG_ENCRYPTION } else { 0 };
+    let pex_flags = if encrypted { pex::FLAG_ENCRYPTION } else { 0 }
+        | if stream.is_utp() { pex::FLAG_UTP } else { 0 };
     if outgoing && ctx.view.pex {
         // A peer we could dial may be shared (BEP 11: reachable).
         ctx.share_peer(
@@ -125,6 +126,7 @@ async fn connected<S: Stream, D: Disk>(
         peer_id: hs.peer_id,
         encryption: kind,
         outgoing,
+        utp: stream.is_utp(),
         connected_unix: crate::state::unix_now(),
     };
     let handle = ctx.join(key, info, now);

@@ -14,14 +14,21 @@
 //!
 //! Nothing outside this module may name tokio_uring; this module may not decide protocol rules
 //! (that is `wire`) or own torrent state (that is `state`).
+//!
+//! uTP: `udp` binds the peer port's UDP sockets and moves datagrams in batches; `utp` serves
+//! uTP connections on the first worker through the same `conn` code, and passes the DHT's
+//! datagrams on ([`crate::dht::service::UdpShare`]).
 
+mod admit;
 pub mod conn;
 mod handshake;
 pub mod mem;
 mod portable;
 pub mod stream;
+mod udp;
 mod upload;
 mod uring;
+pub mod utp;
 mod worker;
 
 pub use worker::{Worker, CONNECT_TIMEOUT, SHUTDOWN_GRACE};
@@ -45,13 +52,21 @@ pub struct Workers {
     pub backend: &'static str,
     /// One heartbeat per worker, bumped from inside its runtime.
     pub heartbeats: Arc<Heartbeats>,
+    /// The peer port's UDP sockets the DHT may share (when uTP is on).
+    pub udp: Vec<crate::dht::service::UdpShare>,
+    /// uTP's counters (when uTP is on).
+    pub utp: Option<Arc<crate::utp::UtpStatus>>,
 }
+
+/// DHT datagrams queued for the DHT thread at most.
+const DHT_QUEUE: usize = 1024;
 
 /// Binds the listeners and starts the worker threads (`worker-N`) as services.
 pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Workers, StartError> {
     let workers = crate::storage::hasher::thread_count(shared.config.server.workers);
     let heartbeats = Arc::new(Heartbeats::new(workers));
-    let addrs = resolve_listen(&shared.config.server.listen)?;
+    let need_udp = shared.config.utp.enabled || shared.config.dht.enabled;
+    let addrs = resolve_listen(&shared.config.server.listen, need_udp)?;
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     for addr in &addrs {
         for listeners in per_worker.iter_mut() {
@@ -76,6 +91,36 @@ pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Wo
         },
     };
     tracing::info!(backend, workers, listen = ?addrs, "serving");
+    let (mut udp_shares, mut utp_parts, mut fallback) = (Vec::new(), None, None);
+    let status = shared
+        .config
+        .utp
+        .enabled
+        .then(|| Arc::new(crate::utp::UtpStatus::default()));
+    if let Some(status) = &status {
+        let mut endpoints = Vec::new();
+        for addr in &addrs {
+            let socket = udp::bind(*addr)
+                .map_err(|e| StartError::bind(format!("utp: udp {addr}: {e}"), &e))?;
+            let (wake, inbox) = std::sync::mpsc::sync_channel(DHT_QUEUE);
+            udp_shares.push(crate::dht::service::UdpShare {
+                local: *addr,
+                socket: socket.try_clone()?,
+                inbox,
+                wake: wake.clone(),
+            });
+            endpoints.push(utp::Endpoint { socket, dht: wake });
+        }
+        *status.addrs.lock().unwrap_or_else(|e| e.into_inner()) = addrs.clone();
+        tracing::info!(listen = ?addrs, "uTP: listening on udp");
+        let (tx, dials) = tokio::sync::mpsc::unbounded_channel();
+        fallback = Some(tx);
+        utp_parts = Some(utp::UtpParts {
+            endpoints,
+            dials,
+            status: status.clone(),
+        });
+    }
     let mut queues = Vec::new();
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let (tx, outgoing) = tokio::sync::mpsc::unbounded_channel();
@@ -86,6 +131,8 @@ pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Wo
             outgoing,
             heartbeats: heartbeats.clone(),
             index: i,
+            utp: if i == 0 { utp_parts.take() } else { None },
+            utp_fallback: fallback.clone(),
         };
         services.spawn(format!("worker-{i}"), move |_shutdown| {
             let result = if backend == "io_uring" {
@@ -103,6 +150,8 @@ pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Wo
         addrs,
         backend,
         heartbeats,
+        udp: udp_shares,
+        utp: status,
     })
 }
 
@@ -110,7 +159,15 @@ pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Wo
 /// picks the first free port of 6881..=6889 on all IPv4 and IPv6 addresses. Every address is
 /// probed first without SO_REUSEPORT, so one that another process (another uringseed, whose
 /// reuse-port listeners would otherwise share it with ours) listens on is refused by name.
-fn resolve_listen(configured: &[SocketAddr]) -> Result<Vec<SocketAddr>, StartError> {
+fn resolve_listen(configured: &[SocketAddr], udp: bool) -> Result<Vec<SocketAddr>, StartError> {
+    let probe = |addr: SocketAddr| -> io::Result<SocketAddr> {
+        let tcp = probe_tcp(addr)?;
+        if udp {
+            udp::probe(tcp)
+                .map_err(|e| io::Error::new(e.kind(), format!("udp (uTP, DHT): {e}")))?;
+        }
+        Ok(tcp)
+    };
     if !configured.is_empty() {
         return configured
             .iter()
@@ -150,7 +207,7 @@ fn resolve_listen(configured: &[SocketAddr]) -> Result<Vec<SocketAddr>, StartErr
 /// Binds `addr` without SO_REUSEPORT (but with SO_REUSEADDR, so that connections of an earlier
 /// run still in TIME_WAIT do not count) and lets go of it again: fails if anything else
 /// listens there, even a reuse-port listener. Returns the address with its port resolved.
-fn probe(addr: SocketAddr) -> io::Result<SocketAddr> {
+fn probe_tcp(addr: SocketAddr) -> io::Result<SocketAddr> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     if addr.is_ipv6() {

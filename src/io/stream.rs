@@ -33,6 +33,10 @@ pub trait Stream {
     /// Bytes of ours the other side has taken so far (TCP_INFO `tcpi_bytes_acked` for a
     /// socket), if known: tells a peer that reads slowly from one that stopped reading.
     fn bytes_acked(&self) -> Option<u64>;
+    /// A uTP connection rather than TCP (shown in the peers list and PEX flags).
+    fn is_utp(&self) -> bool {
+        false
+    }
 }
 
 /// Reading torrent bytes from the data files.

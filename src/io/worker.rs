@@ -4,15 +4,14 @@
 //! the connections' guards to go (woken by the last one, never polling). Backends supply
 //! sockets through [`Net`] and piece reads through [`Disk`].
 
+use super::admit::{admit, Active};
 use super::conn;
 use super::stream::{Disk, Stream};
 use crate::peer_source::Candidate;
-use crate::reasons::DropReason;
 use crate::state::Shared;
 use crate::watchdog::{Heartbeats, HEARTBEAT};
-use std::cell::Cell;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -32,6 +31,10 @@ pub struct Worker {
     /// Where this worker shows it is alive (its own counter, `index`), for the watchdog.
     pub heartbeats: Arc<Heartbeats>,
     pub index: usize,
+    /// The uTP endpoints (the first worker only).
+    pub utp: Option<super::utp::UtpParts>,
+    /// Where a peer goes when dialling it over TCP failed: the uTP dialler.
+    pub utp_fallback: Option<tokio::sync::mpsc::UnboundedSender<Candidate>>,
 }
 
 /// A backend's sockets.
@@ -43,87 +46,6 @@ pub trait Net: 'static {
     fn listen(l: TcpListener) -> io::Result<Self::Listener>;
     async fn accept(l: &Self::Listener) -> io::Result<(Self::Conn, SocketAddr)>;
     async fn connect(addr: SocketAddr) -> io::Result<Self::Conn>;
-}
-
-/// This worker's live connections: a count, and a wake-up for the drain when it reaches zero.
-#[derive(Default)]
-struct Active {
-    count: Cell<usize>,
-    idle: tokio::sync::Notify,
-}
-
-/// Keeps a connection counted while it lives.
-struct ConnGuard {
-    shared: Arc<Shared>,
-    active: Rc<Active>,
-    /// The address counted against the per-IP cap, if it is.
-    ip: Option<IpAddr>,
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.shared
-            .stats
-            .peers_connected
-            .fetch_sub(1, Ordering::AcqRel);
-        if let Some(ip) = self.ip {
-            self.shared.ip_leave(ip);
-        }
-        let n = self.active.count.get() - 1;
-        self.active.count.set(n);
-        if n == 0 {
-            self.active.idle.notify_one();
-        }
-    }
-}
-
-/// Counts a connection in; refuses it (None, counted) for a blocked address, above
-/// `server.max_connections`, above the per-IP cap, and (for outgoing ones) above the torrent's
-/// cap. Cheap and non-blocking: it runs on the accept path of the serving threads.
-fn admit(
-    shared: &Arc<Shared>,
-    active: &Rc<Active>,
-    addr: SocketAddr,
-    dialing: Option<&Candidate>,
-) -> Option<ConnGuard> {
-    let stats = &shared.stats;
-    let ip = addr.ip().to_canonical();
-    if shared.blocked(ip) {
-        stats.count_dropped(DropReason::Blocked);
-        return None;
-    }
-    match dialing {
-        None => stats.connections_accepted.fetch_add(1, Ordering::Relaxed),
-        Some(c) => {
-            let full = shared.torrent(&c.info_hash).is_none_or(|t| {
-                t.peers.load(Ordering::Relaxed) >= shared.config.server.max_connections_per_torrent
-            });
-            if full {
-                return None;
-            }
-            stats.connections_dialed.fetch_add(1, Ordering::Relaxed)
-        }
-    };
-    if stats.peers_connected.fetch_add(1, Ordering::AcqRel) >= shared.config.server.max_connections
-    {
-        stats.peers_connected.fetch_sub(1, Ordering::AcqRel);
-        stats.count_dropped(DropReason::ConnectionCap);
-        return None;
-    }
-    let per_ip = (!ip.is_loopback() || shared.config.server.limit_loopback).then_some(ip);
-    if let Some(ip) = per_ip {
-        if !shared.ip_enter(ip) {
-            stats.peers_connected.fetch_sub(1, Ordering::AcqRel);
-            stats.count_dropped(DropReason::IpConnectionCap);
-            return None;
-        }
-    }
-    active.count.set(active.count.get() + 1);
-    Some(ConnGuard {
-        shared: shared.clone(),
-        active: active.clone(),
-        ip: per_ip,
-    })
 }
 
 /// Runs the worker until shutdown; must run inside a `LocalSet` (both backends' runtimes are).
@@ -145,6 +67,9 @@ pub async fn run<N: Net, D: Disk + 'static>(worker: Worker, disk: Rc<D>) -> io::
             }
         }
     });
+    if let Some(parts) = worker.utp {
+        super::utp::start(parts, &worker.shared, &disk, &active)?;
+    }
     let mut accepts = Vec::new();
     for listener in worker.listeners {
         let listener = N::listen(listener)?;
@@ -177,6 +102,7 @@ pub async fn run<N: Net, D: Disk + 'static>(worker: Worker, disk: Rc<D>) -> io::
     }
     let (shared, outgoing_active) = (worker.shared.clone(), active.clone());
     let mut rx = worker.outgoing;
+    let fallback = worker.utp_fallback;
     tokio::task::spawn_local(async move {
         loop {
             let c = tokio::select! {
@@ -186,17 +112,28 @@ pub async fn run<N: Net, D: Disk + 'static>(worker: Worker, disk: Rc<D>) -> io::
             let Some(guard) = admit(&shared, &outgoing_active, c.addr, Some(&c)) else {
                 continue;
             };
-            let (shared, disk) = (shared.clone(), disk.clone());
+            let (shared, disk, fallback) = (shared.clone(), disk.clone(), fallback.clone());
             tokio::task::spawn_local(async move {
-                match tokio::time::timeout(CONNECT_TIMEOUT, N::connect(c.addr)).await {
+                let failed = match tokio::time::timeout(CONNECT_TIMEOUT, N::connect(c.addr)).await {
                     Ok(Ok(stream)) => {
                         tracing::debug!(addr = %c.addr, source = %c.source, "connected out");
-                        conn::serve(shared, stream, &*disk, c.addr, Some(c.info_hash)).await
+                        conn::serve(shared, stream, &*disk, c.addr, Some(c.info_hash)).await;
+                        false
                     }
-                    Ok(Err(e)) => dial_failed(&shared, &c, &e.to_string()),
-                    Err(_) => dial_failed(&shared, &c, "timed out"),
-                }
+                    Ok(Err(e)) => {
+                        dial_failed(&shared, &c, &e.to_string());
+                        true
+                    }
+                    Err(_) => {
+                        dial_failed(&shared, &c, "timed out");
+                        true
+                    }
+                };
                 drop(guard);
+                // TCP refused or unanswered: the peer may take uTP (NAT, or uTP only).
+                if let (true, Some(tx)) = (failed, fallback) {
+                    let _ = tx.send(c);
+                }
             });
         }
     });

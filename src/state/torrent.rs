@@ -94,6 +94,8 @@ pub struct PeerInfo {
     pub encryption: crate::reasons::HandshakeKind,
     /// We dialled it (from a tracker, PEX or the API) rather than it us.
     pub outgoing: bool,
+    /// Carried over uTP (BEP 29) rather than TCP.
+    pub utp: bool,
     /// Seconds since the Unix epoch.
     pub connected_unix: i64,
 }

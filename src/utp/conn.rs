@@ -95,8 +95,9 @@ pub enum AcceptError {
 pub struct ConnStats {
     pub packets_sent: u64,
     pub packets_received: u64,
-    /// Payload bytes sent, retransmissions included.
+    /// Payload bytes sent, retransmissions included, and those of retransmissions.
     pub bytes_sent: u64,
+    pub bytes_resent: u64,
     /// Payload bytes the peer acknowledged.
     pub bytes_acked: u64,
     /// In-order payload bytes delivered to the receive buffer.
@@ -462,6 +463,7 @@ impl Conn {
         p.payload = s.payload.clone();
         if s.transmissions > 0 {
             self.stats.retransmits += 1;
+            self.stats.bytes_resent += s.payload.len() as u64;
         }
         s.transmissions += 1;
         s.sent_at = now;

@@ -1,13 +1,18 @@
 //! Many uTP connections on one UDP port, sans I/O: datagrams routed by (address, connection
-//! id) to their [`Conn`], incoming SYNs accepted within caps (half-open, total, per IP), RESET
-//! for packets to unknown connections (rate-limited), events for the driver.
+//! id) to their [`Conn`], incoming SYNs accepted within caps (total, per IP) into a bounded
+//! half-open table (oldest evicted when full, expired after [`HALF_OPEN_TIMEOUT`]) and announced
+//! ([`Event::Accepted`]) only once the initiator's next packet proves its address, RESET for
+//! packets to unknown connections (rate-limited), events and running totals for the driver.
 
-use super::conn::{Config, Conn, State};
+use super::conn::{Config, Conn, ConnStats, State};
 use super::packet::{decode, Packet, Type};
 use crate::dht::id::Rng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+/// How long an accepted SYN may wait for the initiator's next packet.
+pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Limits of one [`Socket`].
 #[derive(Debug, Clone)]
@@ -36,11 +41,12 @@ impl Default for SocketConfig {
 }
 
 /// A connection of this socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Handle(pub u64);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
+    /// An incoming connection whose initiator answered our STATE (its address is proven).
     Accepted(Handle),
     /// In-order bytes are waiting for [`Conn::read`].
     Readable(Handle),
@@ -55,8 +61,9 @@ pub struct SocketStats {
     pub malformed: u64,
     pub accepted: u64,
     pub syn_refused_total: u64,
-    pub syn_refused_half_open: u64,
     pub syn_refused_per_ip: u64,
+    /// Half-open connections dropped to make room for a new SYN, or expired.
+    pub half_open_evicted: u64,
     pub unknown_conn: u64,
     pub resets_sent: u64,
     pub resets_suppressed: u64,
@@ -66,6 +73,34 @@ pub struct SocketStats {
 struct Entry {
     addr: SocketAddr,
     conn: Conn,
+    /// When it was created, and whether it is an incoming one not yet announced.
+    born: Instant,
+    half_open: bool,
+}
+
+/// Running totals over every connection this socket has had (live ones included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    /// Payload bytes sent for the first time.
+    pub bytes_sent: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub retransmits: u64,
+    pub timeouts: u64,
+}
+
+impl Totals {
+    fn add(&mut self, s: &ConnStats) {
+        self.packets_sent += s.packets_sent;
+        self.packets_received += s.packets_received;
+        self.bytes_sent += s.bytes_sent - s.bytes_resent;
+        self.bytes_acked += s.bytes_acked;
+        self.bytes_received += s.bytes_received;
+        self.retransmits += s.retransmits;
+        self.timeouts += s.timeouts;
+    }
 }
 
 /// The demultiplexer.
@@ -76,6 +111,10 @@ pub struct Socket {
     conns: HashMap<Handle, Entry>,
     by_key: HashMap<(SocketAddr, u16), Handle>,
     per_ip: HashMap<IpAddr, usize>,
+    /// Incoming connections not yet announced, oldest first.
+    half_open: BTreeSet<(Instant, Handle)>,
+    /// Totals of removed connections.
+    retired: Totals,
     next_handle: u64,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
@@ -93,6 +132,8 @@ impl Socket {
             conns: HashMap::new(),
             by_key: HashMap::new(),
             per_ip: HashMap::new(),
+            half_open: BTreeSet::new(),
+            retired: Totals::default(),
             next_handle: 1,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -117,17 +158,79 @@ impl Socket {
         self.conns.get_mut(&h).map(|e| &mut e.conn)
     }
 
+    pub fn conn(&self, h: Handle) -> Option<&Conn> {
+        self.conns.get(&h).map(|e| &e.conn)
+    }
+
+    /// The remote address of a connection.
+    pub fn addr(&self, h: Handle) -> Option<SocketAddr> {
+        self.conns.get(&h).map(|e| e.addr)
+    }
+
+    /// Every live connection, for sampling (RTT, windows).
+    pub fn conns(&self) -> impl Iterator<Item = (Handle, &Conn)> {
+        self.conns.iter().map(|(h, e)| (*h, &e.conn))
+    }
+
+    /// Totals over all connections, removed and live.
+    pub fn totals(&self) -> Totals {
+        let mut t = self.retired;
+        for e in self.conns.values() {
+            t.add(e.conn.stats());
+        }
+        t
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
-    fn insert(&mut self, addr: SocketAddr, conn: Conn) -> Handle {
+    fn insert(&mut self, addr: SocketAddr, conn: Conn, now: Instant, half_open: bool) -> Handle {
         let h = Handle(self.next_handle);
         self.next_handle += 1;
         self.by_key.insert((addr, conn.recv_id()), h);
         *self.per_ip.entry(addr.ip()).or_default() += 1;
-        self.conns.insert(h, Entry { addr, conn });
+        if half_open {
+            self.half_open.insert((now, h));
+        }
+        let e = Entry {
+            addr,
+            conn,
+            born: now,
+            half_open,
+        };
+        self.conns.insert(h, e);
         h
+    }
+
+    /// Removes a connection at once, without FIN or RESET (a closed connection whose peer
+    /// never finished, or an evicted half-open one); no event.
+    pub fn abort(&mut self, h: Handle) {
+        let Some(e) = self.conns.remove(&h) else {
+            return;
+        };
+        self.by_key.remove(&(e.addr, e.conn.recv_id()));
+        if e.half_open {
+            self.half_open.remove(&(e.born, h));
+        }
+        self.retired.add(e.conn.stats());
+        if let Some(n) = self.per_ip.get_mut(&e.addr.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&e.addr.ip());
+            }
+        }
+    }
+
+    /// Drops half-open connections older than [`HALF_OPEN_TIMEOUT`].
+    fn expire_half_open(&mut self, now: Instant) {
+        while let Some(&(born, h)) = self.half_open.first() {
+            if born + HALF_OPEN_TIMEOUT > now {
+                break;
+            }
+            self.stats.half_open_evicted += 1;
+            self.abort(h);
+        }
     }
 
     /// Opens a connection to `addr` with an unused random receive id; `None` at the total
@@ -146,7 +249,7 @@ impl Socket {
             }
         };
         let conn = Conn::connect_with(id, self.cfg.conn.clone(), now);
-        Some(self.insert(addr, conn))
+        Some(self.insert(addr, conn, now, false))
     }
 
     fn reset(&mut self, to: SocketAddr, p: &Packet, now: Instant) {
@@ -166,12 +269,17 @@ impl Socket {
         self.out.push_back((to, r.encode()));
     }
 
-    /// One datagram from `from`.
-    pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
+    /// One datagram from `from`; returns the connection it went to, if any.
+    pub fn handle_datagram(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Option<Handle> {
         self.stats.datagrams += 1;
         let Ok(p) = decode(bytes) else {
             self.stats.malformed += 1;
-            return;
+            return None;
         };
         let recv_id = if p.ty == Type::Syn {
             p.conn_id.wrapping_add(1)
@@ -190,28 +298,30 @@ impl Socket {
             let e = self.conns.get_mut(&h).expect("keyed");
             e.conn.handle_packet(&p, now);
             self.after(h, now, true);
-            return;
+            return Some(h);
         }
         match p.ty {
-            Type::Syn => self.syn(from, &p, now),
+            Type::Syn => return self.syn(from, &p, now),
             Type::Reset => self.stats.unknown_conn += 1,
             _ => {
                 self.stats.unknown_conn += 1;
                 self.reset(from, &p, now);
             }
         }
+        None
     }
 
-    fn syn(&mut self, from: SocketAddr, p: &Packet, now: Instant) {
-        let half_open = self
-            .conns
-            .values()
-            .filter(|e| e.conn.state() == State::SynRecv)
-            .count();
+    fn syn(&mut self, from: SocketAddr, p: &Packet, now: Instant) -> Option<Handle> {
+        self.expire_half_open(now);
+        if self.half_open.len() >= self.cfg.max_half_open.max(1) {
+            // Full: the oldest unproven SYN makes room (a flood only displaces itself).
+            if let Some(&(_, oldest)) = self.half_open.first() {
+                self.stats.half_open_evicted += 1;
+                self.abort(oldest);
+            }
+        }
         let refused = if self.conns.len() >= self.cfg.max_conns {
             &mut self.stats.syn_refused_total
-        } else if half_open >= self.cfg.max_half_open {
-            &mut self.stats.syn_refused_half_open
         } else if self.per_ip.get(&from.ip()).copied().unwrap_or(0) >= self.cfg.max_per_ip {
             &mut self.stats.syn_refused_per_ip
         } else {
@@ -220,14 +330,13 @@ impl Socket {
                 ..self.cfg.conn.clone()
             };
             let conn = Conn::accept_with(p, cfg, now).expect("a SYN");
-            let h = self.insert(from, conn);
-            self.stats.accepted += 1;
-            self.events.push_back(Event::Accepted(h));
+            let h = self.insert(from, conn, now, true);
             self.after(h, now, true);
-            return;
+            return Some(h);
         };
         *refused += 1;
         self.reset(from, p, now);
+        None
     }
 
     /// After a connection handled something: its datagrams out, its events (`Readable` only
@@ -239,21 +348,35 @@ impl Socket {
         while let Some(d) = e.conn.poll_transmit(now) {
             self.out.push_back((e.addr, d));
         }
-        if received && e.conn.readable() > 0 {
+        let state = e.conn.state();
+        if e.half_open && matches!(state, State::Connected | State::FinSent) {
+            e.half_open = false;
+            self.half_open.remove(&(e.born, h));
+            self.stats.accepted += 1;
+            self.events.push_back(Event::Accepted(h));
+        }
+        let e = self.conns.get_mut(&h).expect("present");
+        let announced = !e.half_open;
+        if received && announced && e.conn.readable() > 0 {
             self.events.push_back(Event::Readable(h));
         }
-        let state = e.conn.state();
         if matches!(state, State::Closed | State::Reset) {
-            let e = self.conns.remove(&h).expect("present");
-            self.by_key.remove(&(e.addr, e.conn.recv_id()));
-            if let Some(n) = self.per_ip.get_mut(&e.addr.ip()) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_ip.remove(&e.addr.ip());
-                }
+            self.abort(h);
+            if announced {
+                self.events.push_back(Event::Closed(h, state));
             }
-            self.events.push_back(Event::Closed(h, state));
         }
+    }
+
+    /// Queues what connection `h` has to send now (after a write, a read or a close), for
+    /// [`Socket::pop_transmit`]; cheaper than [`Socket::poll_transmit`]'s sweep.
+    pub fn transmit_from(&mut self, h: Handle, now: Instant) {
+        self.after(h, now, false);
+    }
+
+    /// The next queued datagram, without sweeping the connections.
+    pub fn pop_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.out.pop_front()
     }
 
     /// The next datagram to send; collects from every connection when the queue is empty
@@ -268,15 +391,18 @@ impl Socket {
         self.out.pop_front()
     }
 
-    /// The earliest timeout of any connection.
+    /// The earliest timeout of any connection (or half-open expiry).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = self.half_open.first().map(|(t, _)| *t + HALF_OPEN_TIMEOUT);
         self.conns
             .values()
             .filter_map(|e| e.conn.poll_timeout())
+            .chain(expiry)
             .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_half_open(now);
         let due: Vec<Handle> = self
             .conns
             .iter()
@@ -293,177 +419,5 @@ impl Socket {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(i: u8, port: u16) -> SocketAddr {
-        SocketAddr::from(([10, 0, 0, i], port))
-    }
-
-    fn syn(id: u16) -> Vec<u8> {
-        let mut p = Packet::new(Type::Syn, id);
-        p.seq_nr = 1;
-        p.wnd_size = 1 << 20;
-        p.encode()
-    }
-
-    fn drain(s: &mut Socket, now: Instant) -> Vec<(SocketAddr, Packet)> {
-        std::iter::from_fn(|| s.poll_transmit(now))
-            .map(|(a, d)| (a, decode(&d).unwrap()))
-            .collect()
-    }
-
-    #[test]
-    fn two_sockets_talk() {
-        let t = Instant::now();
-        let (mut a, mut b) = (
-            Socket::new(SocketConfig::default(), 1),
-            Socket::new(SocketConfig::default(), 2),
-        );
-        let (aa, ba) = (addr(1, 1000), addr(2, 2000));
-        let h = a.connect(ba, t).unwrap();
-        a.conn_mut(h).unwrap().write(b"hello over utp");
-        let mut got = Vec::new();
-        let mut accepted = None;
-        for _ in 0..20 {
-            while let Some((to, d)) = a.poll_transmit(t) {
-                assert_eq!(to, ba);
-                b.handle_datagram(aa, &d, t);
-            }
-            while let Some((to, d)) = b.poll_transmit(t) {
-                assert_eq!(to, aa);
-                a.handle_datagram(ba, &d, t);
-            }
-            while let Some(e) = b.poll_event() {
-                match e {
-                    Event::Accepted(h) => accepted = Some(h),
-                    Event::Readable(h) => {
-                        let mut buf = [0u8; 64];
-                        let n = b.conn_mut(h).unwrap().read(&mut buf);
-                        got.extend_from_slice(&buf[..n]);
-                    }
-                    Event::Closed(..) => {}
-                }
-            }
-        }
-        assert!(accepted.is_some());
-        assert_eq!(got, b"hello over utp");
-        assert_eq!(b.stats().accepted, 1);
-    }
-
-    #[test]
-    fn unknown_connections_get_rate_limited_resets() {
-        let t = Instant::now();
-        let cfg = SocketConfig {
-            resets_per_sec: 3,
-            ..SocketConfig::default()
-        };
-        let mut s = Socket::new(cfg, 1);
-        let mut p = Packet::new(Type::Data, 55);
-        p.seq_nr = 9;
-        for _ in 0..5 {
-            s.handle_datagram(addr(1, 1), &p.encode(), t);
-        }
-        let out = drain(&mut s, t);
-        assert_eq!(out.len(), 3);
-        assert_eq!(
-            (out[0].1.ty, out[0].1.conn_id, out[0].1.ack_nr),
-            (Type::Reset, 55, 9)
-        );
-        assert_eq!((s.stats().resets_sent, s.stats().resets_suppressed), (3, 2));
-        // A RESET to an unknown connection is not answered; garbage is counted.
-        s.handle_datagram(
-            addr(1, 1),
-            &Packet::new(Type::Reset, 1).encode(),
-            t + Duration::from_secs(2),
-        );
-        s.handle_datagram(addr(1, 1), b"d1:y1:qe", t);
-        assert_eq!(s.stats().resets_sent, 3);
-        assert_eq!(s.stats().malformed, 1);
-        // Refilled a second later.
-        s.handle_datagram(addr(1, 1), &p.encode(), t + Duration::from_secs(2));
-        assert_eq!(s.stats().resets_sent, 4);
-    }
-
-    #[test]
-    fn syn_caps() {
-        let t = Instant::now();
-        let cfg = SocketConfig {
-            max_half_open: 5,
-            max_per_ip: 3,
-            max_conns: 7,
-            ..SocketConfig::default()
-        };
-        let mut s = Socket::new(cfg, 1);
-        for i in 0..4 {
-            s.handle_datagram(addr(1, 100 + i), &syn(10), t);
-        }
-        assert_eq!((s.len(), s.stats().syn_refused_per_ip), (3, 1));
-        // A repeated SYN goes to its connection, not a new one.
-        s.handle_datagram(addr(1, 100), &syn(10), t);
-        assert_eq!(s.len(), 3);
-        for i in 2..6 {
-            s.handle_datagram(addr(i, 1), &syn(10), t);
-        }
-        assert_eq!((s.len(), s.stats().syn_refused_half_open), (5, 2));
-        assert_eq!(s.stats().accepted, 5);
-        let resets = drain(&mut s, t)
-            .iter()
-            .filter(|(_, p)| p.ty == Type::Reset)
-            .count();
-        assert_eq!(resets, 3);
-        assert_eq!(s.poll_event(), Some(Event::Accepted(Handle(1))));
-    }
-
-    #[test]
-    fn a_restarted_peer_resets_the_connection() {
-        let t = Instant::now();
-        let (aa, ba) = (addr(1, 1000), addr(2, 2000));
-        let mut a = Socket::new(SocketConfig::default(), 1);
-        let mut b = Socket::new(SocketConfig::default(), 2);
-        let h = a.connect(ba, t).unwrap();
-        for _ in 0..3 {
-            while let Some((_, d)) = a.poll_transmit(t) {
-                b.handle_datagram(aa, &d, t);
-            }
-            while let Some((_, d)) = b.poll_transmit(t) {
-                a.handle_datagram(ba, &d, t);
-            }
-        }
-        assert_eq!(a.conn_mut(h).unwrap().state(), State::Connected);
-        // B forgets everything; A's next data packet is answered with a RESET.
-        let mut b = Socket::new(SocketConfig::default(), 3);
-        a.conn_mut(h).unwrap().write(b"anyone?");
-        while let Some((_, d)) = a.poll_transmit(t) {
-            b.handle_datagram(aa, &d, t);
-        }
-        while let Some((_, d)) = b.poll_transmit(t) {
-            a.handle_datagram(ba, &d, t);
-        }
-        assert_eq!(b.stats().resets_sent, 1);
-        assert!(a.is_empty());
-        let events: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
-        assert_eq!(events, vec![Event::Closed(h, State::Reset)]);
-    }
-
-    #[test]
-    fn dead_connections_are_removed() {
-        let t = Instant::now();
-        let cfg = SocketConfig {
-            conn: Config {
-                max_timeouts: 2,
-                ..Config::default()
-            },
-            ..SocketConfig::default()
-        };
-        let mut s = Socket::new(cfg, 1);
-        let h = s.connect(addr(9, 9), t).unwrap();
-        drain(&mut s, t);
-        while let Some(next) = s.poll_timeout() {
-            s.handle_timeout(next);
-            drain(&mut s, next);
-        }
-        assert!(s.is_empty());
-        assert_eq!(s.poll_event(), Some(Event::Closed(h, State::Reset)));
-    }
-}
+#[path = "socket_tests.rs"]
+mod tests;

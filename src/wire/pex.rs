@@ -25,6 +25,8 @@ pub const MAX_TAKEN: usize = 200;
 pub const FLAG_ENCRYPTION: u8 = 0x01;
 /// BEP 11 flag: the peer is reachable (we connected to it).
 pub const FLAG_REACHABLE: u8 = 0x10;
+/// BEP 11: the peer supports uTP.
+pub const FLAG_UTP: u8 = 0x04;
 
 /// A peer as shared: its listen address and flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
