@@ -128,13 +128,9 @@ impl Server {
     fn view(&self) -> serde_json::Value {
         self.s.get(&format!("/api/v1/torrents/{}", self.ih))
     }
-
-    /// Every `uringseed_utp_` sample once settled, for the test's output.
-    fn utp_figures(&self) -> String {
-        utp_lines(&self.settled_metrics())
-    }
 }
 
+/// Every `uringseed_utp_` sample in `body`, for the test's output.
 fn utp_lines(body: &str) -> String {
     let lines: Vec<&str> = body
         .lines()
@@ -153,6 +149,7 @@ const UTP_IN: &str = "uringseed_utp_connections_total{direction=\"in\"}";
 const UTP_OUT: &str = "uringseed_utp_connections_total{direction=\"out\"}";
 const UTP_SENT: &str = "uringseed_utp_bytes_sent_total";
 const UTP_OPEN: &str = "uringseed_utp_connections";
+const MALFORMED: &str = "uringseed_utp_datagrams_total{result=\"malformed\"}";
 
 /// `lt_tool.py download TORRENT SAVE PEER TIMEOUT` over `transport` (LT_TRANSPORT), with
 /// `env` on top.
@@ -202,7 +199,9 @@ fn utp_only_libtorrent_downloads_byte_exact_and_the_counters_agree() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start(dir.path(), 12_000_007, true);
+    // 40 MB: enough packets that libtorrent's receive buffer overflows now and then on
+    // loopback, so loss recovery (selective acks) is exercised, still ~1 s over TCP.
+    let srv = Server::start(dir.path(), 40_000_007, true);
     let t = Instant::now();
     let (mut lt, save) = lt_download(&srv, "lt-utp", "utp", CLIENT_TIMEOUT_S, &[]);
     expect_complete(&mut lt, &srv, &save, &[]);
@@ -223,7 +222,23 @@ fn utp_only_libtorrent_downloads_byte_exact_and_the_counters_agree() {
         "{UTP_SENT} = {sent}, torrent {total} bytes\n{}",
         srv.s.proc.report()
     );
-    assert!(metric_in(&body, UTP_IN).unwrap_or(0.0) >= 1.0, "{body}");
+    // One connection did it all: libtorrent drops a peer that stalls (its 5 s read timeout)
+    // and dials again, which would show as more.
+    assert_eq!(metric_in(&body, UTP_IN), Some(1.0), "{}", utp_lines(&body));
+    // Every datagram libtorrent sent was understood (its selective acks are (span + 7) / 8
+    // bytes long, not always a multiple of 4: dropping them stalls the connection).
+    assert_eq!(
+        metric_in(&body, MALFORMED),
+        Some(0.0),
+        "{}\n{}",
+        utp_lines(&body),
+        lt.report()
+    );
+    assert_eq!(
+        metric_in(&body, UTP_OPEN),
+        Some(0.0),
+        "closed once the client left"
+    );
     // What the user sees: the torrent's upload counter is what the client received.
     let v = srv.view();
     assert!(got >= srv.total, "libtorrent got {got} of {}", srv.total);
@@ -309,10 +324,11 @@ fn server_dials_a_utp_only_leecher_from_a_tracker() {
     expect_complete(&mut lt, &srv, &save, &[&tracker.proc]);
     let took = t0.elapsed();
     assert_eq!(transports(&lt), "utp", "{}", lt.report());
-    let out = srv.metric(UTP_OUT).unwrap_or(0.0);
+    let body = srv.settled_metrics();
+    let out = metric_in(&body, UTP_OUT).unwrap_or(0.0);
     eprintln!(
         "outgoing uTP: leecher complete {took:?} after the server was seeding; server:\n{}",
-        srv.utp_figures()
+        utp_lines(&body)
     );
     let log = srv.s.proc.stderr_text();
     for l in log
@@ -323,6 +339,12 @@ fn server_dials_a_utp_only_leecher_from_a_tracker() {
         eprintln!("  server log: {l}");
     }
     assert!(out >= 1.0, "{UTP_OUT} = {out}\n{}", srv.s.proc.report());
+    assert_eq!(
+        metric_in(&body, MALFORMED),
+        Some(0.0),
+        "{}",
+        utp_lines(&body)
+    );
 }
 
 /// One `qbt_nox.py` run: its JSON line.
@@ -391,15 +413,23 @@ fn qbittorrent_defaults_download_over_utp_about_as_fast_as_tcp() {
         median(&mut utp_x),
         median(&mut tcp_x)
     );
+    let body = srv.settled_metrics();
     eprintln!(
         "qBittorrent, {} bytes: median {mu} s with uTP {utp:?}, {mt} s TCP only {tcp:?}; server:\n{}",
         srv.total,
-        srv.utp_figures()
+        utp_lines(&body)
     );
-    assert!(srv.metric(UTP_IN).unwrap_or(0.0) >= 5.0);
+    assert!(metric_in(&body, UTP_IN).unwrap_or(0.0) >= 5.0);
     assert!(
         mu <= 1.5 * mt,
         "median over uTP {mu} s is more than 1.5 × the TCP median {mt} s"
+    );
+    // qBittorrent 4.5 is libtorrent 2.0 too: its selective acks must all be understood.
+    assert_eq!(
+        metric_in(&body, MALFORMED),
+        Some(0.0),
+        "{}",
+        utp_lines(&body)
     );
 }
 
