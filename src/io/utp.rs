@@ -327,11 +327,18 @@ async fn drive<D: Disk + 'static>(
     let mut touched: Vec<Handle> = Vec::new();
     let mut sampler = Sampler::default();
     let mut next_sample = now();
+    // At shutdown the driver keeps going (the connections' last writes and FINs need their
+    // acks) until no connection task is left, for at most the shutdown grace.
+    let mut stop_by: Option<Instant> = None;
     loop {
+        if stop_by.is_some_and(|t| now() >= t || hub.slots.borrow().is_empty()) {
+            break;
+        }
         let deadline = [
             hub.core.borrow().poll_timeout(),
             hub.lingering.borrow().front().map(|(t, _)| *t),
             Some(next_sample),
+            stop_by,
         ]
         .into_iter()
         .flatten()
@@ -339,7 +346,9 @@ async fn drive<D: Disk + 'static>(
         .unwrap_or(next_sample);
         hub.wake_at.set(Some(deadline));
         tokio::select! {
-            _ = shared.shutdown.triggered() => break,
+            _ = shared.shutdown.triggered(), if stop_by.is_none() => {
+                stop_by = Some(now() + super::SHUTDOWN_GRACE);
+            }
             r = hub.fd.readable() => {
                 if r.is_err() {
                     break;

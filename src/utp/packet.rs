@@ -47,7 +47,7 @@ pub struct Packet {
     pub seq_nr: u16,
     pub ack_nr: u16,
     /// Selective ack bitmask: bit `i` (byte `i / 8`, least significant bit first) says that
-    /// `ack_nr + 2 + i` was received. A multiple of 4 bytes, at least 4.
+    /// `ack_nr + 2 + i` was received. Any non-zero length is read (BEP 29 says a multiple of 4; libtorrent sends others).
     pub sack: Option<Vec<u8>>,
     pub payload: Vec<u8>,
 }
@@ -61,7 +61,7 @@ pub enum PacketError {
     BadType(u8),
     /// More than [`MAX_EXTENSIONS`] extensions in the chain.
     TooManyExtensions,
-    /// A selective ack whose length is not a non-zero multiple of 4.
+    /// An empty selective ack.
     BadSackLength(u8),
     /// Two selective acks in one packet.
     DuplicateSack,
@@ -139,7 +139,9 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, PacketError> {
             return Err(PacketError::Short);
         }
         if kind == EXT_SACK {
-            if len == 0 || len % 4 != 0 {
+            // BEP 29 asks for a multiple of 4, but libtorrent sends any length (1 and 13
+            // bytes seen from 2.0): every non-empty mask is read.
+            if len == 0 {
                 return Err(PacketError::BadSackLength(len));
             }
             if sack.is_some() {
@@ -279,14 +281,22 @@ mod tests {
         assert_eq!(decode(&good[..23]), Err(PacketError::Short));
         // Only the next-extension byte of a chain.
         assert_eq!(decode(&good[..21]), Err(PacketError::Short));
-        for bad in [0u8, 3, 5] {
-            let mut b = Packet::new(Type::State, 1).encode();
+        let mut b = Packet::new(Type::State, 1).encode();
+        b[1] = EXT_SACK;
+        b.extend_from_slice(&[0, 0]);
+        let e = decode(&b).unwrap_err();
+        assert_eq!(e, PacketError::BadSackLength(0));
+        assert_eq!(e.reason(), "bad_sack_length");
+        // Lengths that are not a multiple of 4, as libtorrent sends them, are read.
+        for len in [1u8, 3, 13] {
+            let mut b = Packet::new(Type::Data, 1).encode();
             b[1] = EXT_SACK;
-            b.extend_from_slice(&[0, bad]);
-            b.extend(std::iter::repeat_n(0, usize::from(bad)));
-            let e = decode(&b).unwrap_err();
-            assert_eq!(e, PacketError::BadSackLength(bad));
-            assert_eq!(e.reason(), "bad_sack_length");
+            b.extend_from_slice(&[0, len]);
+            b.extend(std::iter::repeat_n(0xff, usize::from(len)));
+            b.extend_from_slice(b"payload");
+            let p = decode(&b).unwrap();
+            assert_eq!(p.sack.map(|s| s.len()), Some(usize::from(len)));
+            assert_eq!(p.payload, b"payload");
         }
         // Two sacks.
         let mut b = Packet::new(Type::State, 1).encode();
