@@ -47,9 +47,58 @@ pub struct Endpoint {
 /// What the first worker needs to serve uTP.
 pub struct UtpParts {
     pub endpoints: Vec<Endpoint>,
-    /// Peers to dial over uTP (a TCP dial to them failed).
+    /// Peers to dial over uTP (a TCP dial to them failed, or failed before).
     pub dials: tokio::sync::mpsc::UnboundedReceiver<Candidate>,
+    pub first: Arc<UtpFirst>,
     pub status: Arc<UtpStatus>,
+}
+
+/// How every worker hands a peer to the uTP dialler.
+#[derive(Clone)]
+pub struct Fallback {
+    pub tx: tokio::sync::mpsc::UnboundedSender<Candidate>,
+    pub first: Arc<UtpFirst>,
+    pub status: Arc<UtpStatus>,
+}
+
+/// Peers most recently remembered at once.
+const UTP_FIRST_MAX: usize = 4096;
+
+/// Peers whose TCP dial failed and whose uTP dial then worked: the next dial goes straight to
+/// uTP (bounded: the oldest are forgotten; a failed uTP dial forgets the peer).
+#[derive(Default)]
+pub struct UtpFirst(
+    std::sync::Mutex<(std::collections::HashSet<SocketAddr>, VecDeque<SocketAddr>)>,
+);
+
+impl UtpFirst {
+    pub fn contains(&self, a: SocketAddr) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .contains(&a)
+    }
+
+    fn insert(&self, a: SocketAddr) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (set, order) = &mut *g;
+        if set.insert(a) {
+            order.push_back(a);
+            while order.len() > UTP_FIRST_MAX {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn remove(&self, a: SocketAddr) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0.remove(&a) {
+            g.1.retain(|x| *x != a);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -279,6 +328,7 @@ pub(super) fn start<D: Disk + 'static>(
     }
     let (shared, disk, active) = (shared.clone(), disk.clone(), active.clone());
     let mut dials = parts.dials;
+    let first = parts.first;
     tokio::task::spawn_local(async move {
         loop {
             let c = tokio::select! {
@@ -296,15 +346,17 @@ pub(super) fn start<D: Disk + 'static>(
             let Some(guard) = admit(&shared, &active, c.addr, Some(&c)) else {
                 continue;
             };
-            let (shared, disk) = (shared.clone(), disk.clone());
+            let (shared, disk, first) = (shared.clone(), disk.clone(), first.clone());
             tokio::task::spawn_local(async move {
                 hub.status.dialed.add(1);
                 match tokio::time::timeout(super::CONNECT_TIMEOUT, connect(&hub, c.addr)).await {
                     Ok(Ok(stream)) => {
+                        first.insert(c.addr);
                         tracing::debug!(addr = %c.addr, source = %c.source, "connected out over uTP");
                         conn::serve(shared, stream, &*disk, c.addr, Some(c.info_hash)).await;
                     }
                     _ => {
+                        first.remove(c.addr);
                         hub.status.dial_failed.add(1);
                         tracing::debug!(addr = %c.addr, "connecting out over uTP failed");
                     }
@@ -502,5 +554,28 @@ impl Sampler {
             c.add(v.wrapping_sub(self.last[i]));
             self.last[i] = *v;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utp_first_is_bounded_and_forgets_failures() {
+        let first = UtpFirst::default();
+        let a = |i: u32| SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881));
+        for i in 0..(UTP_FIRST_MAX as u32 + 10) {
+            first.insert(a(i));
+        }
+        assert!(!first.contains(a(0)) && !first.contains(a(9)));
+        assert!(first.contains(a(10)) && first.contains(a(UTP_FIRST_MAX as u32 + 9)));
+        first.remove(a(10));
+        assert!(!first.contains(a(10)));
+        let g = first.0.lock().unwrap();
+        assert_eq!(
+            (g.0.len(), g.1.len()),
+            (UTP_FIRST_MAX - 1, UTP_FIRST_MAX - 1)
+        );
     }
 }
