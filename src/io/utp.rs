@@ -382,6 +382,7 @@ async fn drive<D: Disk + 'static>(
     // At shutdown the driver keeps going (the connections' last writes and FINs need their
     // acks) until no connection task is left, for at most the shutdown grace.
     let mut stop_by: Option<Instant> = None;
+    let mut recv_failed = false;
     loop {
         if stop_by.is_some_and(|t| now() >= t || hub.slots.borrow().is_empty()) {
             break;
@@ -410,8 +411,17 @@ async fn drive<D: Disk + 'static>(
                     match hub.fd.try_io(tokio::io::Interest::READABLE, || batch.recv(hub.raw)) {
                         Ok(n) => on_datagrams(&hub, &batch, n, &mut touched),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        // Interrupted, or an ICMP error surfacing: try again.
-                        Err(_) => {}
+                        // Interrupted, or an ICMP error surfacing (taken by this call).
+                        Err(e) if transient(&e) => {}
+                        Err(e) => {
+                            // Persistent (a seccomp filter, say): back off instead of spinning.
+                            if !recv_failed {
+                                tracing::error!("uTP: receiving on udp failed: {e}");
+                                recv_failed = true;
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            break;
+                        }
                     }
                 }
             }
@@ -440,6 +450,16 @@ async fn drive<D: Disk + 'static>(
             sampler.sample(&hub);
         }
     }
+}
+
+/// Errors a UDP receive reports once (ICMP errors for an earlier send, a signal).
+fn transient(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        Interrupted | ConnectionRefused | ConnectionReset | HostUnreachable | NetworkUnreachable
+    ) || e.raw_os_error() == Some(libc::EHOSTUNREACH)
+        || e.raw_os_error() == Some(libc::ENETUNREACH)
 }
 
 fn on_datagrams(hub: &Hub, batch: &RecvBatch, n: usize, touched: &mut Vec<Handle>) {
