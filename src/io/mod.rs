@@ -114,10 +114,16 @@ pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Wo
         *status.addrs.lock().unwrap_or_else(|e| e.into_inner()) = addrs.clone();
         tracing::info!(listen = ?addrs, "uTP: listening on udp");
         let (tx, dials) = tokio::sync::mpsc::unbounded_channel();
-        fallback = Some(tx);
+        let first = Arc::new(utp::UtpFirst::default());
+        fallback = Some(utp::Fallback {
+            tx,
+            first: first.clone(),
+            status: status.clone(),
+        });
         utp_parts = Some(utp::UtpParts {
             endpoints,
             dials,
+            first,
             status: status.clone(),
         });
     }

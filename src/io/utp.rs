@@ -47,9 +47,58 @@ pub struct Endpoint {
 /// What the first worker needs to serve uTP.
 pub struct UtpParts {
     pub endpoints: Vec<Endpoint>,
-    /// Peers to dial over uTP (a TCP dial to them failed).
+    /// Peers to dial over uTP (a TCP dial to them failed, or failed before).
     pub dials: tokio::sync::mpsc::UnboundedReceiver<Candidate>,
+    pub first: Arc<UtpFirst>,
     pub status: Arc<UtpStatus>,
+}
+
+/// How every worker hands a peer to the uTP dialler.
+#[derive(Clone)]
+pub struct Fallback {
+    pub tx: tokio::sync::mpsc::UnboundedSender<Candidate>,
+    pub first: Arc<UtpFirst>,
+    pub status: Arc<UtpStatus>,
+}
+
+/// Peers most recently remembered at once.
+const UTP_FIRST_MAX: usize = 4096;
+
+/// Peers whose TCP dial failed and whose uTP dial then worked: the next dial goes straight to
+/// uTP (bounded: the oldest are forgotten; a failed uTP dial forgets the peer).
+#[derive(Default)]
+pub struct UtpFirst(
+    std::sync::Mutex<(std::collections::HashSet<SocketAddr>, VecDeque<SocketAddr>)>,
+);
+
+impl UtpFirst {
+    pub fn contains(&self, a: SocketAddr) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .contains(&a)
+    }
+
+    fn insert(&self, a: SocketAddr) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (set, order) = &mut *g;
+        if set.insert(a) {
+            order.push_back(a);
+            while order.len() > UTP_FIRST_MAX {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn remove(&self, a: SocketAddr) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0.remove(&a) {
+            g.1.retain(|x| *x != a);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -279,6 +328,7 @@ pub(super) fn start<D: Disk + 'static>(
     }
     let (shared, disk, active) = (shared.clone(), disk.clone(), active.clone());
     let mut dials = parts.dials;
+    let first = parts.first;
     tokio::task::spawn_local(async move {
         loop {
             let c = tokio::select! {
@@ -296,15 +346,17 @@ pub(super) fn start<D: Disk + 'static>(
             let Some(guard) = admit(&shared, &active, c.addr, Some(&c)) else {
                 continue;
             };
-            let (shared, disk) = (shared.clone(), disk.clone());
+            let (shared, disk, first) = (shared.clone(), disk.clone(), first.clone());
             tokio::task::spawn_local(async move {
                 hub.status.dialed.add(1);
                 match tokio::time::timeout(super::CONNECT_TIMEOUT, connect(&hub, c.addr)).await {
                     Ok(Ok(stream)) => {
+                        first.insert(c.addr);
                         tracing::debug!(addr = %c.addr, source = %c.source, "connected out over uTP");
                         conn::serve(shared, stream, &*disk, c.addr, Some(c.info_hash)).await;
                     }
                     _ => {
+                        first.remove(c.addr);
                         hub.status.dial_failed.add(1);
                         tracing::debug!(addr = %c.addr, "connecting out over uTP failed");
                     }
@@ -330,6 +382,7 @@ async fn drive<D: Disk + 'static>(
     // At shutdown the driver keeps going (the connections' last writes and FINs need their
     // acks) until no connection task is left, for at most the shutdown grace.
     let mut stop_by: Option<Instant> = None;
+    let mut recv_failed = false;
     loop {
         if stop_by.is_some_and(|t| now() >= t || hub.slots.borrow().is_empty()) {
             break;
@@ -358,8 +411,17 @@ async fn drive<D: Disk + 'static>(
                     match hub.fd.try_io(tokio::io::Interest::READABLE, || batch.recv(hub.raw)) {
                         Ok(n) => on_datagrams(&hub, &batch, n, &mut touched),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        // Interrupted, or an ICMP error surfacing: try again.
-                        Err(_) => {}
+                        // Interrupted, or an ICMP error surfacing (taken by this call).
+                        Err(e) if transient(&e) => {}
+                        Err(e) => {
+                            // Persistent (a seccomp filter, say): back off instead of spinning.
+                            if !recv_failed {
+                                tracing::error!("uTP: receiving on udp failed: {e}");
+                                recv_failed = true;
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            break;
+                        }
                     }
                 }
             }
@@ -388,6 +450,16 @@ async fn drive<D: Disk + 'static>(
             sampler.sample(&hub);
         }
     }
+}
+
+/// Errors a UDP receive reports once (ICMP errors for an earlier send, a signal).
+fn transient(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        Interrupted | ConnectionRefused | ConnectionReset | HostUnreachable | NetworkUnreachable
+    ) || e.raw_os_error() == Some(libc::EHOSTUNREACH)
+        || e.raw_os_error() == Some(libc::ENETUNREACH)
 }
 
 fn on_datagrams(hub: &Hub, batch: &RecvBatch, n: usize, touched: &mut Vec<Handle>) {
@@ -466,7 +538,9 @@ impl Sampler {
         let t = core.totals();
         let s = core.stats();
         let (mut rtt_sum, mut rtt_n, mut cwnd, mut peer_wnd) = (0u64, 0u64, 0u64, 0u64);
-        for (_, c) in core.conns() {
+        // Served connections only: lingering closed ones are not the operator's peers.
+        let slots = hub.slots.borrow();
+        for c in slots.keys().filter_map(|h| core.conn(*h)) {
             let st = c.stats();
             if let Some(r) = st.srtt {
                 rtt_sum += r.as_micros() as u64;
@@ -477,7 +551,7 @@ impl Sampler {
         }
         let st = &hub.status;
         let now_vals: [(u64, &utp::status::Counter); 18] = [
-            (hub.slots.borrow().len() as u64, &st.connections),
+            (slots.len() as u64, &st.connections),
             (t.bytes_sent, &st.bytes_sent),
             (t.bytes_acked, &st.bytes_acked),
             (t.bytes_received, &st.bytes_received),
@@ -500,5 +574,28 @@ impl Sampler {
             c.add(v.wrapping_sub(self.last[i]));
             self.last[i] = *v;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utp_first_is_bounded_and_forgets_failures() {
+        let first = UtpFirst::default();
+        let a = |i: u32| SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881));
+        for i in 0..(UTP_FIRST_MAX as u32 + 10) {
+            first.insert(a(i));
+        }
+        assert!(!first.contains(a(0)) && !first.contains(a(9)));
+        assert!(first.contains(a(10)) && first.contains(a(UTP_FIRST_MAX as u32 + 9)));
+        first.remove(a(10));
+        assert!(!first.contains(a(10)));
+        let g = first.0.lock().unwrap();
+        assert_eq!(
+            (g.0.len(), g.1.len()),
+            (UTP_FIRST_MAX - 1, UTP_FIRST_MAX - 1)
+        );
     }
 }

@@ -34,7 +34,7 @@ pub struct Worker {
     /// The uTP endpoints (the first worker only).
     pub utp: Option<super::utp::UtpParts>,
     /// Where a peer goes when dialling it over TCP failed: the uTP dialler.
-    pub utp_fallback: Option<tokio::sync::mpsc::UnboundedSender<Candidate>>,
+    pub utp_fallback: Option<super::utp::Fallback>,
 }
 
 /// A backend's sockets.
@@ -109,6 +109,12 @@ pub async fn run<N: Net, D: Disk + 'static>(worker: Worker, disk: Rc<D>) -> io::
                 c = rx.recv() => match c { Some(c) => c, None => break },
                 _ = shared.shutdown.triggered() => break,
             };
+            if let Some(f) = fallback.as_ref().filter(|f| f.first.contains(c.addr)) {
+                // Its TCP port failed us before and uTP worked: straight to uTP.
+                f.status.dialed_direct.add(1);
+                let _ = f.tx.send(c);
+                continue;
+            }
             let Some(guard) = admit(&shared, &outgoing_active, c.addr, Some(&c)) else {
                 continue;
             };
@@ -131,8 +137,8 @@ pub async fn run<N: Net, D: Disk + 'static>(worker: Worker, disk: Rc<D>) -> io::
                 };
                 drop(guard);
                 // TCP refused or unanswered: the peer may take uTP (NAT, or uTP only).
-                if let (true, Some(tx)) = (failed, fallback) {
-                    let _ = tx.send(c);
+                if let (true, Some(f)) = (failed, fallback) {
+                    let _ = f.tx.send(c);
                 }
             });
         }

@@ -26,6 +26,13 @@ pub(super) fn render(reg: &Registry, u: &UtpStatus) {
     );
     counter_vec(
         reg,
+        "uringseed_utp_dials_direct_total",
+        "uTP dials made without trying TCP first: the peer's TCP port failed before and uTP worked.",
+        &[],
+        vec![sample(&[], u.dialed_direct.get())],
+    );
+    counter_vec(
+        reg,
         "uringseed_utp_dials_failed_total",
         "uTP dials that never connected.",
         &[],

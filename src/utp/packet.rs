@@ -190,7 +190,7 @@ impl Packet {
         self.payload.is_empty()
     }
 
-    /// Encodes the packet. A selective ack must be a multiple of 4 bytes, 4 to 252.
+    /// Encodes the packet. A selective ack must be 1 to 255 bytes (we send multiples of 4).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len());
         out.push(((self.ty as u8) << 4) | VERSION);
@@ -202,7 +202,7 @@ impl Packet {
         out.extend_from_slice(&self.seq_nr.to_be_bytes());
         out.extend_from_slice(&self.ack_nr.to_be_bytes());
         if let Some(s) = &self.sack {
-            debug_assert!(!s.is_empty() && s.len() % 4 == 0 && s.len() <= 252);
+            debug_assert!(!s.is_empty() && s.len() <= 255);
             out.push(0);
             out.push(s.len() as u8);
             out.extend_from_slice(s);

@@ -167,11 +167,6 @@ impl Socket {
         self.conns.get(&h).map(|e| e.addr)
     }
 
-    /// Every live connection, for sampling (RTT, windows).
-    pub fn conns(&self) -> impl Iterator<Item = (Handle, &Conn)> {
-        self.conns.iter().map(|(h, e)| (*h, &e.conn))
-    }
-
     /// Totals over all connections, removed and live.
     pub fn totals(&self) -> Totals {
         let mut t = self.retired;

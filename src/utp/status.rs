@@ -31,6 +31,8 @@ pub struct UtpStatus {
     pub connections: Counter,
     pub accepted: Counter,
     pub dialed: Counter,
+    /// Of those, dialled without trying TCP first (its TCP dial failed before, uTP worked).
+    pub dialed_direct: Counter,
     /// Dials that never connected (timed out, reset, or refused by a cap).
     pub dial_failed: Counter,
     /// Payload bytes sent (first transmissions only) and acknowledged.

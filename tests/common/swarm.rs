@@ -43,6 +43,7 @@ pub fn spawn_lt(name: &str, args: &[&str], env: &[(&str, &str)], log_dir: &Path)
         "LT_PEX_ON_PRIVATE",
         "LT_DHT_NODES",
         "LT_DHT_ANNOUNCE_INTERVAL",
+        "LT_TRANSPORT",
     ] {
         cmd.env_remove(var);
     }

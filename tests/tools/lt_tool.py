@@ -67,6 +67,10 @@
                                            be connected to; prints listening, announced, peer lines,
                                            downloaded, state, seconds
                                            dht-swarm, dht-leech and dht-announce live in lt_dht.py
+LT_TRANSPORT (download, tracker_download, seed): tcp (default) TCP only; utp uTP only, in and out,
+its TCP listener shut down once listening (a TCP dial to its port is refused; prints
+"tcp_listener closed PORT"); utp-in the same, dialling nobody (accepts incoming uTP only); both uTP and TCP (libtorrent's default, uTP tried first). download and
+tracker_download end with "transports utp|tcp|tcp,utp|none": how its peer connections ran.
 Output is one "key value" pair per line. DHT (unless named above), LSD, UPnP, NAT-PMP off; create/info/rehash do no
 networking and do not listen; download listens on 127.0.0.1 (random port) only and dials only the
 peer it is given; tracker_download and seed listen on 127.0.0.1 (random port) and talk only to the
@@ -172,11 +176,11 @@ def download(torrent, save_dir, peer, timeout, expect=None):
         "outgoing_interfaces": bind_ip,
         # Several peers (and other tests' clients) share 127.0.0.1.
         "allow_multiple_connections_per_ip": True,
-        # TCP only: uringseed speaks TCP; libtorrent would try uTP first otherwise.
-        "enable_outgoing_utp": False, "enable_incoming_utp": False,
         "alert_mask": cats.status_notification | cats.error_notification
                       | cats.peer_notification | cats.connect_notification,
     }
+    # TCP only unless LT_TRANSPORT says otherwise (libtorrent would try uTP first).
+    settings.update(transport_settings())
     settings.update(encryption_settings())
     # LT_DOWNLOAD_RATE: cap the download at this many bytes/s so that it lasts a while.
     rate = int(os.environ.get("LT_DOWNLOAD_RATE") or 0)
@@ -193,10 +197,12 @@ def download(torrent, save_dir, peer, timeout, expect=None):
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.save_path = save_dir
+    close_tcp_listener(ses, t0)
     h = ses.add_torrent(params)
     deadline = t0 + timeout
     done_states = (lt.torrent_status.seeding, lt.torrent_status.finished)
     connected_at = None
+    seen = Transports()
     last_report = 0.0
     st = h.status()
     while True:
@@ -219,6 +225,7 @@ def download(torrent, save_dir, peer, timeout, expect=None):
             h.connect_peer((host, port))
             connected_at = now
             log(t0, "connect_peer %s:%d" % (host, port))
+        seen.note(h, t0)
         for a in ses.pop_alerts():
             if isinstance(a, lt.torrent_error_alert):
                 log(t0, "torrent error: " + a.message())
@@ -234,7 +241,100 @@ def download(torrent, save_dir, peer, timeout, expect=None):
     print("downloaded", st.total_payload_download)
     print("seconds", "%.2f" % (time.time() - t0))
     print("have", ",".join(str(i) for i, b in enumerate(h.status().pieces) if b))
+    seen.note(h, t0)
+    seen.report()
     ses.remove_torrent(h)  # closes its files
+
+
+# peer_info.flags bit utp_socket (libtorrent 2.0's peer_info.hpp; the bindings do not export it).
+UTP_SOCKET = 1 << 17
+
+
+def transport():
+    """LT_TRANSPORT: tcp (default), utp, utp-in or both."""
+    t = os.environ.get("LT_TRANSPORT") or "tcp"
+    if t not in ("tcp", "utp", "utp-in", "both"):
+        sys.stderr.write("lt_tool.py: LT_TRANSPORT must be tcp, utp, utp-in or both, not %r\n" % t)
+        sys.exit(2)
+    return t
+
+
+def transport_settings():
+    """LT_TRANSPORT=tcp (default): TCP only, in and out. utp: uTP only, in and out (its TCP
+    listener is also closed once it listens: close_tcp_listener). utp-in: the same, but it dials
+    nobody (outgoing uTP off too): a peer it downloads from must have connected to it over uTP.
+    both: libtorrent's default, uTP and TCP (it tries uTP first)."""
+    t = transport()
+    return {
+        "enable_outgoing_tcp": t in ("tcp", "both"), "enable_incoming_tcp": t in ("tcp", "both"),
+        "enable_outgoing_utp": t in ("utp", "both"), "enable_incoming_utp": t != "tcp",
+    }
+
+
+def close_tcp_listener(ses, t0):
+    """With LT_TRANSPORT=utp: shuts down the session's TCP listening socket, so that a TCP dial
+    to its port is refused (like a peer whose firewall lets only UDP in). libtorrent with
+    enable_incoming_tcp off still listens on TCP and resets each connection after accepting it,
+    which a dialler sees as a connection that broke, not one that was refused. The UDP socket
+    (uTP) on the same port stays. Prints "tcp_listener closed PORT"; exit 1 if none is found."""
+    if transport() not in ("utp", "utp-in"):
+        return
+    import socket
+    deadline = time.time() + 30
+    while not ses.is_listening() or ses.listen_port() == 0:
+        if time.time() >= deadline:
+            log(t0, "not listening after 30 s")
+            sys.exit(1)
+        time.sleep(0.05)
+    port = ses.listen_port()
+    closed = 0
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not os.readlink("/proc/self/fd/%d" % fd).startswith("socket:"):
+                continue
+            sk = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            if (sk.type == socket.SOCK_STREAM
+                    and sk.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                    and sk.getsockname()[1] == port):
+                # shutdown() on a listening socket stops it listening (Linux): SYNs get a RST.
+                sk.shutdown(socket.SHUT_RDWR)
+                closed += 1
+        except OSError:
+            pass
+        finally:
+            sk.close()
+    if not closed:
+        log(t0, "no TCP listener found on port %d" % port)
+        sys.exit(1)
+    log(t0, "TCP listener on port %d shut down: reachable over uTP only" % port)
+    print("tcp_listener closed", port)
+    sys.stdout.flush()
+
+
+class Transports:
+    """The transport (tcp or utp) of every peer connection seen, for the final "transports"
+    line (comma-separated, sorted; "none" if no peer was ever listed)."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def note(self, h, t0):
+        for p in h.get_peer_info():
+            # The flag is set from the start, while still connecting (a download from a
+            # loopback peer may be over within one poll of this).
+            kind = "utp" if p.flags & UTP_SOCKET else "tcp"
+            key = (kind, p.ip)
+            if key not in self.seen:
+                self.seen.add(key)
+                log(t0, "peer %s:%d over %s" % (p.ip[0], p.ip[1], kind))
+
+    def report(self):
+        print("transports", ",".join(sorted({k for k, _ in self.seen})) or "none")
+        sys.stdout.flush()
 
 
 def encryption_settings():
@@ -267,7 +367,6 @@ def net_session():
         "outgoing_interfaces": "127.0.0.1",
         # Several peers (and other tests' clients) share 127.0.0.1.
         "allow_multiple_connections_per_ip": True,
-        "enable_outgoing_utp": False, "enable_incoming_utp": False,
         # libtorrent's floor on re-announces is 300 s by default (a reply without "min interval"
         # still gets 30 s).
         "min_announce_interval": 1,
@@ -278,6 +377,7 @@ def net_session():
     })
     if os.environ.get("LT_HIGH_PERFORMANCE"):
         base.update({"unchoke_slots_limit": -1, "connections_limit": 20000})
+    base.update(transport_settings())
     base.update(encryption_settings())
     if os.environ.get("LT_DHT_NODES"):
         # DHT on, for the loopback DHT of lt_dht.py only (no public routers; the nodes are
@@ -305,6 +405,7 @@ def tracker_download(torrent, save_dir, timeout):
     """Downloads TORRENT from whatever peers its trackers return (no peer given by hand)."""
     t0 = time.time()
     ses = net_session()
+    close_tcp_listener(ses, t0)
     print("port", ses.listen_port())
     sys.stdout.flush()
     params = lt.add_torrent_params()
@@ -315,9 +416,11 @@ def tracker_download(torrent, save_dir, timeout):
     deadline = t0 + timeout
     done_states = (lt.torrent_status.seeding, lt.torrent_status.finished)
     last_report = 0.0
+    seen = Transports()
     while True:
         now = time.time()
         st = h.status()
+        seen.note(h, t0)
         if st.state in done_states and st.progress >= 1.0:
             break
         error = log_alerts(ses, t0)
@@ -341,7 +444,7 @@ def tracker_download(torrent, save_dir, timeout):
     print("downloaded", st.total_payload_download)
     print("seconds", "%.2f" % (time.time() - t0))
     print("have", ",".join(str(i) for i, b in enumerate(h.status().pieces) if b))
-    sys.stdout.flush()
+    seen.report()
     # Announce stopped (bounded by libtorrent's stop_tracker_timeout, 5 s) and close the files.
     ses.remove_torrent(h)
     del ses
@@ -362,6 +465,7 @@ def seed(torrent, save_dir, tracker_url, timeout):
             sys.exit(1)
         log_alerts(ses, t0)
         time.sleep(0.05)
+    close_tcp_listener(ses, t0)
     dht_nodes = None
     if os.environ.get("LT_DHT_NODES"):
         import lt_dht
