@@ -30,8 +30,8 @@
 //! whole run), the leechers' CPU per GiB, the leechers' uTP counters (packets lost, timeouts,
 //! resends, as libtorrent counts them), UDP datagrams the kernel dropped on full receive
 //! buffers during the row (RcvbufErrors, machine-wide), and for uringseed its own
-//! `uringseed_utp_*` metrics (bytes sent, retransmits, and connections still open a second
-//! after the leechers exited).
+//! `uringseed_utp_*` metrics (bytes sent; retransmits and timeouts while all the leechers were
+//! connected, and until AFTER_EXIT s after they closed; connections still open then).
 //! Then, of those medians, the ratios uringseed-uTP / libtorrent-uTP (default and hp; throughput
 //! and CPU/GiB), uringseed-uTP / uringseed-TCP and libtorrent-uTP / libtorrent-TCP. A leecher whose payload does not grow for URINGSEED_BENCH_STALL seconds
 //! (default 20) ends its row "stalled", one not done in URINGSEED_BENCH_TIMEOUT seconds (default
@@ -185,22 +185,25 @@ fn start_seed(s: &Setup, seed: &str) -> Result<(Child, SocketAddr, Option<Socket
 /// How long the leechers stay connected after their last report, and how long after the
 /// helper's exit the server's counters are read again.
 const LINGER: u64 = 2;
-const AFTER_EXIT: u64 = 3;
+/// (A connection the peer has left retransmits its FIN with backoff from the 200 ms RTO
+/// floor: 0.2 + 0.4 + ... + 3.2 s.)
+const AFTER_EXIT: u64 = 7;
 
 /// uringseed's uTP counters over a row.
 #[derive(Clone, Copy)]
 struct ServerUtp {
-    /// Payload bytes sent (first transmissions), retransmitted packets and retransmission
-    /// timeouts, from the start to the leechers' last report.
+    /// Payload bytes sent (first transmissions), from the start to the leechers' last report.
     sent: f64,
-    retransmits: f64,
-    timeouts: f64,
-    /// Open uTP connections with the leechers still connected, and AFTER_EXIT s after the
-    /// helper (all its sessions closed) exited.
-    open_before_close: f64,
+    /// Retransmitted packets and retransmission timeouts up to the server's last sample in
+    /// which all the leechers were still connected (libtorrent closes its connection to a seed
+    /// once complete; what follows is the closing), polled twice a second.
+    retransmits_loaded: f64,
+    timeouts_loaded: f64,
+    /// The same AFTER_EXIT s after the helper (all its sessions closed) exited, and the uTP
+    /// connections still open then.
+    retransmits_total: f64,
+    timeouts_total: f64,
     open_after: f64,
-    /// Retransmits from the leechers' last report to AFTER_EXIT s after the helper exited.
-    retransmits_after: f64,
 }
 
 /// A sample of uringseed's uTP counters.
@@ -255,19 +258,35 @@ fn row(s: &Setup, seed: &str, n: usize) -> Row {
             let _ = tx.send(line);
         }
     });
-    // Lines until the helper's last report ("cpu"), bounded; then the seed's CPU and, after a
-    // sampling period (the server samples its uTP counters once a second), its counters, while
-    // the leechers are still connected (they linger LINGER); then its counters again once the
-    // helper has exited and closed its connections.
+    // Lines until the helper's last report ("cpu"), bounded, meanwhile polling uringseed's uTP
+    // counters (it samples them once a second) for the last sample with every leecher
+    // connected; then the seed's CPU and, after a sampling period, its bytes sent (the leechers
+    // linger LINGER); then its counters again once the helper has exited and closed its
+    // connections.
     let deadline = Instant::now() + Duration::from_secs(s.timeout + 30);
     let mut lines = Vec::new();
     let mut hung = true;
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        let last = line.starts_with("cpu ");
-        lines.push(line);
-        if last {
-            hung = false;
+    let mut loaded = before;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             break;
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(500))) {
+            Ok(line) => {
+                let last = line.starts_with("cpu ");
+                lines.push(line);
+                if last {
+                    hung = false;
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(u) = utp_metrics(metrics).filter(|u| u.open >= n as f64) {
+                    loaded = Some(u);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     let cpu = cpu_secs(child.id()) - cpu0;
@@ -290,16 +309,18 @@ fn row(s: &Setup, seed: &str, n: usize) -> Row {
         std::thread::sleep(Duration::from_millis(50));
     }
     let server = metrics.and_then(|m| {
-        std::thread::sleep(Duration::from_secs(AFTER_EXIT));
+        if transport(seed) == "utp" {
+            std::thread::sleep(Duration::from_secs(AFTER_EXIT));
+        }
         let after = utp_metrics(Some(m))?;
-        let (b, d) = (before?, during?);
+        let (b, d, l) = (before?, during?, loaded?);
         Some(ServerUtp {
             sent: d.sent - b.sent,
-            retransmits: d.retransmits - b.retransmits,
-            timeouts: d.timeouts - b.timeouts,
-            open_before_close: d.open,
+            retransmits_loaded: l.retransmits - b.retransmits,
+            timeouts_loaded: l.timeouts - b.timeouts,
+            retransmits_total: after.retransmits - b.retransmits,
+            timeouts_total: after.timeouts - b.timeouts,
             open_after: after.open,
-            retransmits_after: after.retransmits - d.retransmits,
         })
     });
     stop(child);
@@ -492,13 +513,13 @@ fn print_rows(rows: &[Row]) {
         "lt resend",
         "udp drops",
         "srv MB",
-        "srv retx",
-        "srv tmo",
-        "open",
+        "retx loaded",
+        "tmo loaded",
+        "retx total",
+        "tmo total",
         "open after",
-        "retx after",
     ];
-    let widths = [15, 3, 5, 8, 6, 10, 11, 7, 6, 9, 9, 7, 8, 7, 4, 10, 10];
+    let widths = [15, 3, 5, 8, 6, 10, 11, 7, 6, 9, 9, 7, 11, 10, 10, 9, 10];
     let line = |cells: &[String]| {
         let mut out = String::new();
         for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
@@ -529,20 +550,20 @@ fn print_rows(rows: &[Row]) {
         match r.server {
             Some(v) => cells.extend([
                 format!("{:.0}", v.sent / 1e6),
-                format!("{:.0}", v.retransmits),
-                format!("{:.0}", v.timeouts),
-                format!("{:.0}", v.open_before_close),
+                format!("{:.0}", v.retransmits_loaded),
+                format!("{:.0}", v.timeouts_loaded),
+                format!("{:.0}", v.retransmits_total),
+                format!("{:.0}", v.timeouts_total),
                 format!("{:.0}", v.open_after),
-                format!("{:.0}", v.retransmits_after),
             ]),
             None => cells.extend(std::iter::repeat_n("-".to_string(), 6)),
         }
         line(&cells);
     }
     println!(
-        "(lt: the leechers' libtorrent uTP counters; udp drops: RcvbufErrors, whole machine; srv: uringseed's \
-         uTP metrics to the leechers' last report; open: its uTP connections then, open after / retx after: \
-         {AFTER_EXIT} s after the leechers closed)"
+        "(lt: the leechers' libtorrent uTP counters; udp drops: RcvbufErrors, whole machine; then uringseed's \
+         uTP metrics: MB sent; retransmits and timeouts while all leechers were connected (loaded) and until \
+         {AFTER_EXIT} s after they closed (total); connections open then)"
     );
 }
 
