@@ -33,9 +33,12 @@
 //! `uringseed_utp_*` metrics (bytes sent; retransmits and timeouts while all the leechers were
 //! connected, and until AFTER_EXIT s after they closed; connections still open then).
 //! Then, of those medians, the ratios uringseed-uTP / libtorrent-uTP (default and hp; throughput
-//! and CPU/GiB), uringseed-uTP / uringseed-TCP and libtorrent-uTP / libtorrent-TCP. A leecher whose payload does not grow for URINGSEED_BENCH_STALL seconds
-//! (default 20) ends its row "stalled", one not done in URINGSEED_BENCH_TIMEOUT seconds (default
-//! 300) "timeout"; the helper is killed if it outlives that by 30 s ("hung").
+//! and CPU/GiB), uringseed-uTP / uringseed-TCP and libtorrent-uTP / libtorrent-TCP. A leecher
+//! whose payload does not grow for URINGSEED_BENCH_STALL seconds (default 20) ends its row
+//! "stalled", one not done in URINGSEED_BENCH_TIMEOUT seconds (default 300) "timeout"; the
+//! helper is killed if it outlives that by 30 s ("hung"). The leechers' peer exchange is off
+//! (uringseed's ut_pex names the other leechers, which then trade pieces among themselves), and
+//! a row where a leecher had more peers than the seed is marked "peers N".
 //! On 2 cores the leechers compete with the seed for CPU in every row.
 
 mod common;
