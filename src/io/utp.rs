@@ -128,7 +128,15 @@ impl Hub {
         // SAFETY: getrandom writes at most 8 bytes into `seed`.
         unsafe { libc::getrandom(seed.as_mut_ptr().cast(), 8, 0) };
         let seed = u64::from_le_bytes(seed) ^ raw as u64;
+        let max_packet = match e.socket.local_addr()? {
+            SocketAddr::V4(_) => utp::conn::MAX_PACKET_V4,
+            SocketAddr::V6(_) => utp::conn::MAX_PACKET_V6,
+        };
         let sc = SocketConfig {
+            conn: utp::Config {
+                max_packet,
+                ..utp::Config::default()
+            },
             max_half_open: cfg.max_half_open,
             max_conns: cfg.max_connections,
             // The server's own per-IP cap applies at admission; this one bounds what a single
@@ -529,7 +537,7 @@ fn expire_lingering(hub: &Hub, t: Instant) {
 /// sample (several hubs add to the same status), gauges likewise.
 #[derive(Default)]
 struct Sampler {
-    last: [u64; 18],
+    last: [u64; 19],
 }
 
 impl Sampler {
@@ -538,6 +546,7 @@ impl Sampler {
         let t = core.totals();
         let s = core.stats();
         let (mut rtt_sum, mut rtt_n, mut cwnd, mut peer_wnd) = (0u64, 0u64, 0u64, 0u64);
+        let mut packet_sum = 0u64;
         // Served connections only: lingering closed ones are not the operator's peers.
         let slots = hub.slots.borrow();
         for c in slots.keys().filter_map(|h| core.conn(*h)) {
@@ -547,10 +556,11 @@ impl Sampler {
                 rtt_n += 1;
             }
             cwnd += st.cwnd as u64;
+            packet_sum += st.packet_size as u64;
             peer_wnd += u64::from(st.peer_wnd);
         }
         let st = &hub.status;
-        let now_vals: [(u64, &utp::status::Counter); 18] = [
+        let now_vals: [(u64, &utp::status::Counter); 19] = [
             (slots.len() as u64, &st.connections),
             (t.bytes_sent, &st.bytes_sent),
             (t.bytes_acked, &st.bytes_acked),
@@ -569,6 +579,7 @@ impl Sampler {
             (rtt_n, &st.rtt_conns),
             (cwnd, &st.cwnd_bytes),
             (peer_wnd, &st.peer_window_bytes),
+            (packet_sum, &st.packet_bytes_sum),
         ];
         for (i, (v, c)) in now_vals.iter().enumerate() {
             c.add(v.wrapping_sub(self.last[i]));
