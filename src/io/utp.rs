@@ -37,6 +37,9 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const BATCHES_PER_TURN: usize = 8;
 
 pub use crate::dht::service::Datagram;
+pub use first::UtpFirst;
+
+mod first;
 
 /// One UDP socket of the peer port, with where its DHT datagrams go.
 pub struct Endpoint {
@@ -59,46 +62,6 @@ pub struct Fallback {
     pub tx: tokio::sync::mpsc::UnboundedSender<Candidate>,
     pub first: Arc<UtpFirst>,
     pub status: Arc<UtpStatus>,
-}
-
-/// Peers most recently remembered at once.
-const UTP_FIRST_MAX: usize = 4096;
-
-/// Peers whose TCP dial failed and whose uTP dial then worked: the next dial goes straight to
-/// uTP (bounded: the oldest are forgotten; a failed uTP dial forgets the peer).
-#[derive(Default)]
-pub struct UtpFirst(
-    std::sync::Mutex<(std::collections::HashSet<SocketAddr>, VecDeque<SocketAddr>)>,
-);
-
-impl UtpFirst {
-    pub fn contains(&self, a: SocketAddr) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .contains(&a)
-    }
-
-    fn insert(&self, a: SocketAddr) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (set, order) = &mut *g;
-        if set.insert(a) {
-            order.push_back(a);
-            while order.len() > UTP_FIRST_MAX {
-                if let Some(old) = order.pop_front() {
-                    set.remove(&old);
-                }
-            }
-        }
-    }
-
-    fn remove(&self, a: SocketAddr) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0.remove(&a) {
-            g.1.retain(|x| *x != a);
-        }
-    }
 }
 
 #[derive(Default)]
@@ -585,28 +548,5 @@ impl Sampler {
             c.add(v.wrapping_sub(self.last[i]));
             self.last[i] = *v;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utp_first_is_bounded_and_forgets_failures() {
-        let first = UtpFirst::default();
-        let a = |i: u32| SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881));
-        for i in 0..(UTP_FIRST_MAX as u32 + 10) {
-            first.insert(a(i));
-        }
-        assert!(!first.contains(a(0)) && !first.contains(a(9)));
-        assert!(first.contains(a(10)) && first.contains(a(UTP_FIRST_MAX as u32 + 9)));
-        first.remove(a(10));
-        assert!(!first.contains(a(10)));
-        let g = first.0.lock().unwrap();
-        assert_eq!(
-            (g.0.len(), g.1.len()),
-            (UTP_FIRST_MAX - 1, UTP_FIRST_MAX - 1)
-        );
     }
 }
