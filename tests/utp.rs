@@ -474,6 +474,20 @@ fn the_api_shows_a_utp_peer_and_the_gauge_follows_it() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(open >= 1.0, "{UTP_OPEN} = {open} while downloading");
+    // Its datagrams: 1,400 bytes at first, then what the MTU search proved on loopback (the
+    // IPv4 ceiling of 1,472, within the search's 8-byte resolution).
+    let until = Instant::now() + Duration::from_secs(10);
+    let size = loop {
+        let size = srv.metric("uringseed_utp_packet_bytes").unwrap_or(0.0);
+        if size > 1400.0 || Instant::now() >= until || lt.try_status().is_some() {
+            break size;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        (1464.0..=1472.0).contains(&size),
+        "uringseed_utp_packet_bytes = {size}"
+    );
     expect_complete(&mut lt, &srv, &save, &[]);
     // The client has gone (it closed its connection on exit): the gauge and the list follow.
     let until = Instant::now() + Duration::from_secs(15);

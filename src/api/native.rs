@@ -190,6 +190,7 @@ fn utp_status(api: &Api) -> Value {
         "timeouts": u.timeouts.get(),
         "rtt_ms": rtt_ms,
         "cwnd_bytes": u.cwnd_bytes.get(),
+        "packet_bytes": u.packet_bytes_sum.get() / u.connections.get().max(1),
         "peer_window_bytes": u.peer_window_bytes.get(),
     })
 }

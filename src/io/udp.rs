@@ -20,6 +20,31 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
+    // Don't-fragment, whatever the kernel believes of the path: uTP's MTU search needs a probe
+    // that is too large to be dropped, not fragmented.
+    let (level, opt, val) = if addr.is_ipv6() {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
+    };
+    // SAFETY: setsockopt with a c_int value on a socket we own.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
     s.set_nonblocking(true)?;

@@ -37,6 +37,9 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const BATCHES_PER_TURN: usize = 8;
 
 pub use crate::dht::service::Datagram;
+pub use first::UtpFirst;
+
+mod first;
 
 /// One UDP socket of the peer port, with where its DHT datagrams go.
 pub struct Endpoint {
@@ -59,46 +62,6 @@ pub struct Fallback {
     pub tx: tokio::sync::mpsc::UnboundedSender<Candidate>,
     pub first: Arc<UtpFirst>,
     pub status: Arc<UtpStatus>,
-}
-
-/// Peers most recently remembered at once.
-const UTP_FIRST_MAX: usize = 4096;
-
-/// Peers whose TCP dial failed and whose uTP dial then worked: the next dial goes straight to
-/// uTP (bounded: the oldest are forgotten; a failed uTP dial forgets the peer).
-#[derive(Default)]
-pub struct UtpFirst(
-    std::sync::Mutex<(std::collections::HashSet<SocketAddr>, VecDeque<SocketAddr>)>,
-);
-
-impl UtpFirst {
-    pub fn contains(&self, a: SocketAddr) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .contains(&a)
-    }
-
-    fn insert(&self, a: SocketAddr) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (set, order) = &mut *g;
-        if set.insert(a) {
-            order.push_back(a);
-            while order.len() > UTP_FIRST_MAX {
-                if let Some(old) = order.pop_front() {
-                    set.remove(&old);
-                }
-            }
-        }
-    }
-
-    fn remove(&self, a: SocketAddr) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0.remove(&a) {
-            g.1.retain(|x| *x != a);
-        }
-    }
 }
 
 #[derive(Default)]
@@ -128,7 +91,15 @@ impl Hub {
         // SAFETY: getrandom writes at most 8 bytes into `seed`.
         unsafe { libc::getrandom(seed.as_mut_ptr().cast(), 8, 0) };
         let seed = u64::from_le_bytes(seed) ^ raw as u64;
+        let max_packet = match e.socket.local_addr()? {
+            SocketAddr::V4(_) => utp::conn::MAX_PACKET_V4,
+            SocketAddr::V6(_) => utp::conn::MAX_PACKET_V6,
+        };
         let sc = SocketConfig {
+            conn: utp::Config {
+                max_packet,
+                ..utp::Config::default()
+            },
             max_half_open: cfg.max_half_open,
             max_conns: cfg.max_connections,
             // The server's own per-IP cap applies at admission; this one bounds what a single
@@ -529,7 +500,7 @@ fn expire_lingering(hub: &Hub, t: Instant) {
 /// sample (several hubs add to the same status), gauges likewise.
 #[derive(Default)]
 struct Sampler {
-    last: [u64; 18],
+    last: [u64; 19],
 }
 
 impl Sampler {
@@ -538,6 +509,7 @@ impl Sampler {
         let t = core.totals();
         let s = core.stats();
         let (mut rtt_sum, mut rtt_n, mut cwnd, mut peer_wnd) = (0u64, 0u64, 0u64, 0u64);
+        let mut packet_sum = 0u64;
         // Served connections only: lingering closed ones are not the operator's peers.
         let slots = hub.slots.borrow();
         for c in slots.keys().filter_map(|h| core.conn(*h)) {
@@ -547,10 +519,11 @@ impl Sampler {
                 rtt_n += 1;
             }
             cwnd += st.cwnd as u64;
+            packet_sum += st.packet_size as u64;
             peer_wnd += u64::from(st.peer_wnd);
         }
         let st = &hub.status;
-        let now_vals: [(u64, &utp::status::Counter); 18] = [
+        let now_vals: [(u64, &utp::status::Counter); 19] = [
             (slots.len() as u64, &st.connections),
             (t.bytes_sent, &st.bytes_sent),
             (t.bytes_acked, &st.bytes_acked),
@@ -569,33 +542,11 @@ impl Sampler {
             (rtt_n, &st.rtt_conns),
             (cwnd, &st.cwnd_bytes),
             (peer_wnd, &st.peer_window_bytes),
+            (packet_sum, &st.packet_bytes_sum),
         ];
         for (i, (v, c)) in now_vals.iter().enumerate() {
             c.add(v.wrapping_sub(self.last[i]));
             self.last[i] = *v;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utp_first_is_bounded_and_forgets_failures() {
-        let first = UtpFirst::default();
-        let a = |i: u32| SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881));
-        for i in 0..(UTP_FIRST_MAX as u32 + 10) {
-            first.insert(a(i));
-        }
-        assert!(!first.contains(a(0)) && !first.contains(a(9)));
-        assert!(first.contains(a(10)) && first.contains(a(UTP_FIRST_MAX as u32 + 9)));
-        first.remove(a(10));
-        assert!(!first.contains(a(10)));
-        let g = first.0.lock().unwrap();
-        assert_eq!(
-            (g.0.len(), g.1.len()),
-            (UTP_FIRST_MAX - 1, UTP_FIRST_MAX - 1)
-        );
     }
 }

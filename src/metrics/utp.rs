@@ -92,6 +92,14 @@ pub(super) fn render(reg: &Registry, u: &UtpStatus) {
         rtt.set(u.rtt_sum_us.get() as f64 / n.get() as f64 / 1e6);
     }
     register(reg, rtt);
+    let size = u.packet_bytes_sum.get() / u.connections.get().max(1);
+    gauge_vec(
+        reg,
+        "uringseed_utp_packet_bytes",
+        "Mean datagram size of the open uTP connections (1,400 at first, raised by each connection's path MTU search; 0 when none).",
+        &[],
+        vec![sample(&[], size as i64)],
+    );
     gauge_vec(
         reg,
         "uringseed_utp_window_bytes",

@@ -1,18 +1,24 @@
 //! One uTP connection's state machine, sans I/O: its states and limits, the handshake both
 //! ways, the bounded send buffer cut into packets, what goes out and when (windows,
 //! retransmissions, FIN, bare acks), and timeouts. Incoming acks (loss detection, RTT/RTO,
-//! LEDBAT) are in `ack.rs`; incoming data (reorder buffer, selective acks) in `recv.rs`.
+//! LEDBAT) are in `ack.rs`; incoming data (reorder buffer, selective acks) in `recv.rs`; what
+//! goes out in `send.rs`; the path MTU search in `mtu.rs`.
 
 mod ack;
+mod mtu;
 mod recv;
+mod send;
+
+pub use mtu::{MAX_PACKET_V4, MAX_PACKET_V6};
 
 use super::packet::{Packet, Type, HEADER_LEN};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// Largest datagram we send (a safe size below common path MTUs; no MTU probing).
+/// First datagram size (safe below common path MTUs; probed upward to `Config::max_packet`).
 pub const PACKET_SIZE: usize = 1400;
-/// Largest payload of one packet (selective acks ride only on payload-less STATE packets).
+/// Payload of a packet at [`PACKET_SIZE`], the congestion controller's segment size (selective
+/// acks ride only on payload-less STATE packets).
 pub const MAX_PAYLOAD: usize = PACKET_SIZE - HEADER_LEN;
 /// LEDBAT target queuing delay.
 pub const TARGET_DELAY_US: u32 = 100_000;
@@ -49,6 +55,8 @@ pub struct Config {
     pub initial_seq: u16,
     /// Microsecond timestamps are counted from here (defaults to creation time).
     pub epoch: Option<Instant>,
+    /// Largest datagram the MTU search may try ([`MAX_PACKET_V4`] or [`MAX_PACKET_V6`]).
+    pub max_packet: usize,
 }
 
 impl Default for Config {
@@ -59,6 +67,7 @@ impl Default for Config {
             max_timeouts: 10,
             initial_seq: 1,
             epoch: None,
+            max_packet: MAX_PACKET_V6,
         }
     }
 }
@@ -119,6 +128,8 @@ pub struct ConnStats {
     pub queuing_delay_us: u32,
     /// Times cwnd was halved on loss.
     pub loss_cuts: u64,
+    /// Largest datagram proven to get through (the MTU search's floor).
+    pub packet_size: usize,
 }
 
 #[derive(Debug)]
@@ -132,6 +143,8 @@ struct Sent {
     transmissions: u32,
     need_resend: bool,
     acked: bool,
+    /// Padding of its first transmission (an MTU probe), else 0.
+    padding: u8,
 }
 
 /// One uTP connection. Feed it packets ([`Conn::handle_packet`]) and timeouts
@@ -181,6 +194,7 @@ pub struct Conn {
     base_delays: VecDeque<u32>,
     bucket_start: Instant,
     stats: ConnStats,
+    mtu: mtu::Mtu,
 }
 
 /// `a` is before `b` in 16-bit sequence space.
@@ -225,7 +239,11 @@ impl Conn {
             consecutive_timeouts: 0,
             base_delays: VecDeque::new(),
             bucket_start: now,
-            stats: ConnStats::default(),
+            stats: ConnStats {
+                packet_size: mtu::Mtu::new(cfg.max_packet).packet_size(),
+                ..ConnStats::default()
+            },
+            mtu: mtu::Mtu::new(cfg.max_packet),
             cfg,
         }
     }
@@ -356,135 +374,6 @@ impl Conn {
         self.cfg.recv_window.saturating_sub(used) as u32
     }
 
-    fn push_sent(&mut self, ty: Type, payload: Vec<u8>) {
-        let seq = self.seq_nr;
-        self.seq_nr = self.seq_nr.wrapping_add(1);
-        self.in_flight.push_back(Sent {
-            seq,
-            ty,
-            payload,
-            sent_at: self.epoch,
-            order: 0,
-            transmissions: 0,
-            need_resend: true,
-            acked: false,
-        });
-    }
-
-    fn cost(s: &Sent) -> usize {
-        s.payload.len().max(1)
-    }
-
-    fn header(&self, ty: Type, seq: u16, now: Instant) -> Packet {
-        let mut p = Packet::new(
-            ty,
-            if ty == Type::Syn {
-                self.recv_id
-            } else {
-                self.send_id
-            },
-        );
-        p.timestamp_us = self.micros(now);
-        p.timestamp_diff_us = self.reply_micro;
-        p.wnd_size = self.window();
-        p.seq_nr = seq;
-        p.ack_nr = self.ack_nr;
-        p
-    }
-
-    /// The next datagram to send, if any: retransmissions first, then new data within the
-    /// congestion and peer windows, then FIN, then a bare ack (with a selective ack when
-    /// packets are missing).
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if self.state == State::Reset {
-            return None;
-        }
-        if self.ack_pending && (!self.reorder.is_empty() || self.state == State::SynRecv) {
-            return Some(self.bare_ack(now));
-        }
-        let limit = (self.cwnd as usize).min(self.peer_wnd as usize);
-        // Retransmissions and not-yet-sent SYN/FIN, oldest first.
-        let pos = self
-            .in_flight
-            .iter()
-            .position(|s| s.need_resend && !s.acked);
-        if let Some(i) = pos {
-            let cost = Conn::cost(&self.in_flight[i]);
-            // The oldest packet holds everything up: it goes whatever the window.
-            if i == 0 || self.flight_bytes == 0 || self.flight_bytes + cost <= limit {
-                return Some(self.send_at(i, now));
-            }
-        }
-        if matches!(
-            self.state,
-            State::SynRecv | State::Connected | State::FinSent
-        ) {
-            if !self.send_buf.is_empty() && pos.is_none() {
-                let room = limit.saturating_sub(self.flight_bytes);
-                let n = self.send_buf.len().min(MAX_PAYLOAD);
-                if self.flight_bytes == 0 || n <= room {
-                    let payload: Vec<u8> = self.send_buf.drain(..n).collect();
-                    self.push_sent(Type::Data, payload);
-                    let i = self.in_flight.len() - 1;
-                    return Some(self.send_at(i, now));
-                }
-            }
-            if self.close_requested && !self.fin_queued && self.send_buf.is_empty() {
-                self.fin_queued = true;
-                self.state = State::FinSent;
-                self.push_sent(Type::Fin, Vec::new());
-                let i = self.in_flight.len() - 1;
-                return Some(self.send_at(i, now));
-            }
-        }
-        if self.ack_pending {
-            return Some(self.bare_ack(now));
-        }
-        None
-    }
-
-    fn bare_ack(&mut self, now: Instant) -> Vec<u8> {
-        self.ack_pending = false;
-        // Until the initiator confirms, our STATE answers its SYN and must carry the first
-        // sequence number even if data went out since (it sets its ack from it).
-        let seq = if self.state == State::SynRecv {
-            self.cfg.initial_seq
-        } else {
-            self.seq_nr
-        };
-        let mut p = self.header(Type::State, seq, now);
-        p.sack = self.sack();
-        self.stats.packets_sent += 1;
-        p.encode()
-    }
-
-    fn send_at(&mut self, i: usize, now: Instant) -> Vec<u8> {
-        let (ty, seq) = (self.in_flight[i].ty, self.in_flight[i].seq);
-        let mut p = self.header(ty, seq, now);
-        let s = &mut self.in_flight[i];
-        p.payload = s.payload.clone();
-        if s.transmissions > 0 {
-            self.stats.retransmits += 1;
-            self.stats.bytes_resent += s.payload.len() as u64;
-        }
-        s.transmissions += 1;
-        s.sent_at = now;
-        self.sends += 1;
-        s.order = self.sends;
-        s.need_resend = false;
-        self.flight_bytes += Conn::cost(s);
-        self.stats.packets_sent += 1;
-        self.stats.bytes_sent += p.payload.len() as u64;
-        if self.reorder.is_empty() {
-            // The data packet carries the ack; a selective ack still needs its own STATE.
-            self.ack_pending = false;
-        }
-        if self.rto_deadline.is_none() {
-            self.rto_deadline = Some(now + self.rto);
-        }
-        p.encode()
-    }
-
     /// When [`Conn::handle_timeout`] wants to be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.is_done() {
@@ -518,10 +407,11 @@ impl Conn {
         for s in self.in_flight.iter_mut().filter(|s| !s.acked) {
             s.need_resend = true;
         }
+        self.settle_probe();
         self.flight_bytes = 0;
         // Two packets, not one: a lost lone retransmission would cost another (doubled)
         // timeout, while an answer to either proves the peer alive.
-        self.cwnd = (TIMEOUT_CWND_PACKETS * MAX_PAYLOAD) as f64;
+        self.cwnd = (TIMEOUT_CWND_PACKETS * self.mtu.payload()) as f64;
         self.stats.cwnd = self.cwnd as usize;
         self.rto_deadline = Some(now + self.rto);
     }

@@ -12,6 +12,8 @@ pub const VERSION: u8 = 1;
 pub const MAX_EXTENSIONS: usize = 8;
 /// Extension number of the selective ack.
 pub const EXT_SACK: u8 = 1;
+/// Extension number of our MTU-probe padding (no meaning: receivers skip unknown extensions).
+pub const EXT_PADDING: u8 = 0x7f;
 
 /// Packet type (high nibble of the first byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,9 @@ pub struct Packet {
     /// Selective ack bitmask: bit `i` (byte `i / 8`, least significant bit first) says that
     /// `ack_nr + 2 + i` was received. Any non-zero length is read (BEP 29 says a multiple of 4; libtorrent sends others).
     pub sack: Option<Vec<u8>>,
+    /// Zero bytes of a padding extension sent after the header (MTU probes); never decoded
+    /// (a received packet has 0 here whatever it carried).
+    pub padding: u8,
     pub payload: Vec<u8>,
 }
 
@@ -160,6 +165,7 @@ pub fn decode(bytes: &[u8]) -> Result<Packet, PacketError> {
         seq_nr: be16(bytes, 16),
         ack_nr: be16(bytes, 18),
         sack,
+        padding: 0,
         payload: bytes[at..].to_vec(),
     })
 }
@@ -176,13 +182,19 @@ impl Packet {
             seq_nr: 0,
             ack_nr: 0,
             sack: None,
+            padding: 0,
             payload: Vec::new(),
         }
     }
 
     /// The encoded length.
     pub fn len(&self) -> usize {
-        HEADER_LEN + self.sack.as_ref().map_or(0, |s| 2 + s.len()) + self.payload.len()
+        let pad = if self.padding > 0 {
+            2 + usize::from(self.padding)
+        } else {
+            0
+        };
+        HEADER_LEN + self.sack.as_ref().map_or(0, |s| 2 + s.len()) + pad + self.payload.len()
     }
 
     /// Whether the packet carries no payload.
@@ -194,7 +206,8 @@ impl Packet {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len());
         out.push(((self.ty as u8) << 4) | VERSION);
-        out.push(if self.sack.is_some() { EXT_SACK } else { 0 });
+        let pad = if self.padding > 0 { EXT_PADDING } else { 0 };
+        out.push(if self.sack.is_some() { EXT_SACK } else { pad });
         out.extend_from_slice(&self.conn_id.to_be_bytes());
         out.extend_from_slice(&self.timestamp_us.to_be_bytes());
         out.extend_from_slice(&self.timestamp_diff_us.to_be_bytes());
@@ -203,9 +216,14 @@ impl Packet {
         out.extend_from_slice(&self.ack_nr.to_be_bytes());
         if let Some(s) = &self.sack {
             debug_assert!(!s.is_empty() && s.len() <= 255);
-            out.push(0);
+            out.push(pad);
             out.push(s.len() as u8);
             out.extend_from_slice(s);
+        }
+        if self.padding > 0 {
+            out.push(0);
+            out.push(self.padding);
+            out.resize(out.len() + usize::from(self.padding), 0);
         }
         out.extend_from_slice(&self.payload);
         out
@@ -226,8 +244,26 @@ mod tests {
             seq_nr: 65535,
             ack_nr: 7,
             sack: Some(vec![0b101, 0, 0, 0x80]),
+            padding: 0,
             payload: b"hello".to_vec(),
         }
+    }
+
+    #[test]
+    fn padding_is_skipped_by_the_decoder() {
+        let mut p = sample();
+        p.padding = 30;
+        let b = p.encode();
+        assert_eq!(b.len(), p.len());
+        assert_eq!(b.len(), sample().encode().len() + 32);
+        let back = decode(&b).unwrap();
+        assert_eq!(
+            (back.sack, back.payload, back.padding),
+            (p.sack.clone(), p.payload.clone(), 0)
+        );
+        p.sack = None;
+        let back = decode(&p.encode()).unwrap();
+        assert_eq!((back.sack, back.payload), (None, b"hello".to_vec()));
     }
 
     #[test]

@@ -20,6 +20,8 @@ struct Net {
     jitter: Duration,
     queue: BinaryHeap<InFlight>,
     n: u64,
+    /// Datagrams longer than this are dropped (a path MTU with the don't-fragment bit).
+    mtu: usize,
 }
 
 impl Net {
@@ -32,6 +34,7 @@ impl Net {
             jitter: Duration::from_millis(jitter_ms),
             queue: BinaryHeap::new(),
             n: 0,
+            mtu: usize::MAX,
         }
     }
 
@@ -40,7 +43,7 @@ impl Net {
     }
 
     fn send(&mut self, now: Instant, to: usize, bytes: Vec<u8>) {
-        if self.unit() < self.loss {
+        if self.unit() < self.loss || bytes.len() > self.mtu {
             return;
         }
         let copies = if self.unit() < self.dup { 2 } else { 1 };
@@ -194,6 +197,40 @@ fn two_mib_with_loss_reordering_and_duplication() {
 }
 
 #[test]
+fn the_mtu_search_finds_the_path_mtu_without_losing_data() {
+    use super::conn::{MAX_PACKET_V4, PACKET_SIZE};
+    for (path, loss) in [(1436usize, 0.0), (1460, 0.05), (usize::MAX, 0.0)] {
+        // No jitter where there is no loss: reordering would look like loss.
+        let jitter = if loss > 0.0 { 2 } else { 0 };
+        let mut net = Net::new(7, loss, 0.0, 10, jitter);
+        net.mtu = path;
+        let (x, y) = (data(MIB2, 1), data(1000, 2));
+        let cfg = Config {
+            max_packet: MAX_PACKET_V4,
+            ..Config::default()
+        };
+        let o = run(&mut net, cfg.clone(), cfg, &x, &y, false);
+        assert!(
+            o.got_b == x,
+            "path {path}: B got {} of {} bytes",
+            o.got_b.len(),
+            x.len()
+        );
+        let size = o.a.stats().packet_size;
+        let want = path.min(MAX_PACKET_V4);
+        assert!(
+            size <= want && size + 8 >= want,
+            "path {path}: settled at {size}"
+        );
+        assert!(size > PACKET_SIZE, "path {path}: {size}");
+        // Probes lost to the path do not halve the window: only the 5% random loss does.
+        if loss == 0.0 {
+            assert_eq!(o.a.stats().loss_cuts, 0, "path {path}: {:?}", o.a.stats());
+        }
+    }
+}
+
+#[test]
 fn two_mib_with_thirty_percent_loss() {
     let o = transfer(&mut Net::new(3, 0.30, 0.0, 10, 5), MIB2);
     assert!(o.a.stats().timeouts > 0, "{:?}", o.a.stats());
@@ -300,7 +337,10 @@ fn ledbat_grows_below_target_and_shrinks_above() {
     for _ in 0..200 {
         round(&mut c, &mut now, base + 300_000);
     }
-    assert_eq!(c.stats().cwnd, MAX_PAYLOAD, "floor of one packet");
+    // One packet at the size the MTU search reached (every probe here is acked).
+    let one = c.stats().packet_size - super::packet::HEADER_LEN;
+    assert!(one > MAX_PAYLOAD);
+    assert_eq!(c.stats().cwnd, one, "floor of one packet");
     for _ in 0..5 {
         round(&mut c, &mut now, base + 20_000);
     }

@@ -64,5 +64,7 @@ pub struct UtpStatus {
     pub rtt_conns: Counter,
     /// Sum of the open connections' congestion windows, and of the peers' windows, bytes.
     pub cwnd_bytes: Counter,
+    /// Sum of the open connections' packet sizes (what their MTU search proved).
+    pub packet_bytes_sum: Counter,
     pub peer_window_bytes: Counter,
 }

@@ -3,8 +3,8 @@
 //! sent after it), the RTT estimate and RTO (RFC 6298), and LEDBAT's window (RFC 6817).
 
 use super::{
-    seq_lt, Conn, Sent, BASE_BUCKET, BASE_BUCKETS, MAX_PAYLOAD, MAX_RTO, MIN_RTO,
-    SACK_LOSS_THRESHOLD, TARGET_DELAY_US,
+    seq_lt, Conn, Sent, BASE_BUCKET, BASE_BUCKETS, MAX_RTO, MIN_RTO, SACK_LOSS_THRESHOLD,
+    TARGET_DELAY_US,
 };
 use crate::utp::packet::{Packet, Type};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ impl Conn {
         // Selective ack.
         let mut last_sacked = 0u64;
         let mut sacked_after = 0usize;
-        let mut lost = false;
+        let mut lost = 0usize;
         if let Some(mask) = &p.sack {
             for s in self.in_flight.iter_mut().rev() {
                 let d = usize::from(s.seq.wrapping_sub(p.ack_nr).wrapping_sub(2));
@@ -51,10 +51,12 @@ impl Conn {
                     s.need_resend = true;
                     self.flight_bytes -= Conn::cost(s);
                     self.stats.fast_retransmits += 1;
-                    lost = true;
+                    lost += 1;
                 }
             }
         }
+        // Before acked packets go: a probe's fate is read from its entry.
+        let probe_lost = self.settle_probe();
         while self.in_flight.front().is_some_and(|s| s.acked) {
             self.in_flight.pop_front();
         }
@@ -66,14 +68,15 @@ impl Conn {
                     s.need_resend = true;
                     self.flight_bytes -= Conn::cost(s);
                     self.stats.fast_retransmits += 1;
-                    lost = true;
+                    lost += 1;
                 }
             }
         } else if seq_lt(self.last_ack, p.ack_nr) && !seq_lt(self.seq_nr, p.ack_nr) {
             self.last_ack = p.ack_nr;
             self.dup_acks = 0;
         }
-        if lost {
+        // A lost MTU probe says the path is narrower, not congested.
+        if lost > usize::from(probe_lost) {
             self.loss_cut(now);
         }
         if let Some(r) = rtt_sample {
@@ -122,7 +125,7 @@ impl Conn {
         }
         self.last_cut = Some(now);
         self.stats.loss_cuts += 1;
-        self.cwnd = (self.cwnd / 2.0).max(MAX_PAYLOAD as f64);
+        self.cwnd = (self.cwnd / 2.0).max(self.mtu.payload() as f64);
         self.stats.cwnd = self.cwnd as usize;
     }
 
@@ -175,9 +178,9 @@ impl Conn {
         let off_target =
             (f64::from(TARGET_DELAY_US) - f64::from(queuing)) / f64::from(TARGET_DELAY_US);
         // GAIN 1: over one RTT (about cwnd bytes acked) cwnd moves by at most one packet.
-        let mss = MAX_PAYLOAD as f64;
+        let mss = self.mtu.payload() as f64;
         self.cwnd += off_target.clamp(-1.0, 1.0) * acked_bytes as f64 * mss / self.cwnd;
-        let cap = self.cfg.send_buffer.max(MAX_PAYLOAD) as f64;
+        let cap = self.cfg.send_buffer.max(self.mtu.payload()) as f64;
         self.cwnd = self.cwnd.clamp(mss, cap);
         self.stats.cwnd = self.cwnd as usize;
     }
