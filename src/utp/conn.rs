@@ -167,6 +167,11 @@ pub struct Conn {
     // Sending.
     send_buf: VecDeque<u8>,
     in_flight: VecDeque<Sent>,
+    /// Payload bytes of `in_flight` (kept, not summed: asked on every write).
+    in_flight_payload: usize,
+    /// Some packet may be marked for resending (set whenever one is; cleared by a scan that
+    /// finds none), so the common case skips the scan.
+    resend_hint: bool,
     /// Payload-ish bytes in flight (not acked, not awaiting resend); SYN/FIN count as 1.
     flight_bytes: usize,
     cwnd: f64,
@@ -217,6 +222,8 @@ impl Conn {
             reply_micro: 0,
             send_buf: VecDeque::new(),
             in_flight: VecDeque::new(),
+            in_flight_payload: 0,
+            resend_hint: false,
             flight_bytes: 0,
             cwnd: (2 * MAX_PAYLOAD) as f64,
             peer_wnd: MAX_PAYLOAD as u32,
@@ -330,12 +337,7 @@ impl Conn {
 
     /// Bytes queued or in flight, not yet acknowledged.
     pub fn unacked(&self) -> usize {
-        self.send_buf.len()
-            + self
-                .in_flight
-                .iter()
-                .map(|s| s.payload.len())
-                .sum::<usize>()
+        self.send_buf.len() + self.in_flight_payload
     }
 
     fn is_done(&self) -> bool {
@@ -407,6 +409,7 @@ impl Conn {
         for s in self.in_flight.iter_mut().filter(|s| !s.acked) {
             s.need_resend = true;
         }
+        self.resend_hint = true;
         self.settle_probe();
         self.flight_bytes = 0;
         // Two packets, not one: a lost lone retransmission would cost another (doubled)

@@ -204,7 +204,13 @@ impl Packet {
 
     /// Encodes the packet. A selective ack must be 1 to 255 bytes (we send multiples of 4).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len());
+        self.encode_with(&[])
+    }
+
+    /// Encodes the packet with `extra` after its own payload (one allocation, one copy: a
+    /// connection's resendable payload is not cloned into a packet first).
+    pub fn encode_with(&self, extra: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len() + extra.len());
         out.push(((self.ty as u8) << 4) | VERSION);
         let pad = if self.padding > 0 { EXT_PADDING } else { 0 };
         out.push(if self.sack.is_some() { EXT_SACK } else { pad });
@@ -226,6 +232,7 @@ impl Packet {
             out.resize(out.len() + usize::from(self.padding), 0);
         }
         out.extend_from_slice(&self.payload);
+        out.extend_from_slice(extra);
         out
     }
 }

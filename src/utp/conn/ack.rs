@@ -51,6 +51,7 @@ impl Conn {
                     s.need_resend = true;
                     self.flight_bytes -= Conn::cost(s);
                     self.stats.fast_retransmits += 1;
+                    self.resend_hint = true;
                     lost += 1;
                 }
             }
@@ -58,7 +59,8 @@ impl Conn {
         // Before acked packets go: a probe's fate is read from its entry.
         let probe_lost = self.settle_probe();
         while self.in_flight.front().is_some_and(|s| s.acked) {
-            self.in_flight.pop_front();
+            let s = self.in_flight.pop_front().expect("front");
+            self.in_flight_payload -= s.payload.len();
         }
         // Duplicate acks.
         if p.ack_nr == self.last_ack && !newly && p.ty == Type::State {
@@ -68,6 +70,7 @@ impl Conn {
                     s.need_resend = true;
                     self.flight_bytes -= Conn::cost(s);
                     self.stats.fast_retransmits += 1;
+                    self.resend_hint = true;
                     lost += 1;
                 }
             }

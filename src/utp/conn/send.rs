@@ -11,6 +11,8 @@ impl Conn {
     pub(super) fn push_sent(&mut self, ty: Type, payload: Vec<u8>) {
         let seq = self.seq_nr;
         self.seq_nr = self.seq_nr.wrapping_add(1);
+        self.in_flight_payload += payload.len();
+        self.resend_hint = true;
         self.in_flight.push_back(Sent {
             seq,
             ty,
@@ -57,10 +59,16 @@ impl Conn {
         }
         let limit = (self.cwnd as usize).min(self.peer_wnd as usize);
         // Retransmissions and not-yet-sent SYN/FIN, oldest first.
-        let pos = self
-            .in_flight
-            .iter()
-            .position(|s| s.need_resend && !s.acked);
+        let pos = if self.resend_hint {
+            let pos = self
+                .in_flight
+                .iter()
+                .position(|s| s.need_resend && !s.acked);
+            self.resend_hint = pos.is_some();
+            pos
+        } else {
+            None
+        };
         if let Some(i) = pos {
             let cost = Conn::cost(&self.in_flight[i]);
             // The oldest packet holds everything up: it goes whatever the window.
@@ -76,7 +84,13 @@ impl Conn {
                 let room = limit.saturating_sub(self.flight_bytes);
                 let n = self.send_buf.len().min(self.mtu.payload());
                 if self.flight_bytes == 0 || n <= room {
-                    let payload: Vec<u8> = self.send_buf.drain(..n).collect();
+                    // Copied slice by slice (a byte iterator here was a third of the CPU).
+                    let mut payload = Vec::with_capacity(n);
+                    let (front, back) = self.send_buf.as_slices();
+                    let from_front = n.min(front.len());
+                    payload.extend_from_slice(&front[..from_front]);
+                    payload.extend_from_slice(&back[..n - from_front]);
+                    self.send_buf.drain(..n);
                     let seq = self.seq_nr;
                     self.push_sent(Type::Data, payload);
                     let i = self.in_flight.len() - 1;
@@ -117,7 +131,6 @@ impl Conn {
         let (ty, seq) = (self.in_flight[i].ty, self.in_flight[i].seq);
         let mut p = self.header(ty, seq, now);
         let s = &mut self.in_flight[i];
-        p.payload = s.payload.clone();
         if s.transmissions == 0 {
             p.padding = s.padding;
         }
@@ -132,7 +145,7 @@ impl Conn {
         s.need_resend = false;
         self.flight_bytes += Conn::cost(s);
         self.stats.packets_sent += 1;
-        self.stats.bytes_sent += p.payload.len() as u64;
+        self.stats.bytes_sent += s.payload.len() as u64;
         if self.reorder.is_empty() {
             // The data packet carries the ack; a selective ack still needs its own STATE.
             self.ack_pending = false;
@@ -140,6 +153,6 @@ impl Conn {
         if self.rto_deadline.is_none() {
             self.rto_deadline = Some(now + self.rto);
         }
-        p.encode()
+        p.encode_with(&self.in_flight[i].payload)
     }
 }
