@@ -8,7 +8,7 @@
 //! send at once; the driver sends what acks, timers and arrivals release. Everything here runs
 //! on one thread (`Rc`, `RefCell`), so the core is borrowed only inside a poll, never across an
 //! await. A connection the server closed lingers (FIN sent, resends answered) for at most
-//! [`LINGER`], then is removed.
+//! [`LINGER`] (3 s when the peer had already sent its FIN), then is removed.
 
 use super::admit::{admit, Active};
 use super::conn;
@@ -19,7 +19,7 @@ use crate::state::Shared;
 use crate::utp::{self, Event, Handle, SocketConfig, State, UtpStatus};
 use bytes::Bytes;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 /// How long a connection we closed may wait for its peer's FIN.
 pub const LINGER: Duration = Duration::from_secs(30);
+/// The same when the peer had finished first.
+pub const LINGER_AFTER_PEER_FIN: Duration = Duration::from_secs(3);
 /// How often the status counters are refreshed.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Receive batches taken before the driver lets other tasks run.
@@ -79,7 +81,7 @@ pub struct Hub {
     /// Wakes the driver when a connection's timer may now come before its sleep's end.
     kick: tokio::sync::Notify,
     wake_at: Cell<Option<Instant>>,
-    lingering: RefCell<VecDeque<(Instant, Handle)>>,
+    lingering: RefCell<BTreeSet<(Instant, Handle)>>,
     dht: SyncSender<Datagram>,
     status: Arc<UtpStatus>,
 }
@@ -114,7 +116,7 @@ impl Hub {
             slots: RefCell::new(HashMap::new()),
             kick: tokio::sync::Notify::new(),
             wake_at: Cell::new(None),
-            lingering: RefCell::new(VecDeque::new()),
+            lingering: RefCell::new(BTreeSet::new()),
             dht: e.dht,
             status,
         })
@@ -161,10 +163,16 @@ impl Hub {
         if self.slots.borrow_mut().remove(&h).is_none() {
             return;
         }
+        let mut linger = LINGER;
         if let Some(c) = self.core.borrow_mut().conn_mut(h) {
+            // A peer that already sent its FIN has usually closed its socket: our FIN may
+            // never be acked, and resending it for long helps nobody.
+            if c.is_eof() {
+                linger = LINGER_AFTER_PEER_FIN;
+            }
             c.close(now());
         }
-        self.lingering.borrow_mut().push_back((now() + LINGER, h));
+        self.lingering.borrow_mut().insert((now() + linger, h));
         self.flush(h);
     }
 
@@ -360,7 +368,7 @@ async fn drive<D: Disk + 'static>(
         }
         let deadline = [
             hub.core.borrow().poll_timeout(),
-            hub.lingering.borrow().front().map(|(t, _)| *t),
+            hub.lingering.borrow().first().map(|(t, _)| *t),
             Some(next_sample),
             stop_by,
         ]
@@ -486,8 +494,8 @@ fn accept<D: Disk + 'static>(
 /// Removes closed connections whose peer did not finish within [`LINGER`].
 fn expire_lingering(hub: &Hub, t: Instant) {
     let mut l = hub.lingering.borrow_mut();
-    while l.front().is_some_and(|(at, _)| *at <= t) {
-        let (_, h) = l.pop_front().expect("front");
+    while l.first().is_some_and(|(at, _)| *at <= t) {
+        let (_, h) = l.pop_first().expect("first");
         let mut core = hub.core.borrow_mut();
         if core.conn(h).is_some() {
             core.abort(h);
