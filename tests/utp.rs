@@ -246,6 +246,18 @@ fn utp_only_libtorrent_downloads_byte_exact_and_the_counters_agree() {
     let v = srv.view();
     assert!(got >= srv.total, "libtorrent got {got} of {}", srv.total);
     assert_eq!(v["uploaded_session"].as_u64(), Some(got), "{v}");
+    // The API's uTP status says what the metrics say, and what the client got.
+    let st = srv.s.get("/api/v1/status")["utp"].clone();
+    assert_eq!(st["bytes_sent"].as_f64(), Some(sent), "{st}");
+    assert_eq!(
+        (st["accepted"].as_u64(), st["connections"].as_u64()),
+        (Some(1), Some(0)),
+        "{st}"
+    );
+    assert!(
+        st["listen"][0].as_str().is_some_and(|a| a == srv.peer()),
+        "{st}"
+    );
     // The same over TCP, for comparison; it is not counted as uTP.
     let t = Instant::now();
     let (mut tcp, save) = lt_download(&srv, "lt-tcp", "tcp", CLIENT_TIMEOUT_S, &[]);
