@@ -7,6 +7,7 @@
 //! its address, so `uringseed_utp_connections_total{direction="in"}` counts the honest client
 //! alone), the half-open table evicts instead of refusing (the honest SYN, sent last, is still
 //! taken), every bad datagram is counted by kind, and the honest client gets byte-exact data.
+//! The same honest exchange over IPv6 loopback (a second listen address, `[::1]`).
 
 mod common;
 
@@ -26,7 +27,12 @@ struct Client {
 
 impl Client {
     fn connect(server: SocketAddr) -> Client {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = if server.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let udp = UdpSocket::bind(local).unwrap();
         udp.set_read_timeout(Some(Duration::from_millis(5)))
             .unwrap();
         let mut core = Socket::new(SocketConfig::default(), 7);
@@ -119,6 +125,41 @@ fn syn(conn_id: u16) -> Vec<u8> {
     p.encode()
 }
 
+/// As an honest peer over uTP: handshake, interested, unchoked, block 1 of piece 1, byte for
+/// byte.
+fn fetch_block(server: SocketAddr, ih: uringseed::metainfo::InfoHash, data: &[u8], s: &Serve) {
+    let mut c = Client::connect(server);
+    c.write(&handshake_bytes(ih, true));
+    let hs = c.read_exact(68, Duration::from_secs(10));
+    assert_eq!(&hs[28..48], &ih.0, "the handshake names the torrent");
+    c.write(&msg(2, &[]));
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            Instant::now() < until,
+            "never unchoked\n{}",
+            s.proc.report()
+        );
+        if c.message().0 == 1 {
+            break;
+        }
+    }
+    let mut req = Vec::new();
+    for v in [1u32, 16384, 16384] {
+        req.extend_from_slice(&v.to_be_bytes());
+    }
+    c.write(&msg(6, &req));
+    let block = loop {
+        let (id, p) = c.message();
+        assert_ne!(id, 16, "request rejected\n{}", s.proc.report());
+        if id == 7 {
+            break p;
+        }
+    };
+    assert_eq!(&block[..8], &[0, 0, 0, 1, 0, 0, 0x40, 0]);
+    assert_eq!(&block[8..], &data[262_144 + 16_384..262_144 + 32_768]);
+}
+
 #[test]
 fn floods_make_no_connections_and_an_honest_utp_peer_is_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,36 +205,7 @@ fn floods_make_no_connections_and_an_honest_utp_peer_is_served() {
 
     // 3. An honest peer over uTP: handshake, interested, a block, byte for byte.
     let t = Instant::now();
-    let mut c = Client::connect(server);
-    c.write(&handshake_bytes(ih, true));
-    let hs = c.read_exact(68, Duration::from_secs(10));
-    assert_eq!(&hs[28..48], &ih.0, "the handshake names the torrent");
-    c.write(&msg(2, &[]));
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(
-            Instant::now() < until,
-            "never unchoked\n{}",
-            s.proc.report()
-        );
-        if c.message().0 == 1 {
-            break;
-        }
-    }
-    let mut req = Vec::new();
-    for v in [1u32, 16384, 16384] {
-        req.extend_from_slice(&v.to_be_bytes());
-    }
-    c.write(&msg(6, &req));
-    let block = loop {
-        let (id, p) = c.message();
-        assert_ne!(id, 16, "request rejected\n{}", s.proc.report());
-        if id == 7 {
-            break p;
-        }
-    };
-    assert_eq!(&block[..8], &[0, 0, 0, 1, 0, 0, 0x40, 0]);
-    assert_eq!(&block[8..], &data[262_144 + 16_384..262_144 + 32_768]);
+    fetch_block(server, ih, &data, &s);
     println!(
         "honest uTP peer served in {:?} after the floods",
         t.elapsed()
@@ -214,5 +226,41 @@ fn floods_make_no_connections_and_an_honest_utp_peer_is_served() {
     assert!(m("uringseed_utp_bytes_sent_total") >= 16384.0);
     assert!(m("uringseed_uploaded_bytes_total{type=\"payload\"}") >= 16384.0);
     assert!(utp::looks_like_utp(&syn(1)));
+    s.stop();
+}
+
+#[test]
+fn a_utp_peer_over_ipv6_is_served() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = pseudo_random(1 << 20, 31);
+    let file = dir.path().join("six.bin");
+    std::fs::write(&file, &data).unwrap();
+    let torrent = dir.path().join("six.torrent");
+    let ih = hex_hash(&make_torrent(
+        &file,
+        &torrent,
+        &["--piece-length", "262144"],
+    ));
+    let v6: SocketAddr = format!("[::1]:{}", free_port()).parse().unwrap();
+    let v6s = v6.to_string();
+    let mut s = serve(
+        "uringseed",
+        &torrent,
+        dir.path(),
+        &["--listen", &v6s],
+        &[],
+        dir.path(),
+    );
+    assert!(s.ready().contains("(4 of 4 pieces good)"));
+    fetch_block(v6, ih, &data, &s);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        s.metric("uringseed_utp_connections_total{direction=\"in\"}"),
+        1.0
+    );
     s.stop();
 }
