@@ -40,6 +40,9 @@ pub struct SwarmConfig {
     pub max_peers_per_torrent: usize,
     /// Torrents tracked when open (registered ones always are).
     pub max_torrents: usize,
+    /// Peers kept over all torrents (about 110 bytes each): past it, a new peer evicts the
+    /// oldest of its torrent, or is refused when its torrent has none.
+    pub max_peers_total: usize,
     /// Peers returned when the request names no `numwant`.
     pub default_numwant: usize,
     /// The most peers one answer returns, whatever `numwant` asks.
@@ -54,6 +57,7 @@ impl Default for SwarmConfig {
             min_interval: Duration::from_secs(300),
             max_peers_per_torrent: 2000,
             max_torrents: 100_000,
+            max_peers_total: 1_000_000,
             default_numwant: 50,
             max_numwant: 200,
         }
@@ -113,13 +117,15 @@ pub enum SwarmError {
     UnknownTorrent,
     /// Open mode and the torrent table is full.
     TooManyTorrents,
+    /// The table holds `max_peers_total` and the torrent has no peer to evict.
+    TooManyPeers,
 }
 
 impl SwarmError {
     pub fn reason(self) -> &'static str {
         match self {
             SwarmError::UnknownTorrent => "unknown torrent",
-            SwarmError::TooManyTorrents => "tracker full",
+            SwarmError::TooManyTorrents | SwarmError::TooManyPeers => "tracker full",
         }
     }
 }
@@ -285,6 +291,8 @@ impl Swarm {
             self.torrents.insert(a.info_hash, Torrent::default());
         }
         let max_peers = self.cfg.max_peers_per_torrent.max(1);
+        let table_full = self.peers >= self.cfg.max_peers_total;
+        let mut refused = false;
         let want = a
             .numwant
             .unwrap_or(self.cfg.default_numwant)
@@ -320,12 +328,13 @@ impl Swarm {
                     p.peer_id = a.peer_id;
                     p.seen = now;
                 }
+                None if table_full && t.peers.is_empty() => refused = true,
                 None => {
-                    if t.peers.len() >= max_peers {
-                        let oldest = (0..t.peers.len())
-                            .min_by_key(|&i| t.peers[i].seen)
-                            .expect("full, so not empty");
-                        t.remove_at(oldest);
+                    if t.peers.len() >= max_peers || table_full {
+                        let oldest = (0..t.peers.len()).min_by_key(|&i| t.peers[i].seen);
+                        if let Some(oldest) = oldest {
+                            t.remove_at(oldest);
+                        }
                     }
                     if a.event == Event::Completed {
                         t.downloaded = t.downloaded.saturating_add(1);
@@ -384,6 +393,9 @@ impl Swarm {
         self.peers = self.peers + after - before;
         if empty {
             self.torrents.remove(&a.info_hash);
+        }
+        if refused {
+            return Err(SwarmError::TooManyPeers);
         }
         Ok(self.reply(counts, peers4, peers6))
     }

@@ -279,3 +279,32 @@ fn a_peer_changing_address_is_two_entries_and_the_old_one_expires() {
         Some((1, 0))
     );
 }
+
+#[test]
+fn the_whole_table_is_capped_too() {
+    let mut s = Swarm::new(
+        SwarmConfig {
+            open: true,
+            max_peers_total: 3,
+            ..SwarmConfig::default()
+        },
+        1,
+    );
+    let t = Instant::now();
+    for i in 1..=3u8 {
+        let at = t + Duration::from_secs(u64::from(i));
+        s.announce(&ann(v4(i, u16::from(i)), 5, Event::None), at)
+            .unwrap();
+    }
+    // Full: a new peer of the same torrent evicts its oldest (peer 1)...
+    let r = s
+        .announce(&ann(v4(4, 4), 5, Event::None), t + Duration::from_secs(5))
+        .unwrap();
+    assert_eq!((s.peer_count(), r.incomplete), (3, 3));
+    assert!(r.peers4.iter().all(|p| p.addr != v4(1, 1)));
+    // ...and the first peer of another torrent is refused, leaving no entry behind.
+    let mut other = ann(v4(5, 5), 5, Event::None);
+    other.info_hash = InfoHash([1; 20]);
+    assert_eq!(s.announce(&other, t), Err(SwarmError::TooManyPeers));
+    assert_eq!((s.peer_count(), s.torrent_count()), (3, 1));
+}
