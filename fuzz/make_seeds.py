@@ -295,6 +295,37 @@ def krpc_seeds():
     put("krpc", "query_flood", b"".join(chunk(3, q("ping", {}, tid=bytes([i]))) for i in range(40)))
 
 
+# --- the built-in tracker (src/tracker_server): `[sel, len_hi, len_lo, bytes...]` requests ---
+def tracker_server_seeds():
+    ih = b"\xab" * 20  # the hash the target registers
+    def esc(b):
+        return "".join("%%%02x" % c for c in b)
+    def ann(port, left, event="started", extra=""):
+        return ("/announce?info_hash=%s&peer_id=%s&port=%d&uploaded=0&downloaded=0&left=%d"
+                "&event=%s%s" % (esc(ih), esc(b"-XX0001-%012d" % port), port, left, event,
+                                 extra)).encode()
+    def chunk(sel, b):
+        return bytes([sel]) + struct.pack(">H", len(b)) + b
+    connect = struct.pack(">QII", 0x41727101980, 0, 7)
+    def uann(port, left, event=2, numwant=-1):
+        return (struct.pack(">QII", 0, 1, 8) + ih + b"-YY0001-%012d" % port
+                + struct.pack(">QQQIIIiH", 0, left, 0, event, 0, 0, numwant, port))
+    uscrape = struct.pack(">QII", 0, 2, 9) + ih + b"\x01" * 20
+    put("tracker_server", "http_announce", ann(6881, 10))
+    put("tracker_server", "http_scrape", ("/scrape?info_hash=%s" % esc(ih)).encode())
+    put("tracker_server", "udp_connect", connect)
+    put("tracker_server", "http_sequence", b"".join(
+        [chunk(0x09, ann(1000, 0)), chunk(0x0a, ann(1001, 5, "", "&compact=0")),
+         chunk(0x0c, ann(1002, 5, "completed", "&numwant=3")),
+         chunk(0xe9, ann(1000, 0, "stopped")), chunk(0x08, b"/scrape?info_hash=" + esc(ih).encode())]))
+    put("tracker_server", "udp_sequence", b"".join(
+        [chunk(0x00, connect), chunk(0x10, uann(2000, 5)), chunk(0x11, uann(2001, 0, 1)),
+         chunk(0x14, uann(2002, 5, 0, 10)), chunk(0x15, uann(2003, 5)),
+         chunk(0x30, uscrape), chunk(0x40, uann(2000, 5, 3)), chunk(0x12, uann(2004, 5)[:60])]))
+    put("tracker_server", "udp_expired", b"".join(
+        [chunk(0x10, uann(2000, 5)), chunk(0xe0, uann(2000, 5)), chunk(0xf0, uann(2001, 5))]))
+
+
 wire_seeds()
 peer_seeds()
 tracker_seeds()
@@ -302,3 +333,4 @@ resume_seeds()
 bencode_seeds()
 config_seeds()
 krpc_seeds()
+tracker_server_seeds()

@@ -106,6 +106,7 @@ pub mod state;
 pub mod stats;
 pub mod storage;
 pub mod tracker;
+pub mod tracker_server;
 pub mod units;
 pub mod utp;
 pub mod watchdog;
