@@ -242,20 +242,7 @@ fn main() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bench.iso");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut block = vec![0u8; 1 << 20];
-        for _ in 0..mb {
-            for c in block.chunks_exact_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                c.copy_from_slice(&x.to_le_bytes());
-            }
-            f.write_all(&block).unwrap();
-        }
-    }
+    write_pseudo_random(&file, mb);
     let torrent_path = dir.path().join("bench.torrent");
     let opts = uringseed::make::MakeOptions {
         path: file.clone(),

@@ -44,7 +44,6 @@
 mod common;
 
 use common::*;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -413,20 +412,7 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("utp-bench.bin");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut block = vec![0u8; 1 << 20];
-        for _ in 0..mb {
-            for c in block.chunks_exact_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                c.copy_from_slice(&x.to_le_bytes());
-            }
-            f.write_all(&block).unwrap();
-        }
-    }
+    write_pseudo_random(&file, mb);
     let opts = uringseed::make::MakeOptions {
         path: file.clone(),
         quiet: true,

@@ -277,3 +277,20 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let (_, body) = text.split_once("\r\n\r\n")?;
     Some(body.to_string())
 }
+
+/// Writes `mb` MiB of xorshift bytes to `path` (incompressible, the same every run).
+pub fn write_pseudo_random(path: &std::path::Path, mb: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..mb {
+        for c in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&block).unwrap();
+    }
+}
