@@ -170,14 +170,8 @@ fn main() {
             f.write_all(&chunk).unwrap();
         }
     }
-    let opts = uringseed::make::MakeOptions {
-        path: file.clone(),
-        quiet: true,
-        ..Default::default()
-    };
-    let (bytes, torrent) = uringseed::make::make(&opts).unwrap();
     let tpath = dir.path().join("dht-bench.torrent");
-    std::fs::write(&tpath, bytes).unwrap();
+    let torrent = make_torrent(&file, &tpath);
     let udp = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -185,7 +185,7 @@ fn uringseed_cmd(
     dir: &std::path::Path,
     config: &std::path::Path,
 ) -> Command {
-    uringseed_cmd_of(&bench_bin(), torrent, dir, config)
+    serve_cmd(&bench_bin(), torrent, dir, config)
 }
 
 /// The build measured as "uringseed": URINGSEED_BENCH_BIN, else the one cargo built for this
@@ -194,35 +194,6 @@ fn uringseed_cmd(
 /// plain `cargo build --release` binary as URINGSEED_BENCH_BIN.)
 fn bench_bin() -> String {
     std::env::var("URINGSEED_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_uringseed").into())
-}
-
-/// `uringseed_cmd` for another build of the binary (URINGSEED_BENCH_BASELINE_BIN).
-fn uringseed_cmd_of(
-    bin: &str,
-    torrent: &std::path::Path,
-    dir: &std::path::Path,
-    config: &std::path::Path,
-) -> Command {
-    let mut cmd = Command::new(bin);
-    // No DHT bootstrap off the machine.
-    cmd.env("URINGSEED_DHT_BOOTSTRAP", "");
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--upload-slots",
-        "0",
-        "--log-level",
-        "warn",
-        "--config",
-    ])
-    .arg(config)
-    .arg("--torrent")
-    .arg(torrent)
-    .arg("--data")
-    .arg(dir)
-    .env("XDG_STATE_HOME", dir.join("state"));
-    cmd
 }
 
 fn main() {
@@ -244,13 +215,7 @@ fn main() {
     let file = dir.path().join("bench.iso");
     write_pseudo_random(&file, mb);
     let torrent_path = dir.path().join("bench.torrent");
-    let opts = uringseed::make::MakeOptions {
-        path: file.clone(),
-        quiet: true,
-        ..Default::default()
-    };
-    let (bytes, t) = uringseed::make::make(&opts).unwrap();
-    std::fs::write(&torrent_path, bytes).unwrap();
+    let t = make_torrent(&file, &torrent_path);
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,
@@ -291,7 +256,7 @@ fn main() {
             stop(child);
             if let Ok(bin) = std::env::var("URINGSEED_BENCH_BASELINE_BIN") {
                 let (mut child, addr) = spawn_server(
-                    uringseed_cmd_of(&bin, &torrent_path, dir.path(), &config),
+                    serve_cmd(&bin, &torrent_path, dir.path(), &config),
                     "listening: ",
                     Some("ready: "),
                 );

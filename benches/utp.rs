@@ -134,24 +134,7 @@ fn transport(seed: &str) -> &'static str {
 fn start_seed(s: &Setup, seed: &str) -> Result<(Child, SocketAddr, Option<SocketAddr>), String> {
     let within = Duration::from_secs(180);
     if seed.starts_with("uringseed") {
-        let mut cmd = Command::new(&s.bin);
-        cmd.env("URINGSEED_DHT_BOOTSTRAP", "")
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--upload-slots",
-                "0",
-                "--log-level",
-                "warn",
-                "--config",
-            ])
-            .arg(&s.config)
-            .arg("--torrent")
-            .arg(&s.torrent)
-            .arg("--data")
-            .arg(&s.dir)
-            .env("XDG_STATE_HOME", s.dir.join("state"));
+        let cmd = serve_cmd(&s.bin, &s.torrent, &s.dir, &s.config);
         let (child, lines) = spawn_until(cmd, "ready: ", within).ok_or("did not start")?;
         let addr = lines
             .iter()
@@ -413,14 +396,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("utp-bench.bin");
     write_pseudo_random(&file, mb);
-    let opts = uringseed::make::MakeOptions {
-        path: file.clone(),
-        quiet: true,
-        ..Default::default()
-    };
-    let (bytes, t) = uringseed::make::make(&opts).unwrap();
     let torrent = dir.path().join("utp-bench.torrent");
-    std::fs::write(&torrent, bytes).unwrap();
+    let t = make_torrent(&file, &torrent);
     let config = dir.path().join("utp-bench.toml");
     std::fs::write(
         &config,

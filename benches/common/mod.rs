@@ -294,3 +294,44 @@ pub fn write_pseudo_random(path: &std::path::Path, mb: usize) {
         f.write_all(&block).unwrap();
     }
 }
+
+/// Makes a torrent of `file` with uringseed's own maker and writes it to `out`.
+pub fn make_torrent(file: &std::path::Path, out: &std::path::Path) -> uringseed::metainfo::Torrent {
+    let opts = uringseed::make::MakeOptions {
+        path: file.to_path_buf(),
+        quiet: true,
+        ..Default::default()
+    };
+    let (bytes, t) = uringseed::make::make(&opts).unwrap();
+    std::fs::write(out, bytes).unwrap();
+    t
+}
+
+/// `BIN serve` of one torrent on a loopback port, every peer unchoked, quiet, its state under
+/// `dir`, no DHT bootstrap off the machine.
+pub fn serve_cmd(
+    bin: &str,
+    torrent: &std::path::Path,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env("URINGSEED_DHT_BOOTSTRAP", "")
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upload-slots",
+            "0",
+            "--log-level",
+            "warn",
+            "--config",
+        ])
+        .arg(config)
+        .arg("--torrent")
+        .arg(torrent)
+        .arg("--data")
+        .arg(dir)
+        .env("XDG_STATE_HOME", dir.join("state"));
+    cmd
+}
