@@ -10,8 +10,10 @@
 //! are in `config/sections.rs` and re-exported here. It owns the settings' shape and checks; it
 //! starts nothing and reads only the file it is given.
 
+mod distribution;
 mod sections;
 
+pub use distribution::{TrackerServerConfig, WebseedConfig};
 pub use sections::{
     ApiConfig, DhtConfig, HashingConfig, LogConfig, MetricsConfig, TorrentConfig, TrackerConfig,
     UtpConfig, WatchConfig, DEFAULT_METRICS_LISTEN,
@@ -40,6 +42,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub dht: DhtConfig,
     pub utp: UtpConfig,
+    pub webseed: WebseedConfig,
+    pub tracker_server: TrackerServerConfig,
     pub watch: WatchConfig,
     pub log: LogConfig,
     /// Torrents to seed.
@@ -271,6 +275,7 @@ impl Config {
                 ));
             }
         }
+        distribution::check(&self.webseed, &self.tracker_server).map_err(|(k, r)| err(&k, r))?;
         if self.utp.max_half_open == 0 || self.utp.max_connections == 0 {
             return Err(err(
                 "utp.max_half_open",

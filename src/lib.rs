@@ -21,6 +21,7 @@
 //!   peer sources, choke commands) and lock-free counters over them.
 //! - [`tracker`] (`Schedule`, the scrape schedule `tracker::scrape::Scrapes`, announce and
 //!   scrape reply parsing, the scrape URL) and [`storage::layout`] (piece/file math).
+//! - [`publish`]: the web seed and tracker URLs a made torrent names (`serve --public-url`).
 //! - [`config`]: the TOML configuration with built-in defaults; [`units`]: byte counts and
 //!   rates as operators write them (`10MiB`, `80M`).
 //!
@@ -98,6 +99,7 @@ pub mod notify;
 pub mod peer_source;
 pub mod process;
 pub mod progress;
+pub mod publish;
 pub mod quota;
 pub mod ratelimit;
 pub mod reasons;

@@ -143,6 +143,19 @@ struct ServeArgs {
     /// With PATH: tracker URLs for the made torrent (repeatable).
     #[arg(short = 't', long = "tracker")]
     trackers: Vec<String>,
+    /// Serve the torrents' data over HTTP (BEP 19 web seed) on this address (repeatable;
+    /// default: webseed.listen). With PATH, the made torrent's url-list names it.
+    #[arg(long, value_name = "ADDR:PORT")]
+    webseed: Vec<std::net::SocketAddr>,
+    /// Run the built-in tracker (HTTP and UDP) on this address (repeatable; default:
+    /// tracker_server.listen). With PATH, the made torrent announces to it.
+    #[arg(long, value_name = "ADDR:PORT")]
+    tracker_listen: Vec<std::net::SocketAddr>,
+    /// With PATH: the URL clients reach this host at (http[s]://HOST[:PORT][/PREFIX]), for the
+    /// made torrent's url-list and tracker (needed when --webseed or --tracker-listen is a
+    /// wildcard address).
+    #[arg(long, value_name = "URL", requires = "path")]
+    public_url: Option<String>,
     /// Serve Prometheus metrics on this address (default 127.0.0.1:9437, or metrics.listen).
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
@@ -342,6 +355,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             _ => Encryption::Enabled,
         };
     }
+    if !args.webseed.is_empty() {
+        config.webseed.listen = args.webseed.clone();
+    }
+    if !args.tracker_listen.is_empty() {
+        config.tracker_server.listen = args.tracker_listen.clone();
+    }
     if let Some(m) = args.metrics {
         config.metrics.enabled = true;
         config.metrics.listen = Some(m);
@@ -363,9 +382,20 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     let mut late: Option<daemon::Late> = None;
     if let Some(path) = args.path.clone() {
+        // The made torrent names this server's own web seed and tracker (when on).
+        let published = uringseed::publish::urls(
+            args.public_url.as_deref(),
+            config.webseed.listen.first().copied(),
+            config.tracker_server.listen.first().copied(),
+        )?;
+        let mut trackers = tiers(&args.trackers);
+        if !published.tracker_tier.is_empty() {
+            trackers.insert(0, published.tracker_tier);
+        }
         let opts = MakeOptions {
             path: path.clone(),
-            trackers: tiers(&args.trackers),
+            trackers,
+            web_seeds: published.web_seeds,
             threads: config.hashing.threads,
             ..Default::default()
         };
@@ -385,6 +415,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 .unwrap_or_else(|| PathBuf::from("/"));
             daemon::say(format_args!("torrent: {}", out.display()));
             daemon::say(format_args!("info-hash: {}", torrent.info_hash));
+            for url in &opts.web_seeds {
+                daemon::say(format_args!("web seed: {url}"));
+            }
             daemon::say(format_args!("magnet: {}", torrent.magnet()));
             Ok(TorrentSpec {
                 torrent,
