@@ -72,7 +72,7 @@ enum Command {
     },
     /// Seed: a file or directory (a torrent is made for it), one --torrent with --data, or the
     /// torrents of a --config file.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a torrent's data: prints a summary (or JSON); exit status 1 if any piece is bad or
     /// any file missing or of the wrong size.
     Verify {
@@ -263,7 +263,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{}", torrent.info_hash);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Verify {
             torrent,
             data,
