@@ -28,6 +28,8 @@ pub struct ServerHandle {
     pub backend: &'static str,
     /// Where the web seed serves HTTP (ports resolved); empty when it is off.
     pub webseed_addrs: Vec<SocketAddr>,
+    /// Where the built-in tracker serves (HTTP and UDP, ports resolved); empty when it is off.
+    pub tracker_addrs: Vec<SocketAddr>,
     /// Where the HTTP server (/metrics, the API, the page) is, if it runs.
     pub metrics_addr: Option<SocketAddr>,
     /// The control API, if it runs.
@@ -176,6 +178,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         shared,
         local_addrs,
         webseed_addrs,
+        tracker_addrs: Vec::new(),
         backend,
         metrics_addr,
         api: http.api,
