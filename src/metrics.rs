@@ -72,6 +72,8 @@ pub struct UdpStatus {
     pub utp: Option<Arc<crate::utp::UtpStatus>>,
     /// The web seed's counters (when it serves).
     pub webseed: Option<Arc<crate::webseed::WebStats>>,
+    /// Where the web seed listens (ports resolved).
+    pub webseed_addrs: Vec<std::net::SocketAddr>,
 }
 
 /// [`render`] with the DHT node's and uTP's series, when they run.

@@ -171,7 +171,12 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         Some((addrs, stats)) => (addrs, Some(stats)),
         None => (Vec::new(), None),
     };
-    let udp = crate::metrics::UdpStatus { dht, utp, webseed };
+    let udp = crate::metrics::UdpStatus {
+        dht,
+        utp,
+        webseed,
+        webseed_addrs: webseed_addrs.clone(),
+    };
     let http = crate::api::service::spawn(&control, backend, udp, &mut services)?;
     let metrics_addr = http.addr;
     Ok(ServerHandle {
