@@ -12,6 +12,7 @@ mod dht;
 mod limits;
 mod swarm;
 mod utp;
+mod webseed;
 
 use crate::reasons::{CandidateResult, Label, LabelCounters, PeerSourceKind};
 use crate::state::Shared;
@@ -69,6 +70,10 @@ pub fn render(shared: &Shared, backend: &str) -> String {
 pub struct UdpStatus {
     pub dht: Option<Arc<crate::dht::service::DhtStatus>>,
     pub utp: Option<Arc<crate::utp::UtpStatus>>,
+    /// The web seed's counters (when it serves).
+    pub webseed: Option<Arc<crate::webseed::WebStats>>,
+    /// Where the web seed listens (ports resolved).
+    pub webseed_addrs: Vec<std::net::SocketAddr>,
 }
 
 /// [`render`] with the DHT node's and uTP's series, when they run.
@@ -328,6 +333,9 @@ pub fn render_with(shared: &Shared, backend: &str, udp: &UdpStatus) -> String {
     }
     if let Some(u) = &udp.utp {
         utp::render(&reg, u);
+    }
+    if let Some(w) = &udp.webseed {
+        webseed::render(&reg, w);
     }
     let mut out = Vec::new();
     TextEncoder::new()
