@@ -258,14 +258,23 @@ pub(super) async fn serve<S: Stream, D: Disk>(
     stream: S,
     disk: &D,
 ) {
-    let cfg = &web.config;
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let req = match read_head(&shared, &web, &stream, &mut buf).await {
             Head::Request(r) => r,
             Head::Answer(a) => {
                 web.stats.count(a.status);
-                let _ = send_all(&stream, vec![Bytes::from(a.head)], stall(cfg)).await;
+                let _ = send_answer(
+                    &shared,
+                    &web,
+                    &stream,
+                    disk,
+                    Planned {
+                        answer: a,
+                        ctx: None,
+                    },
+                )
+                .await;
                 break;
             }
             Head::Closed => break,
