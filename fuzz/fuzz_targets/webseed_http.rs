@@ -57,7 +57,10 @@ fn content_length(head: &str) -> Option<u64> {
 fn check(a: &Answer, index: Option<&WebIndex>, head_only: bool) {
     let head = std::str::from_utf8(&a.head).expect("ASCII head");
     assert!(head.is_ascii() && head.ends_with("\r\n\r\n"), "{head:?}");
-    assert!(head.starts_with(&format!("HTTP/1.1 {} ", a.status)), "{head:?}");
+    assert!(
+        head.starts_with(&format!("HTTP/1.1 {} ", a.status)),
+        "{head:?}"
+    );
     let cl = content_length(head);
     match &a.body {
         Body::Text(t) => {
@@ -68,9 +71,10 @@ fn check(a: &Answer, index: Option<&WebIndex>, head_only: bool) {
             assert!(matches!(a.status, 200 | 206));
             assert_eq!(cl, Some(*len));
             let index = index.expect("data only from an index");
-            let inside = index.files().iter().any(|f| {
-                f.reachable && *start >= f.start && start + len <= f.start + f.length
-            });
+            let inside = index
+                .files()
+                .iter()
+                .any(|f| f.reachable && *start >= f.start && start + len <= f.start + f.length);
             assert!(*len > 0 && inside, "{start}+{len} outside every file");
         }
         Body::Empty => {
@@ -114,7 +118,10 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let servable = |s: u64, l: u64| {
-            assert!(l > 0 && s.checked_add(l).is_some_and(|e| e <= TOTAL), "{s}+{l}");
+            assert!(
+                l > 0 && s.checked_add(l).is_some_and(|e| e <= TOTAL),
+                "{s}+{l}"
+            );
             if s < 950 && s + l > 900 {
                 Servable::NotVerified
             } else {
