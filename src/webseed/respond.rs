@@ -231,11 +231,14 @@ pub enum RangeSpec {
     Suffix(u64),
 }
 
+/// Digits, saturating at `u64::MAX` (a position past any file).
 fn number(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    Some(v.iter().fold(0u64, |n, d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
 }
 
 fn trim(v: &[u8]) -> &[u8] {
