@@ -344,8 +344,36 @@ fn ranges_head_and_keep_alive_are_exact_and_counted() {
     payload += 4;
     expect.request(206);
 
+    // Percent-encoding in lower-case hex names the same file.
+    let lower = "/multi%20tree/dir%20a/%c3%a9%20x.bin";
+    let r = conn.get(lower, Some("bytes=0-99"));
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (206, &files[0].1[..100]),
+        "GET {lower}: {}",
+        r.head()
+    );
+    payload += 100;
+    expect.request(206);
+    // Loopback is not under the per-address cap (16) unless server.limit_loopback: 24 more
+    // connections from 127.0.0.1 at once are all served.
+    let mut more: Vec<Conn> = (0..24).map(|_| Conn::connect(seed.addr)).collect();
+    for (i, c) in more.iter_mut().enumerate() {
+        let r = c.get(path, Some(&format!("bytes={i}-{i}")));
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (206, &data[i..=i]),
+            "loopback connection {i}: {}",
+            r.head()
+        );
+        payload += 1;
+        expect.request(206);
+    }
+    drop(more);
+
     expect.add("uringseed_webseed_payload_bytes_total", payload as f64);
-    expect.add("uringseed_webseed_connections_total", 1.0);
+    expect.add("uringseed_webseed_connections_total", 25.0);
+    expect.add("uringseed_webseed_connections_refused_total", 0.0);
     expect.add("uringseed_webseed_refused_paths_total", 0.0);
     assert_deltas(&seed.serve, &before, &expect);
     let active = webseed_metrics(&seed.serve)["uringseed_webseed_connections_active"];

@@ -4,7 +4,8 @@
 //! counted as a refused path; other methods are 405; ranges past the end 416; a 1 MiB head 431
 //! and closed; 2,000 slow connections from 127.0.0.1 (half a request line, held) are mostly
 //! refused by the per-address cap (`limit_loopback = true`) and the rest closed after the head
-//! timeout, while a GET from 127.0.0.2 still gets its file; the server serves on after it all.
+//! timeout, while a GET from 127.0.0.2 still gets its file; a client that stops reading a 16 MiB
+//! body is dropped after the write stall; the server serves on after it all.
 
 mod common;
 
@@ -18,11 +19,13 @@ use std::time::{Duration, Instant};
 /// Head timeout (`webseed.header_timeout_secs`) in this test's configuration.
 const HEADER_TIMEOUT_S: u64 = 2;
 const PER_IP: usize = 16;
-const CONFIG: &str = "[server]\nlimit_loopback = true\n\n[webseed]\nmax_connections_per_ip = 16\nheader_timeout_secs = 2\n";
+const CONFIG: &str = "[server]\nlimit_loopback = true\n\n[webseed]\nmax_connections_per_ip = 16\nheader_timeout_secs = 2\nwrite_stall_secs = 2\n";
+/// `big.bin`: more than the socket buffers of a client that stops reading hold.
+const BIG: usize = 16 << 20;
 /// Slow connections opened at once from 127.0.0.1.
 const SLOW: usize = 2000;
 
-/// The torrent `hostile/` of `dir/data`: `plain.bin`, `dir/inner.bin`, and `link.bin`, a
+/// The torrent `hostile/` of `dir/data`: `plain.bin`, `dir/inner.bin`, `big.bin`, and `link.bin`, a
 /// regular file when the torrent is made, then replaced by a symlink to a file outside the data
 /// directory holding the same bytes (so that the check at start passes).
 fn hostile_torrent(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
@@ -31,6 +34,7 @@ fn hostile_torrent(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
     let plain = pseudo_random(100_003, 1);
     std::fs::write(root.join("plain.bin"), &plain).unwrap();
     std::fs::write(root.join("dir/inner.bin"), pseudo_random(70_000, 2)).unwrap();
+    std::fs::write(root.join("big.bin"), pseudo_random(BIG, 4)).unwrap();
     let secret = pseudo_random(50_000, 3);
     std::fs::write(root.join("link.bin"), &secret).unwrap();
     let torrent = dir.join("hostile.torrent");
@@ -323,6 +327,49 @@ fn hostile_clients_are_refused_and_serving_goes_on() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // A client that asks for 16 MiB and stops reading: dropped once no byte has gone out for
+    // write_stall_secs (2 s), counted as a timeout.
+    let before = webseed_metrics(&seed.serve);
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(64 << 10).unwrap();
+    sock.connect_timeout(&seed.addr.into(), IO_LIMIT).unwrap();
+    let mut stalled = Conn::from_stream(sock.into());
+    stalled.send(b"GET /hostile/big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let asked = Instant::now();
+    let key = "uringseed_webseed_timeouts_total";
+    loop {
+        let d = webseed_metrics(&seed.serve)[key] - before.get(key).copied().unwrap_or(0.0);
+        if d == 1.0 {
+            break;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(12),
+            "a client that stopped reading still not dropped after 12 s (write_stall_secs = 2; {key} moved by {d})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dropped_after = asked.elapsed().as_secs_f64();
+    assert!(
+        dropped_after >= 1.5,
+        "dropped {dropped_after:.2} s after asking, before the 2 s stall"
+    );
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match std::io::Read::read(&mut stalled.s, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading what the stalled connection got: {e} after {got} bytes"),
+        }
+    }
+    assert!(
+        got < BIG,
+        "the dropped connection delivered all {got} bytes"
+    );
+    eprintln!("stalled reader dropped after {dropped_after:.2} s, having been sent {got} bytes");
+    drop(stalled);
 
     // It serves on: an exact range and a whole file.
     let mut conn = Conn::connect(seed.addr);
