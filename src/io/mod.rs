@@ -24,6 +24,7 @@ pub mod conn;
 mod handshake;
 pub mod mem;
 mod portable;
+mod splice;
 pub mod stream;
 mod udp;
 mod upload;

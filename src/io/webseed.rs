@@ -12,6 +12,7 @@
 //! `crate::webseed`) and owns no torrent state.
 
 use super::admit::Active;
+use super::splice::{send_file, Pipe};
 use super::stream::{self, send_all, Disk, SendError, Stream};
 use crate::config::WebseedConfig;
 use crate::metainfo::InfoHash;
@@ -259,6 +260,8 @@ pub(super) async fn serve<S: Stream, D: Disk>(
     disk: &D,
 ) {
     let mut buf: Vec<u8> = Vec::new();
+    // Made on the first body spliced from the page cache, kept for the connection's next ones.
+    let mut pipe = None;
     loop {
         let req = match read_head(&shared, &web, &stream, &mut buf).await {
             Head::Request(r) => r,
@@ -273,6 +276,7 @@ pub(super) async fn serve<S: Stream, D: Disk>(
                         answer: a,
                         ctx: None,
                     },
+                    &mut pipe,
                 )
                 .await;
                 break;
@@ -282,7 +286,7 @@ pub(super) async fn serve<S: Stream, D: Disk>(
         let answer = answer(&shared, &web, &catalog, &req);
         web.stats.count(answer.answer.status);
         let keep = answer.answer.keep_alive;
-        if send_answer(&shared, &web, &stream, disk, answer)
+        if send_answer(&shared, &web, &stream, disk, answer, &mut pipe)
             .await
             .is_err()
             || !keep
@@ -385,6 +389,7 @@ async fn send_answer<S: Stream, D: Disk>(
     stream: &S,
     disk: &D,
     planned: Planned,
+    pipe: &mut Option<Pipe>,
 ) -> Result<(), SendError> {
     let stall = stall(&web.config);
     let Answer { head, body, .. } = planned.answer;
@@ -414,6 +419,26 @@ async fn send_answer<S: Stream, D: Disk>(
             .unwrap_or(0);
         let n = crate::ratelimit::chunk(rate, MIN_CHUNK, MAX_CHUNK).min(end - at);
         book(shared, &ctx, n).await;
+        if let Some((sock, file, offset)) = splice_source(stream, &ctx, at, n) {
+            // The head first (one write), then the bytes straight from the page cache.
+            if !bufs.is_empty() {
+                send_all(stream, std::mem::take(&mut bufs), stall).await?;
+            }
+            if pipe.is_none() {
+                *pipe = Pipe::new().ok();
+            }
+            if let Some(p) = pipe.as_mut() {
+                let sent = send_file(stream, sock, p, file, offset, n, stall).await;
+                if sent == Err(SendError::Stalled) {
+                    web.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+                sent?;
+                shared.stats.zero_copy_bytes.fetch_add(n, Ordering::Relaxed);
+                account(shared, web, &ctx, n);
+                at += n;
+                continue;
+            }
+        }
         let data = match ctx.resident(at, n as usize) {
             Some(d) => {
                 shared.stats.zero_copy_bytes.fetch_add(n, Ordering::Relaxed);
@@ -441,6 +466,26 @@ async fn send_answer<S: Stream, D: Disk>(
         at += n;
     }
     Ok(())
+}
+
+/// Where `n` bytes at `at` can be spliced from: the stream's socket (a backend that offers
+/// it), and a data file's descriptor and offset, when they lie in one open file and are all in
+/// the page cache now (a splice from disk would block the worker).
+fn splice_source<S: Stream>(
+    stream: &S,
+    ctx: &TorrentCtx,
+    at: u64,
+    n: u64,
+) -> Option<(std::os::fd::RawFd, std::os::fd::RawFd, u64)> {
+    use std::os::fd::AsRawFd;
+    let sock = stream.splice_fd()?;
+    let mut spans = ctx.view.layout.spans(at, n);
+    let span = spans.next().filter(|s| !s.pad)?;
+    if spans.next().is_some() || ctx.resident(at, n as usize).is_none() {
+        return None;
+    }
+    let file = ctx.files.file(span.file)?.as_raw_fd();
+    Some((sock, file, span.file_offset))
 }
 
 /// Waits until the torrent's bucket, then the server's, let `n` bytes go.
