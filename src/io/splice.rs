@@ -99,12 +99,19 @@ fn splice(
     }
 }
 
-/// Sends `len` bytes of `file` from `offset` to socket `sock` (the stream's own descriptor).
-/// Bytes a failed send left in the pipe make it unusable: the caller closes the connection.
+/// Largest `prefix` [`send_file`] takes (it goes into the empty pipe in one write).
+pub const MAX_PREFIX: usize = 16 << 10;
+
+/// Sends `prefix` (a response head, at most [`MAX_PREFIX`] bytes), then `len` bytes of `file`
+/// from `offset`, to socket `sock` (the stream's own descriptor): the head rides in the pipe
+/// ahead of the data, so both leave in the same splice. Bytes a failed send left in the pipe
+/// make it unusable: the caller closes the connection.
+#[allow(clippy::too_many_arguments)]
 pub async fn send_file<S: Stream>(
     stream: &S,
     sock: RawFd,
     pipe: &mut Pipe,
+    prefix: &[u8],
     file: RawFd,
     offset: u64,
     len: u64,
@@ -114,15 +121,30 @@ pub async fn send_file<S: Stream>(
     let mut reactor: Option<tokio::io::unix::AsyncFd<Borrowed>> = None;
     let mut off = offset as i64;
     let (mut left, mut held) = (len, 0usize);
+    if !prefix.is_empty() {
+        if prefix.len() > MAX_PREFIX {
+            return Err(SendError::Closed);
+        }
+        // SAFETY: writes from a live slice into our own (empty, non-blocking) pipe.
+        let n =
+            unsafe { libc::write(pipe.write.as_raw_fd(), prefix.as_ptr().cast(), prefix.len()) };
+        if n != prefix.len() as isize {
+            return Err(SendError::Closed);
+        }
+        held = prefix.len();
+    }
     while left > 0 || held > 0 {
-        if held == 0 {
-            let want = (left as usize).min(pipe.size);
+        if left > 0 && held < pipe.size {
+            let want = (left as usize).min(pipe.size - held);
             match splice(file, Some(&mut off), pipe.write.as_raw_fd(), want, false) {
-                Ok(0) | Err(_) => return Err(SendError::Closed),
+                Ok(0) => return Err(SendError::Closed),
                 Ok(n) => {
-                    held = n;
+                    held += n;
                     left -= n as u64;
                 }
+                // The pipe's slots are full (a head takes one): drain first.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && held > 0 => {}
+                Err(_) => return Err(SendError::Closed),
             }
         }
         match splice(pipe.read.as_raw_fd(), None, sock, held, left > 0) {

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 /// Largest piece of a body fetched and written in one go (without a rate limit).
 const MAX_CHUNK: u64 = 1 << 20;
+/// Largest piece of a body spliced from the page cache in one go (one residency check).
+const MAX_SPLICE: u64 = 8 << 20;
 /// Smallest chunk a rate limit hands out.
 const MIN_CHUNK: u64 = 16 << 10;
 /// Bytes read from the socket at a time while a head arrives.
@@ -417,27 +419,27 @@ async fn send_answer<S: Stream, D: Disk>(
             .filter(|&r| r > 0)
             .min()
             .unwrap_or(0);
-        let n = crate::ratelimit::chunk(rate, MIN_CHUNK, MAX_CHUNK).min(end - at);
+        let mut n = crate::ratelimit::chunk(rate, MIN_CHUNK, MAX_SPLICE).min(end - at);
+        let source = splice_source(stream, &ctx, at, n);
+        if source.is_none() {
+            n = n.min(MAX_CHUNK);
+        }
         book(shared, &ctx, n).await;
-        if let Some((sock, file, offset)) = splice_source(stream, &ctx, at, n) {
-            // The head first (one write), then the bytes straight from the page cache.
-            if !bufs.is_empty() {
-                send_all(stream, std::mem::take(&mut bufs), stall).await?;
+        if pipe.is_none() && source.is_some() {
+            *pipe = Pipe::new().ok();
+        }
+        if let (Some((sock, file, offset)), Some(p)) = (source, pipe.as_mut()) {
+            // The head (if not sent yet) rides in the pipe ahead of the page-cache bytes.
+            let head: Vec<u8> = std::mem::take(&mut bufs).concat();
+            let sent = send_file(stream, sock, p, &head, file, offset, n, stall).await;
+            if sent == Err(SendError::Stalled) {
+                web.stats.timeouts.fetch_add(1, Ordering::Relaxed);
             }
-            if pipe.is_none() {
-                *pipe = Pipe::new().ok();
-            }
-            if let Some(p) = pipe.as_mut() {
-                let sent = send_file(stream, sock, p, file, offset, n, stall).await;
-                if sent == Err(SendError::Stalled) {
-                    web.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                }
-                sent?;
-                shared.stats.zero_copy_bytes.fetch_add(n, Ordering::Relaxed);
-                account(shared, web, &ctx, n);
-                at += n;
-                continue;
-            }
+            sent?;
+            shared.stats.zero_copy_bytes.fetch_add(n, Ordering::Relaxed);
+            account(shared, web, &ctx, n);
+            at += n;
+            continue;
         }
         let data = match ctx.resident(at, n as usize) {
             Some(d) => {
