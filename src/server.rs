@@ -162,7 +162,13 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     }
     // After the given torrents: the API adds those it saved, which may not displace them.
     let dht = crate::dht::service::spawn(&shared, &mut services, udp)?;
-    let udp = crate::metrics::UdpStatus { dht, utp };
+    // After the given torrents are in the table: their first announces to it are accepted.
+    let tracker_server = crate::tracker_server::service::spawn(&shared, &mut services)?;
+    let udp = crate::metrics::UdpStatus {
+        dht,
+        utp,
+        tracker_server,
+    };
     let http = crate::api::service::spawn(&control, backend, udp, &mut services)?;
     let metrics_addr = http.addr;
     Ok(ServerHandle {
