@@ -98,7 +98,7 @@ fn announce(conn: u64, seq: u64, client: usize, load: &Load) -> [u8; 98] {
     p[8..12].copy_from_slice(&1u32.to_be_bytes());
     p[12..16].copy_from_slice(&(seq as u32).to_be_bytes());
     p[16..36].copy_from_slice(&info_hash(ih));
-    p[36..40].copy_from_slice(b"-BN0-");
+    p[36..40].copy_from_slice(b"-BN-");
     p[40..48].copy_from_slice(&(client as u64).to_be_bytes());
     p[48..56].copy_from_slice(&(peer as u64).to_be_bytes());
     // downloaded 0, left 1000 (a leecher), uploaded 0, event none, ip 0, key, numwant 50.

@@ -58,8 +58,14 @@ fn bdecode(b: &[u8]) -> Value {
     serde_bencode::from_bytes(b).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(b)))
 }
 
+thread_local! {
+    /// HTTP scrapes this test (thread) made.
+    static SCRAPES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// HTTP scrape of `ih`: (complete, downloaded, incomplete).
 fn scrape(tracker: SocketAddr, ih: &[u8; 20]) -> (i64, i64, i64) {
+    SCRAPES.set(SCRAPES.get() + 1);
     let (code, body) = get(tracker, &format!("/scrape?info_hash={}", pct(ih)));
     assert_eq!(code, 200);
     let v = bdecode(&body);
@@ -107,6 +113,23 @@ fn dict_peers(reply: &Value) -> Vec<(u16, Vec<u8>)> {
                 _ => Vec::new(),
             };
             (int(p, "port") as u16, id)
+        })
+        .collect()
+}
+
+/// The peers the tracker holds for `ih` (a probe that announces and then stops), with
+/// their peer ids as text: for failure messages.
+fn who(tracker: SocketAddr, ih: &[u8; 20]) -> Vec<(u16, String)> {
+    let me = b"-TS0001-whoisthere!!";
+    let r = announce_http(tracker, ih, me, 9, "started", 1);
+    announce_http(tracker, ih, me, 9, "stopped", 1);
+    dict_peers(&r)
+        .into_iter()
+        .map(|(port, id)| {
+            (
+                port,
+                String::from_utf8_lossy(&id[..id.len().min(8)]).into_owned(),
+            )
         })
         .collect()
 }
@@ -235,10 +258,8 @@ fn three_real_clients_find_uringseed_and_each_other_through_the_built_in_tracker
             serve.proc.report()
         )
     };
-    let mut scrapes = 1;
     // All three leeching at once (a download takes about 16 s at 256 KiB/s).
     let together = wait_for(Duration::from_secs(30), || {
-        scrapes += 1;
         scrape(tracker, &ih) == (1, 0, 3)
     });
     assert!(
@@ -274,7 +295,6 @@ fn three_real_clients_find_uringseed_and_each_other_through_the_built_in_tracker
 
     // All three done, seeding, and each announced `completed`.
     let done = wait_for(Duration::from_secs(90), || {
-        scrapes += 1;
         scrape(tracker, &ih) == (4, 3, 0)
     });
     assert!(
@@ -283,7 +303,6 @@ fn three_real_clients_find_uringseed_and_each_other_through_the_built_in_tracker
         scrape(tracker, &ih),
         reports(&lt, &aria, &wt, &serve)
     );
-    scrapes += 1;
     let m = |s: &str| serve.metric(s);
     assert_eq!(m("uringseed_tracker_server_peers"), 4.0);
     assert_eq!(m("uringseed_tracker_server_torrents"), 1.0);
@@ -295,7 +314,7 @@ fn three_real_clients_find_uringseed_and_each_other_through_the_built_in_tracker
         m("uringseed_tracker_server_announces_total{proto=\"http\",result=\"refused\"}"),
         0.0
     );
-    assert!(m("uringseed_tracker_server_scrapes_total{proto=\"http\"}") >= scrapes as f64);
+    assert!(m("uringseed_tracker_server_scrapes_total{proto=\"http\"}") >= SCRAPES.get() as f64);
     // aria2 only speaks HTTP to trackers with its DHT off; the others may use either.
     assert!(m("uringseed_tracker_server_announces_total{proto=\"http\",result=\"ok\"}") >= 4.0);
 
@@ -308,8 +327,9 @@ fn three_real_clients_find_uringseed_and_each_other_through_the_built_in_tracker
     });
     assert!(
         gone,
-        "scrape {:?}\n{}",
+        "scrape {:?}, peers {:?}\n{}",
         scrape(tracker, &ih),
+        who(tracker, &ih),
         reports(&lt, &aria, &wt, &serve)
     );
     assert_eq!(m("uringseed_tracker_server_peers"), 1.0);
