@@ -16,7 +16,7 @@
 //! A request unanswered for 200 ms is counted lost and replaced. After a 2 s warm-up,
 //! URINGSEED_BENCH_SECS (default 10) are measured: answers per second, the server's CPU seconds
 //! over the window (utime + stime from /proc/PID/stat, all threads), announces per CPU-second,
-//! and the ratios uringseed / opentracker. URINGSEED_BENCH_ROUNDS (default 2) rounds, the order
+//! and the ratios uringseed / opentracker. URINGSEED_BENCH_ROUNDS (default 3) rounds, the order
 //! alternating; the summary gives the medians. On 2 cores the load generator competes with the
 //! server for CPU; per CPU-second is the fairer figure.
 
@@ -242,7 +242,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
-    v[v.len() / 2]
+    let m = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
 }
 
 fn main() {
@@ -253,7 +258,7 @@ fn main() {
         peers: env("URINGSEED_BENCH_PEERS", 50).clamp(1, 2000),
         secs: env("URINGSEED_BENCH_SECS", 10).max(1) as u64,
     });
-    let rounds = env("URINGSEED_BENCH_ROUNDS", 2).max(1);
+    let rounds = env("URINGSEED_BENCH_ROUNDS", 3).max(1);
     let have_ot = Command::new("sh")
         .args(["-c", "command -v opentracker"])
         .output()

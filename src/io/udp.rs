@@ -86,6 +86,17 @@ impl RecvBatch {
 
     /// Takes up to [`BATCH`] waiting datagrams without blocking; `WouldBlock` when none.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_flags(fd, libc::MSG_DONTWAIT)
+    }
+
+    /// Waits for one datagram on a blocking socket (at most its SO_RCVTIMEO: then
+    /// `WouldBlock`), then takes it and up to [`BATCH`] - 1 more already waiting: one system
+    /// call per batch (MSG_WAITFORONE).
+    pub fn recv_wait(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_flags(fd, libc::MSG_WAITFORONE)
+    }
+
+    fn recv_flags(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
         // SAFETY: zeroed mmsghdr, iovec and sockaddr_storage are valid; every pointer set below
         // points into `self` (or the local arrays), which outlive the call.
         unsafe {
@@ -105,7 +116,7 @@ impl RecvBatch {
                 fd,
                 hdrs.as_mut_ptr(),
                 BATCH as u32,
-                libc::MSG_DONTWAIT,
+                flags,
                 std::ptr::null_mut(),
             );
             if r < 0 {

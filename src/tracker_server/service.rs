@@ -197,20 +197,19 @@ fn router(core: Arc<Mutex<TrackerCore>>) -> Router {
     })
 }
 
-/// Answers datagrams on `udp` until shutdown.
+/// Answers datagrams on `udp` until shutdown, a batch at a time: one recvmmsg (waiting for the
+/// first), one lock of the core for all of them, one sendmmsg of the replies.
 fn udp_loop(udp: &UdpSocket, core: &Mutex<TrackerCore>, shutdown: &crate::lifecycle::Shutdown) {
-    let mut buf = [0u8; 2048];
+    use std::io::ErrorKind;
+    use std::os::fd::AsRawFd;
+    let fd = udp.as_raw_fd();
+    let mut batch = crate::io::RecvBatch::default();
+    let mut out: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
     while !shutdown.is_triggered() {
-        let (n, from) = match udp.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
+        // Blocks at most UDP_POLL (the socket's read timeout) for the first datagram.
+        let n = match batch.recv_wait(fd) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
                 continue
             }
             Err(e) => {
@@ -220,9 +219,15 @@ fn udp_loop(udp: &UdpSocket, core: &Mutex<TrackerCore>, shutdown: &crate::lifecy
                 continue;
             }
         };
-        let reply = lock(core).handle_udp(&buf[..n], from, Instant::now());
-        if let Some(reply) = reply {
-            let _ = udp.send_to(&reply, from);
+        let now = Instant::now();
+        let mut c = lock(core);
+        for (from, pkt) in (0..n).filter_map(|i| batch.get(i)) {
+            if let Some(reply) = c.handle_udp(pkt, from, now) {
+                out.push((from, reply));
+            }
         }
+        drop(c);
+        crate::io::send_batch(fd, &out);
+        out.clear();
     }
 }
