@@ -134,6 +134,16 @@ fn who(tracker: SocketAddr, ih: &[u8; 20]) -> Vec<(u16, String)> {
         .collect()
 }
 
+/// aria2's log lines about trackers, for failure messages.
+fn aria_log(dir: &Path) -> String {
+    let log = std::fs::read_to_string(dir.join("aria2.log")).unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("announce") || l.contains("racker"))
+        .collect();
+    format!("---- aria2.log (tracker lines):\n{}\n", lines.join("\n"))
+}
+
 /// Polls `cond` every 200 ms for at most `limit`; true once it holds.
 fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
@@ -234,8 +244,11 @@ fn three_real_clients_find_uringseed_and_each_other_through_the_built_in_tracker
                 "150",
                 &format!("--listen-port={aria_port}"),
                 "--max-download-limit=256K",
-                "--seed-time=1.5",
+                // Seeds 45 s once done, then leaves by itself (SIGTERM would skip `stopped`).
+                "--seed-time=0.75",
                 "--seed-ratio=0.0",
+                &format!("--log={}", dir.path().join("aria2.log").display()),
+                "--log-level=info",
             ]),
         dir.path(),
     );
@@ -318,10 +331,17 @@ fn three_real_clients_find_uringseed_and_each_other_through_the_built_in_tracker
     // aria2 only speaks HTTP to trackers with its DHT off; the others may use either.
     assert!(m("uringseed_tracker_server_announces_total{proto=\"http\",result=\"ok\"}") >= 4.0);
 
-    // They leave: each announces `stopped`, and only uringseed is left.
-    for p in [&mut lt, &mut aria, &mut wt] {
+    // They leave: each announces `stopped`, and only uringseed is left. libtorrent and
+    // WebTorrent on SIGTERM; aria2 when its seed time is over (it announces no `stopped` when
+    // it is signalled).
+    for p in [&mut lt, &mut wt] {
         p.signal("TERM");
     }
+    assert!(
+        aria.wait_exit(Duration::from_secs(70)).is_some(),
+        "aria2 did not leave after its seed time\n{}",
+        aria.report()
+    );
     let gone = wait_for(Duration::from_secs(30), || {
         scrape(tracker, &ih) == (1, 3, 0)
     });
@@ -330,7 +350,7 @@ fn three_real_clients_find_uringseed_and_each_other_through_the_built_in_tracker
         "scrape {:?}, peers {:?}\n{}",
         scrape(tracker, &ih),
         who(tracker, &ih),
-        reports(&lt, &aria, &wt, &serve)
+        reports(&lt, &aria, &wt, &serve) + &aria_log(dir.path())
     );
     assert_eq!(m("uringseed_tracker_server_peers"), 1.0);
     for p in [&mut lt, &mut aria, &mut wt] {
