@@ -326,6 +326,25 @@ def tracker_server_seeds():
         [chunk(0x10, uann(2000, 5)), chunk(0xe0, uann(2000, 5)), chunk(0xf0, uann(2001, 5))]))
 
 
+# --- the web seed (src/webseed): pipelined HTTP/1.1 heads against `f` (single) and `d` (multi) ---
+def webseed_http_seeds():
+    put("webseed_http", "get_range", b"GET /f HTTP/1.1\r\nHost: h\r\nRange: bytes=0-99\r\n\r\n")
+    put("webseed_http", "pipelined", b"".join([
+        b"HEAD /d/s/b%20b HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET /d/a HTTP/1.1\r\nIf-None-Match: \"0202020202020202020202020202020202020202-0\"\r\n\r\n",
+        b"GET /d/empty HTTP/1.1\r\nRange: bytes=0-\r\n\r\n",
+        b"GET /d/s/b%20b HTTP/1.1\r\nRange: bytes=150-280\r\n\r\n",
+        b"POST /f HTTP/1.0\r\n\r\n"]))
+    put("webseed_http", "conditional", b"".join([
+        b"GET /f HTTP/1.1\r\nRange: bytes=-50\r\nIf-Range: Sun, 13 Sep 2020 12:26:40 GMT\r\n\r\n",
+        b"GET /f?x=1 HTTP/1.0\r\nConnection: keep-alive\r\n"
+        b"If-Modified-Since: Sun, 13 Sep 2020 12:26:40 GMT\r\n\r\n",
+        b"GET http://h/f HTTP/1.1\r\nRange: bytes=900-999,0-1\r\n\r\n"]))
+    put("webseed_http", "refused", b"".join([
+        b"GET /d/%2e%2e/a HTTP/1.1\r\n\r\n", b"GET /d/gone HTTP/1.1\r\n\r\n",
+        b"GET /f HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", b"GET /f HTTP/2.0\r\n\r\n"]))
+
+
 wire_seeds()
 peer_seeds()
 tracker_seeds()
@@ -334,3 +353,4 @@ bencode_seeds()
 config_seeds()
 krpc_seeds()
 tracker_server_seeds()
+webseed_http_seeds()

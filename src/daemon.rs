@@ -85,7 +85,15 @@ pub fn preflight(config: &Config) -> Result<Vec<TorrentSpec>, Box<dyn std::error
 
 /// A torrent made once the listeners are up (`serve PATH` hashes PATH): a port that is taken
 /// fails the start before any hashing.
-pub type Late = Box<dyn FnOnce() -> Result<TorrentSpec, Box<dyn std::error::Error>>>;
+/// It is given the addresses the server bound (ports resolved), which the torrent may name.
+pub type Late = Box<dyn FnOnce(&Bound) -> Result<TorrentSpec, Box<dyn std::error::Error>>>;
+
+/// The addresses a started server listens on, as a torrent made for it may name them.
+#[derive(Debug, Clone, Default)]
+pub struct Bound {
+    pub webseed: Vec<std::net::SocketAddr>,
+    pub tracker: Vec<std::net::SocketAddr>,
+}
 
 /// Serves until SIGINT/SIGTERM. `config_path` is re-read on SIGHUP; `pinned` are torrents from
 /// the command line, kept across reloads, and so is `late`, made after the listeners are bound
@@ -118,8 +126,18 @@ pub fn run(
             ));
         }
     }
+    for addr in &handle.webseed_addrs {
+        say(format_args!("webseed listening: {addr}"));
+    }
+    for addr in &handle.tracker_addrs {
+        say(format_args!("tracker listening: {addr} (http and udp)"));
+    }
     if let Some(make) = late {
-        match make() {
+        let bound = Bound {
+            webseed: handle.webseed_addrs.clone(),
+            tracker: handle.tracker_addrs.clone(),
+        };
+        match make(&bound) {
             Ok(spec) => {
                 handle.add_torrent(spec);
             }

@@ -19,6 +19,7 @@
 //!   periods (day, week, month from a reset day) and counts.
 //! - [`reasons`]: typed labels (drop and reject reasons, handshake kinds, announce results,
 //!   peer sources, choke commands) and lock-free counters over them.
+//! - [`webseed`]: the BEP 19 web seed sans I/O (HTTP heads, targets, ranged answers).
 //! - [`tracker`] (`Schedule`, the scrape schedule `tracker::scrape::Scrapes`, announce and
 //!   scrape reply parsing, the scrape URL) and [`storage::layout`] (piece/file math).
 //! - [`publish`]: the web seed and tracker URLs a made torrent names (`serve --public-url`).
@@ -112,4 +113,5 @@ pub mod tracker_server;
 pub mod units;
 pub mod utp;
 pub mod watchdog;
+pub mod webseed;
 pub mod wire;

@@ -72,7 +72,7 @@ enum Command {
     },
     /// Seed: a file or directory (a torrent is made for it), one --torrent with --data, or the
     /// torrents of a --config file.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a torrent's data: prints a summary (or JSON); exit status 1 if any piece is bad or
     /// any file missing or of the wrong size.
     Verify {
@@ -263,7 +263,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{}", torrent.info_hash);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Verify {
             torrent,
             data,
@@ -382,27 +382,34 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     let mut late: Option<daemon::Late> = None;
     if let Some(path) = args.path.clone() {
-        // The made torrent names this server's own web seed and tracker (when on).
-        let published = uringseed::publish::urls(
+        // A public URL that cannot be used fails now, before anything is bound.
+        uringseed::publish::urls(
             args.public_url.as_deref(),
             config.webseed.listen.first().copied(),
             config.tracker_server.listen.first().copied(),
         )?;
-        let mut trackers = tiers(&args.trackers);
-        if !published.tracker_tier.is_empty() {
-            trackers.insert(0, published.tracker_tier);
-        }
-        let opts = MakeOptions {
+        let mut opts = MakeOptions {
             path: path.clone(),
-            trackers,
-            web_seeds: published.web_seeds,
+            trackers: tiers(&args.trackers),
             threads: config.hashing.threads,
             ..Default::default()
         };
         // A path that cannot be read fails now; the hashing waits until the listeners are up.
         make::torrent_name(&opts)?;
         let torrent_out = args.torrent_out.clone();
-        late = Some(Box::new(move || {
+        let public_url = args.public_url.clone();
+        late = Some(Box::new(move |bound: &daemon::Bound| {
+            // The made torrent names this server's own web seed and tracker (when on), at the
+            // ports they were bound to.
+            let published = uringseed::publish::urls(
+                public_url.as_deref(),
+                bound.webseed.first().copied(),
+                bound.tracker.first().copied(),
+            )?;
+            if !published.tracker_tier.is_empty() {
+                opts.trackers.insert(0, published.tracker_tier);
+            }
+            opts.web_seeds = published.web_seeds;
             let (bytes, torrent) = make::make(&opts)?;
             let out =
                 torrent_out.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", torrent.name)));

@@ -13,6 +13,7 @@ mod limits;
 mod swarm;
 mod tracker_server;
 mod utp;
+mod webseed;
 
 use crate::reasons::{CandidateResult, Label, LabelCounters, PeerSourceKind};
 use crate::state::Shared;
@@ -73,6 +74,10 @@ pub struct UdpStatus {
     pub utp: Option<Arc<crate::utp::UtpStatus>>,
     /// The built-in tracker (`tracker_server.listen`), when it runs.
     pub tracker_server: Option<Arc<crate::tracker_server::service::TrackerServerStatus>>,
+    /// The web seed's counters (when it serves).
+    pub webseed: Option<Arc<crate::webseed::WebStats>>,
+    /// Where the web seed listens (ports resolved).
+    pub webseed_addrs: Vec<std::net::SocketAddr>,
 }
 
 /// [`render`] with the DHT node's, uTP's and the built-in tracker's series, when they run.
@@ -335,6 +340,9 @@ pub fn render_with(shared: &Shared, backend: &str, udp: &UdpStatus) -> String {
     }
     if let Some(t) = &udp.tracker_server {
         tracker_server::render(&reg, &t.stats());
+    }
+    if let Some(w) = &udp.webseed {
+        webseed::render(&reg, w);
     }
     let mut out = Vec::new();
     TextEncoder::new()

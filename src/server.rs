@@ -26,6 +26,10 @@ pub struct ServerHandle {
     pub local_addrs: Vec<SocketAddr>,
     /// Which I/O backend the workers use ("io_uring" or "portable").
     pub backend: &'static str,
+    /// Where the web seed serves HTTP (ports resolved); empty when it is off.
+    pub webseed_addrs: Vec<SocketAddr>,
+    /// Where the built-in tracker serves (HTTP and UDP, ports resolved); empty when it is off.
+    pub tracker_addrs: Vec<SocketAddr>,
     /// Where the HTTP server (/metrics, the API, the page) is, if it runs.
     pub metrics_addr: Option<SocketAddr>,
     /// The control API, if it runs.
@@ -146,6 +150,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         heartbeats,
         udp,
         utp,
+        webseed,
     } = crate::io::spawn_workers(&shared, &mut services)?;
     shared.set_listen_addrs(&local_addrs);
     spawn_choker(shared.clone(), &mut services)?;
@@ -162,18 +167,29 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     }
     // After the given torrents: the API adds those it saved, which may not displace them.
     let dht = crate::dht::service::spawn(&shared, &mut services, udp)?;
+    let (webseed_addrs, webseed) = match webseed {
+        Some((addrs, stats)) => (addrs, Some(stats)),
+        None => (Vec::new(), None),
+    };
     // After the given torrents are in the table: their first announces to it are accepted.
     let tracker_server = crate::tracker_server::service::spawn(&shared, &mut services)?;
+    let tracker_addrs = tracker_server
+        .as_ref()
+        .map_or_else(Vec::new, |t| t.addrs.clone());
     let udp = crate::metrics::UdpStatus {
         dht,
         utp,
         tracker_server,
+        webseed,
+        webseed_addrs: webseed_addrs.clone(),
     };
     let http = crate::api::service::spawn(&control, backend, udp, &mut services)?;
     let metrics_addr = http.addr;
     Ok(ServerHandle {
         shared,
         local_addrs,
+        webseed_addrs,
+        tracker_addrs,
         backend,
         metrics_addr,
         api: http.api,

@@ -323,7 +323,7 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
         &limits,
         format!(
             "[server]\nupload_rate_limit = \"100MiB\"\nupload_quota = \"100GiB\"\nstate_dir = \"{}\"\n\
-             [tracker_server]\nlisten = [\"127.0.0.1:0\"]\n",
+             [webseed]\nlisten = [\"127.0.0.1:0\"]\n[tracker_server]\nlisten = [\"127.0.0.1:0\"]\n",
             dir.path().join("state").display()
         ),
     )

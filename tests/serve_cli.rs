@@ -600,3 +600,96 @@ fn watchdog_pings_arrive_at_half_of_watchdog_usec() {
         }
     }
 }
+
+/// The `url-list` of a .torrent file (BEP 19), read with a generic bencode decoder.
+fn url_list(torrent: &std::path::Path) -> Vec<String> {
+    let v: serde_bencode::value::Value =
+        serde_bencode::from_bytes(&std::fs::read(torrent).unwrap()).unwrap();
+    let serde_bencode::value::Value::Dict(d) = v else {
+        panic!("not a dictionary")
+    };
+    match d.get(&b"url-list"[..]) {
+        Some(serde_bencode::value::Value::List(l)) => l
+            .iter()
+            .map(|u| match u {
+                serde_bencode::value::Value::Bytes(b) => String::from_utf8(b.clone()).unwrap(),
+                other => panic!("url-list entry {other:?}"),
+            })
+            .collect(),
+        None => Vec::new(),
+        other => panic!("url-list {other:?}"),
+    }
+}
+
+#[test]
+fn serve_path_with_webseed_and_public_url_names_the_bound_port_in_url_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = write_tree(dir.path(), "tree");
+    let child = uringseed()
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "tree",
+            "--listen",
+            "127.0.0.1:0",
+            "--webseed",
+            "0.0.0.0:0",
+            "--public-url",
+            "http://seed.example.org",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(Some(child));
+    let child = guard.0.as_mut().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut got = std::collections::HashMap::new();
+    while !got.contains_key("ready") {
+        let line = lines.next().expect("serve printed too little").unwrap();
+        let (k, v) = line.split_once(": ").unwrap();
+        got.insert(k.to_string(), v.to_string());
+    }
+    let bound: std::net::SocketAddr = got["webseed listening"].parse().unwrap();
+    assert_ne!(bound.port(), 0);
+    let base = format!("http://seed.example.org:{}/", bound.port());
+    assert_eq!(got["web seed"], base);
+    assert_eq!(url_list(&dir.path().join(&got["torrent"])), [base]);
+    // And it serves there: the first file of the tree, whole, from the port it names.
+    let mut s = TcpStream::connect(("127.0.0.1", bound.port())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /tree/a.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    let want = std::fs::read(tree.join("a.bin")).unwrap();
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        &reply[..40]
+    );
+    assert!(reply.ends_with(&want), "body differs from tree/a.bin");
+    run(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let status = wait_exit(child, Duration::from_secs(10)).expect("no exit after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    guard.0 = None;
+}
+
+#[test]
+fn serve_path_with_a_wildcard_webseed_and_no_public_url_fails_before_hashing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(dir.path(), "tree");
+    let out = uringseed()
+        .current_dir(dir.path())
+        .args(["serve", "tree", "--listen", "127.0.0.1:0"])
+        .args(["--webseed", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--webseed") && err.contains("--public-url"),
+        "{err}"
+    );
+    assert!(!dir.path().join("tree.torrent").exists(), "hashed anyway");
+}

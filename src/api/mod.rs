@@ -87,6 +87,8 @@ pub struct Api {
     pub dht: Option<Arc<crate::dht::service::DhtStatus>>,
     /// uTP's counters, when on.
     pub utp: Option<Arc<crate::utp::UtpStatus>>,
+    /// The web seed's counters and addresses, when on.
+    pub webseed: Option<(Vec<std::net::SocketAddr>, Arc<crate::webseed::WebStats>)>,
     /// Torrents being made from a path (`POST /torrents {"path"}`), and the last failures.
     pub making: Mutex<Vec<Making>>,
 }
@@ -136,6 +138,7 @@ impl Api {
             making: Mutex::new(Vec::new()),
             dht: udp.dht,
             utp: udp.utp,
+            webseed: udp.webseed.map(|w| (udp.webseed_addrs, w)),
         });
         let _ = api.me.set(Arc::downgrade(&api));
         api.restore();

@@ -164,6 +164,30 @@ fn status(api: &Api) -> Value {
         "listen": shared.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "dht": dht_status(api),
         "utp": utp_status(api),
+        "webseed": webseed_status(api),
+    })
+}
+
+/// The web seed's listen addresses, connections, requests by status and body bytes; null when
+/// it is off.
+fn webseed_status(api: &Api) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some((addrs, w)) = &api.webseed else {
+        return Value::Null;
+    };
+    let requests: serde_json::Map<String, Value> = crate::webseed::Status::ALL
+        .iter()
+        .map(|s| (s.label().to_string(), json!(w.requests(*s))))
+        .collect();
+    json!({
+        "listen": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "connections": w.connections_active.load(Relaxed),
+        "connections_total": w.connections_total.load(Relaxed),
+        "connections_refused": w.connections_refused.load(Relaxed),
+        "timeouts": w.timeouts.load(Relaxed),
+        "refused_paths": w.refused_paths.load(Relaxed),
+        "requests": requests,
+        "payload_bytes": w.payload_bytes.load(Relaxed),
     })
 }
 

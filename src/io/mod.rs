@@ -25,11 +25,13 @@ pub mod conn;
 mod handshake;
 pub mod mem;
 mod portable;
+mod splice;
 pub mod stream;
 mod udp;
 mod upload;
 mod uring;
 pub mod utp;
+mod webseed;
 mod worker;
 
 pub use udp::{send_batch, RecvBatch};
@@ -58,6 +60,8 @@ pub struct Workers {
     pub udp: Vec<crate::dht::service::UdpShare>,
     /// uTP's counters (when uTP is on).
     pub utp: Option<Arc<crate::utp::UtpStatus>>,
+    /// The web seed's bound addresses and counters (when it is on).
+    pub webseed: Option<(Vec<SocketAddr>, Arc<crate::webseed::WebStats>)>,
 }
 
 /// DHT datagrams queued for the DHT thread at most.
@@ -129,6 +133,7 @@ pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Wo
             status: status.clone(),
         });
     }
+    let (mut web_listeners, web_shared, web_addrs) = web_listeners(shared, workers)?;
     let mut queues = Vec::new();
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let (tx, outgoing) = tokio::sync::mpsc::unbounded_channel();
@@ -141,6 +146,10 @@ pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Wo
             index: i,
             utp: if i == 0 { utp_parts.take() } else { None },
             utp_fallback: fallback.clone(),
+            webseed: web_shared.as_ref().map(|w| webseed::WebParts {
+                listeners: std::mem::take(&mut web_listeners[i]),
+                shared: w.clone(),
+            }),
         };
         services.spawn(format!("worker-{i}"), move |_shutdown| {
             let result = if backend == "io_uring" {
@@ -160,7 +169,37 @@ pub fn spawn_workers(shared: &Arc<Shared>, services: &mut Services) -> Result<Wo
         heartbeats,
         udp: udp_shares,
         utp: status,
+        webseed: web_shared.map(|w| (web_addrs, w.stats.clone())),
     })
+}
+
+type WebListeners = (
+    Vec<Vec<TcpListener>>,
+    Option<Arc<webseed::WebShared>>,
+    Vec<SocketAddr>,
+);
+
+/// The web seed's listeners, one per address for each worker (none when it is off).
+fn web_listeners(shared: &Arc<Shared>, workers: usize) -> Result<WebListeners, StartError> {
+    let cfg = &shared.config.webseed;
+    let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    if cfg.listen.is_empty() {
+        return Ok((per_worker, None, Vec::new()));
+    }
+    let mut addrs = Vec::new();
+    for addr in &cfg.listen {
+        let bound = probe_tcp(*addr)
+            .map_err(|e| StartError::bind(format!("webseed.listen {addr}: {e}"), &e))?;
+        for listeners in per_worker.iter_mut() {
+            let l = bind(bound)
+                .map_err(|e| StartError::bind(format!("webseed.listen {bound}: {e}"), &e))?;
+            listeners.push(l);
+        }
+        addrs.push(bound);
+    }
+    tracing::info!(listen = ?addrs, "web seed: serving HTTP");
+    let web = Arc::new(webseed::WebShared::new(cfg.clone()));
+    Ok((per_worker, Some(web), addrs))
 }
 
 /// Resolves the configured addresses (port 0 becomes a real port) or, when none are given,

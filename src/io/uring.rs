@@ -49,6 +49,10 @@ impl Stream for UringStream {
     fn shutdown(&self) {
         let _ = self.0.shutdown(std::net::Shutdown::Both);
     }
+
+    fn splice_fd(&self) -> Option<RawFd> {
+        Some(self.0.as_raw_fd())
+    }
 }
 
 /// A read buffer that keeps the torrent's files (and so the descriptor read from) open until

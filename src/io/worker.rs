@@ -35,6 +35,8 @@ pub struct Worker {
     pub utp: Option<super::utp::UtpParts>,
     /// Where a peer goes when dialling it over TCP failed: the uTP dialler.
     pub utp_fallback: Option<super::utp::Fallback>,
+    /// This worker's web seed listeners (when `webseed.listen` is set).
+    pub webseed: Option<super::webseed::WebParts>,
 }
 
 /// A backend's sockets.
@@ -100,6 +102,9 @@ pub async fn run<N: Net, D: Disk + 'static>(worker: Worker, disk: Rc<D>) -> io::
             }
         }));
     }
+    if let Some(parts) = worker.webseed {
+        accepts.extend(web_accepts::<N, D>(parts, &worker.shared, &disk, &active)?);
+    }
     let (shared, outgoing_active) = (worker.shared.clone(), active.clone());
     let mut rx = worker.outgoing;
     let fallback = worker.utp_fallback;
@@ -154,6 +159,57 @@ pub async fn run<N: Net, D: Disk + 'static>(worker: Worker, disk: Rc<D>) -> io::
     })
     .await;
     Ok(())
+}
+
+/// The web seed's accept loops (one per listener); each connection is admitted by the web
+/// seed's own caps and counted in the worker's drain.
+fn web_accepts<N: Net, D: Disk + 'static>(
+    parts: super::webseed::WebParts,
+    shared: &Arc<Shared>,
+    disk: &Rc<D>,
+    active: &Rc<Active>,
+) -> io::Result<Vec<tokio::task::JoinHandle<()>>> {
+    use super::webseed::{admit as web_admit, serve as web_serve, Catalog};
+    let catalog = Rc::new(Catalog::new(shared));
+    let mut accepts = Vec::new();
+    for listener in parts.listeners {
+        let listener = N::listen(listener)?;
+        let (shared, disk, active, web, catalog) = (
+            shared.clone(),
+            disk.clone(),
+            active.clone(),
+            parts.shared.clone(),
+            catalog.clone(),
+        );
+        accepts.push(tokio::task::spawn_local(async move {
+            loop {
+                let accepted = tokio::select! {
+                    r = N::accept(&listener) => r,
+                    _ = shared.shutdown.triggered() => break,
+                };
+                let (stream, addr) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tokio::select! {
+                            _ = accept_error(&e) => continue,
+                            _ = shared.shutdown.triggered() => break,
+                        }
+                    }
+                };
+                let Some(guard) = web_admit(&shared, &web, &active, addr) else {
+                    stream.shutdown();
+                    continue;
+                };
+                let (shared, disk, web, catalog) =
+                    (shared.clone(), disk.clone(), web.clone(), catalog.clone());
+                tokio::task::spawn_local(async move {
+                    web_serve(shared, web, catalog, stream, &*disk).await;
+                    drop(guard);
+                });
+            }
+        }));
+    }
+    Ok(accepts)
 }
 
 /// Records a failed outgoing connection.
