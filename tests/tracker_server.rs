@@ -562,3 +562,38 @@ fn open_mode_tracks_any_info_hash() {
     );
     serve.stop();
 }
+
+#[test]
+fn a_taken_tracker_address_fails_the_start_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = write_tree(dir.path(), "busy");
+    let torrent = dir.path().join("busy.torrent");
+    make_torrent(&root, &torrent, &[]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut p = Proc::spawn(
+        "uringseed",
+        uringseed().args([
+            "serve",
+            "--torrent",
+            torrent.to_str().unwrap(),
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--tracker-listen",
+            &addr,
+        ]),
+        dir.path(),
+    );
+    let status = p.wait_exit(Duration::from_secs(20));
+    // An address in use may pass by itself: the temporary failure's status.
+    assert_eq!(status.and_then(|s| s.code()), Some(3), "{}", p.report());
+    assert!(
+        p.stderr_text()
+            .contains(&format!("tracker_server.listen {addr}:")),
+        "{}",
+        p.report()
+    );
+    drop(taken);
+}
