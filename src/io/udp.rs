@@ -203,4 +203,24 @@ mod tests {
         assert_eq!(got, out.into_iter().map(|(_, d)| d).collect::<Vec<_>>());
         assert_eq!(batch.get(0).unwrap().0, a.local_addr().unwrap());
     }
+
+    #[test]
+    fn recv_wait_blocks_for_the_first_within_the_timeout_and_takes_the_rest() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        let mut batch = RecvBatch::default();
+        let t = std::time::Instant::now();
+        let e = batch.recv_wait(b.as_raw_fd()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(t.elapsed() >= std::time::Duration::from_millis(90));
+        let to = b.local_addr().unwrap();
+        for i in 0..5u8 {
+            a.send_to(&[i; 3], to).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(batch.recv_wait(b.as_raw_fd()).unwrap(), 5);
+        assert_eq!(batch.get(4).unwrap().1, &[4, 4, 4]);
+    }
 }
