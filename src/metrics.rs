@@ -11,6 +11,7 @@
 mod dht;
 mod limits;
 mod swarm;
+mod tracker_server;
 mod utp;
 mod webseed;
 
@@ -65,18 +66,21 @@ pub fn render(shared: &Shared, backend: &str) -> String {
     render_with(shared, backend, &UdpStatus::default())
 }
 
-/// The status of what runs on the peer port's UDP sockets: the DHT node and uTP, when on.
+/// The status of what runs on the peer port's UDP sockets (the DHT node and uTP) and of the
+/// built-in tracker, when on.
 #[derive(Debug, Clone, Default)]
 pub struct UdpStatus {
     pub dht: Option<Arc<crate::dht::service::DhtStatus>>,
     pub utp: Option<Arc<crate::utp::UtpStatus>>,
+    /// The built-in tracker (`tracker_server.listen`), when it runs.
+    pub tracker_server: Option<Arc<crate::tracker_server::service::TrackerServerStatus>>,
     /// The web seed's counters (when it serves).
     pub webseed: Option<Arc<crate::webseed::WebStats>>,
     /// Where the web seed listens (ports resolved).
     pub webseed_addrs: Vec<std::net::SocketAddr>,
 }
 
-/// [`render`] with the DHT node's and uTP's series, when they run.
+/// [`render`] with the DHT node's, uTP's and the built-in tracker's series, when they run.
 pub fn render_with(shared: &Shared, backend: &str, udp: &UdpStatus) -> String {
     let s = &shared.stats;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -333,6 +337,9 @@ pub fn render_with(shared: &Shared, backend: &str, udp: &UdpStatus) -> String {
     }
     if let Some(u) = &udp.utp {
         utp::render(&reg, u);
+    }
+    if let Some(t) = &udp.tracker_server {
+        tracker_server::render(&reg, &t.stats());
     }
     if let Some(w) = &udp.webseed {
         webseed::render(&reg, w);

@@ -171,9 +171,15 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         Some((addrs, stats)) => (addrs, Some(stats)),
         None => (Vec::new(), None),
     };
+    // After the given torrents are in the table: their first announces to it are accepted.
+    let tracker_server = crate::tracker_server::service::spawn(&shared, &mut services)?;
+    let tracker_addrs = tracker_server
+        .as_ref()
+        .map_or_else(Vec::new, |t| t.addrs.clone());
     let udp = crate::metrics::UdpStatus {
         dht,
         utp,
+        tracker_server,
         webseed,
         webseed_addrs: webseed_addrs.clone(),
     };
@@ -183,7 +189,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         shared,
         local_addrs,
         webseed_addrs,
-        tracker_addrs: Vec::new(),
+        tracker_addrs,
         backend,
         metrics_addr,
         api: http.api,

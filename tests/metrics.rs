@@ -224,7 +224,10 @@ fn exposition_passes_promtool_and_has_every_dashboard_metric() {
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
-        "[metrics]\nper_torrent = true\n[tracker]\ntimeout_secs = 1\n[webseed]\nlisten = [\"127.0.0.1:0\"]\n",
+        // The web seed and the built-in tracker on too (any free ports), so their series are
+        // checked as well.
+        "[metrics]\nper_torrent = true\n[tracker]\ntimeout_secs = 1\n[webseed]\nlisten = [\"127.0.0.1:0\"]\n\
+         [tracker_server]\nlisten = [\"127.0.0.1:0\"]\n",
     )
     .unwrap();
     let s = Serve::start(

@@ -317,13 +317,13 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
         &["-t", &tracker.url, "--piece-length", "262144"],
     );
     // An upload limit and a quota far above what the test sends, so that the panels showing
-    // them have something to show.
+    // them have something to show; the built-in tracker (its panel).
     let limits = dir.path().join("limits.toml");
     std::fs::write(
         &limits,
         format!(
             "[server]\nupload_rate_limit = \"100MiB\"\nupload_quota = \"100GiB\"\nstate_dir = \"{}\"\n\
-             [webseed]\nlisten = [\"127.0.0.1:0\"]\n",
+             [webseed]\nlisten = [\"127.0.0.1:0\"]\n[tracker_server]\nlisten = [\"127.0.0.1:0\"]\n",
             dir.path().join("state").display()
         ),
     )

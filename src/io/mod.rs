@@ -17,7 +17,8 @@
 //!
 //! uTP: `udp` binds the peer port's UDP sockets and moves datagrams in batches; `utp` serves
 //! uTP connections on the first worker through the same `conn` code, and passes the DHT's
-//! datagrams on ([`crate::dht::service::UdpShare`]).
+//! datagrams on ([`crate::dht::service::UdpShare`]). The batch calls (`RecvBatch`,
+//! `send_batch`) are public for the other UDP servers (the built-in tracker).
 
 mod admit;
 pub mod conn;
@@ -33,6 +34,7 @@ pub mod utp;
 mod webseed;
 mod worker;
 
+pub use udp::{send_batch, RecvBatch};
 pub use worker::{Worker, CONNECT_TIMEOUT, SHUTDOWN_GRACE};
 
 use crate::lifecycle::{Services, StartError};

@@ -86,6 +86,17 @@ impl RecvBatch {
 
     /// Takes up to [`BATCH`] waiting datagrams without blocking; `WouldBlock` when none.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_flags(fd, libc::MSG_DONTWAIT)
+    }
+
+    /// Waits for one datagram on a blocking socket (at most its SO_RCVTIMEO: then
+    /// `WouldBlock`), then takes it and up to [`BATCH`] - 1 more already waiting: one system
+    /// call per batch (MSG_WAITFORONE).
+    pub fn recv_wait(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.recv_flags(fd, libc::MSG_WAITFORONE)
+    }
+
+    fn recv_flags(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
         // SAFETY: zeroed mmsghdr, iovec and sockaddr_storage are valid; every pointer set below
         // points into `self` (or the local arrays), which outlive the call.
         unsafe {
@@ -105,7 +116,7 @@ impl RecvBatch {
                 fd,
                 hdrs.as_mut_ptr(),
                 BATCH as u32,
-                libc::MSG_DONTWAIT,
+                flags,
                 std::ptr::null_mut(),
             );
             if r < 0 {
@@ -191,5 +202,25 @@ mod tests {
         }
         assert_eq!(got, out.into_iter().map(|(_, d)| d).collect::<Vec<_>>());
         assert_eq!(batch.get(0).unwrap().0, a.local_addr().unwrap());
+    }
+
+    #[test]
+    fn recv_wait_blocks_for_the_first_within_the_timeout_and_takes_the_rest() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        let mut batch = RecvBatch::default();
+        let t = std::time::Instant::now();
+        let e = batch.recv_wait(b.as_raw_fd()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(t.elapsed() >= std::time::Duration::from_millis(90));
+        let to = b.local_addr().unwrap();
+        for i in 0..5u8 {
+            a.send_to(&[i; 3], to).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(batch.recv_wait(b.as_raw_fd()).unwrap(), 5);
+        assert_eq!(batch.get(4).unwrap().1, &[4, 4, 4]);
     }
 }

@@ -4,9 +4,11 @@
 //! ([`swarm`]), the HTTP codec ([`http`]), the BEP 15 codec and connection ids ([`udp`]), and
 //! the counters the caller reads ([`Stats`]).
 //!
-//! No sockets, no clock, no threads: the listeners that feed it live elsewhere.
+//! No sockets, no clock, no threads here or in those three: the listeners that feed it are
+//! [`service`].
 
 pub mod http;
+pub mod service;
 pub mod swarm;
 pub mod udp;
 

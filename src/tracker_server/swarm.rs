@@ -352,8 +352,10 @@ impl Swarm {
                 }
             }
         }
-        let (mut peers4, mut peers6, mut stale) = (Vec::new(), Vec::new(), Vec::new());
         let n = t.peers.len();
+        let room = want.min(n);
+        let (mut peers4, mut peers6, mut stale) =
+            (Vec::with_capacity(room), Vec::new(), Vec::new());
         if want > 0 && a.event != Event::Stopped && n > 0 {
             let first = (start % n as u64) as usize;
             for k in 0..n {

@@ -26,7 +26,9 @@
                                            is added by hand); prints "port" (its listen port) first,
                                            then "state", "downloaded", "seconds" and "have" like
                                            download; exit 1 on timeout or a torrent error, 2 on bad
-                                           arguments (LT_ENCRYPTION as for download)
+                                           arguments (LT_ENCRYPTION and LT_DOWNLOAD_RATE as for
+                                           download; LT_LINGER_SECS=N stays N seconds in the swarm
+                                           as a seed once done, SIGTERM ending it early)
   lt_tool.py seed TORRENT SAVE_DIR [TRACKER_URL|-] [TIMEOUT]
                                            seed TORRENT's data from SAVE_DIR (checked first), announce
                                            to the torrent's trackers plus TRACKER_URL ("-": none), and
@@ -408,6 +410,14 @@ def tracker_download(torrent, save_dir, timeout):
     close_tcp_listener(ses, t0)
     print("port", ses.listen_port())
     sys.stdout.flush()
+    rate = int(os.environ.get("LT_DOWNLOAD_RATE") or 0)
+    if rate > 0:
+        # As in download: the global and the local (loopback) peer class.
+        ses.apply_settings({"download_rate_limit": rate})
+        pc = ses.get_peer_class(ses.local_peer_class_id)
+        pc["download_limit"] = rate
+        ses.set_peer_class(ses.local_peer_class_id, pc)
+        log(t0, "download rate limited to %d B/s" % rate)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.save_path = save_dir
@@ -445,6 +455,16 @@ def tracker_download(torrent, save_dir, timeout):
     print("seconds", "%.2f" % (time.time() - t0))
     print("have", ",".join(str(i) for i, b in enumerate(h.status().pieces) if b))
     seen.report()
+    # LT_LINGER_SECS: stay in the swarm as a seed that long first (SIGTERM ends it early).
+    linger = float(os.environ.get("LT_LINGER_SECS") or 0)
+    if linger > 0:
+        sys.stdout.flush()
+        stop = []
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+        end = time.time() + linger
+        while time.time() < end and not stop:
+            log_alerts(ses, t0)
+            ses.wait_for_alert(100)
     # Announce stopped (bounded by libtorrent's stop_tracker_timeout, 5 s) and close the files.
     ses.remove_torrent(h)
     del ses

@@ -6,8 +6,9 @@
 // No DHT, no LSD, no trackers, no web seeds, no uTP; the only peer is the one given (ut_pex cannot
 // be switched off in webtorrent@1, but it only learns peers from that peer). A magnet link
 // (`magnet:?...`) in place of the file: the metadata comes from the peers (BEP 9). PEER `-`
-// (a magnet only): no peer is given; the tracker client is on and announces to the magnet's own
-// `tr` trackers, the only source of peers. Files land in
+// : no peer is given; the tracker client is on and announces to the magnet's `tr` trackers (or
+// the torrent file's announce list), the only source of peers. WT_DOWNLOAD_RATE=BYTES/S caps the
+// download; WT_LINGER_SECS=N stays N seconds as a seed once done (SIGTERM ends it early). Files land in
 // OUT_DIR/<torrent name>/... for a multi-file torrent, OUT_DIR/<name> for a single file.
 // The client's own listening socket is bound to 127.0.0.1 (random port).
 // Progress goes to stderr once a second. Exit 0 once 'done' fired (every piece verified and written)
@@ -31,7 +32,6 @@ const timeoutS = Number(timeoutArg)
 if (!(timeoutS > 0)) usage('TIMEOUT_SECS must be a positive number')
 const isMagnet = torrentFile.startsWith('magnet:')
 const viaTrackers = peer === '-'
-if (viaTrackers && !isMagnet) usage('PEER - (trackers) needs a magnet link')
 if (!viaTrackers && !/^(\[[0-9a-fA-F:.]+\]|[^:]+):\d+$/.test(peer)) usage('peer must be HOST:PORT (or [IPv6]:PORT)')
 
 // webtorrent@1 listens for incoming peers with tcpServer.listen(port) on every interface; keep it
@@ -77,7 +77,12 @@ if (!isMagnet) {
 }
 fs.mkdirSync(outDir, { recursive: true })
 
-client = new WebTorrent({ dht: false, lsd: false, tracker: viaTrackers, webSeeds: false, utp: false })
+// WT_DOWNLOAD_RATE=BYTES/S caps the download (so that it lasts a while).
+const rate = Number(process.env.WT_DOWNLOAD_RATE || 0)
+const opts = { dht: false, lsd: false, tracker: viaTrackers, webSeeds: false, utp: false }
+if (rate > 0) opts.downloadLimit = rate
+client = new WebTorrent(opts)
+client.on('listening', () => log(`listening ${client.torrentPort}`))
 client.on('error', err => finish(1, `client error: ${err.message || err}`))
 
 const timer = setTimeout(() => finish(1, `timeout after ${timeoutS}s`), timeoutS * 1000)
@@ -95,7 +100,14 @@ torrent.on('wire', (wire, addr) => log(`connected to ${addr} (peer id ${wire.pee
 torrent.on('done', () => {
   clearTimeout(timer)
   const secs = (Date.now() - t0) / 1000
-  finish(0, `done: ${torrent.downloaded} bytes downloaded in ${secs.toFixed(2)}s`)
+  const msg = `done: ${torrent.downloaded} bytes downloaded in ${secs.toFixed(2)}s`
+  // WT_LINGER_SECS=N: stay in the swarm as a seed N seconds first (SIGTERM ends it early).
+  const linger = Number(process.env.WT_LINGER_SECS || 0)
+  if (!(linger > 0)) return finish(0, msg)
+  log(`${msg}; seeding ${linger}s`)
+  const end = () => finish(0, 'linger over')
+  process.on('SIGTERM', end)
+  setTimeout(end, linger * 1000)
 })
 
 // addPeer before 'infoHash'/'ready' is fine: webtorrent queues it until discovery starts.
