@@ -25,7 +25,7 @@ pub mod conn;
 mod handshake;
 pub mod mem;
 mod portable;
-mod splice;
+mod sendfile;
 pub mod stream;
 mod udp;
 mod upload;

@@ -34,9 +34,9 @@ pub trait Stream {
     /// socket), if known: tells a peer that reads slowly from one that stopped reading.
     fn bytes_acked(&self) -> Option<u64>;
     /// The descriptor of a TCP socket in blocking mode that nothing else polls (the io_uring
-    /// backend's), which `super::splice` may briefly make non-blocking to send file data
+    /// backend's), which `super::sendfile` may briefly make non-blocking to send file data
     /// without a copy; None for other streams.
-    fn splice_fd(&self) -> Option<std::os::fd::RawFd> {
+    fn sendfile_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
     /// A uTP connection rather than TCP (shown in the peers list and PEX flags).

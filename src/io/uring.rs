@@ -50,7 +50,7 @@ impl Stream for UringStream {
         let _ = self.0.shutdown(std::net::Shutdown::Both);
     }
 
-    fn splice_fd(&self) -> Option<RawFd> {
+    fn sendfile_fd(&self) -> Option<RawFd> {
         Some(self.0.as_raw_fd())
     }
 }

@@ -12,7 +12,7 @@
 //! `crate::webseed`) and owns no torrent state.
 
 use super::admit::Active;
-use super::splice::{send_file, Pipe};
+use super::sendfile::{send_file, Reactor};
 use super::stream::{self, send_all, Disk, SendError, Stream};
 use crate::config::WebseedConfig;
 use crate::metainfo::InfoHash;
@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 /// Largest piece of a body fetched and written in one go (without a rate limit).
 const MAX_CHUNK: u64 = 1 << 20;
-/// Largest piece of a body spliced from the page cache in one go (one residency check).
+/// Largest piece of a body sent from the page cache by sendfile in one go (one residency
+/// check).
 const MAX_SPLICE: u64 = 8 << 20;
 /// Smallest chunk a rate limit hands out.
 const MIN_CHUNK: u64 = 16 << 10;
@@ -262,8 +263,8 @@ pub(super) async fn serve<S: Stream, D: Disk>(
     disk: &D,
 ) {
     let mut buf: Vec<u8> = Vec::new();
-    // Made on the first body spliced from the page cache, kept for the connection's next ones.
-    let mut pipe = None;
+    // The socket's registration for sendfile's waits; a local, so it goes before `stream`.
+    let mut reactor: Reactor = None;
     loop {
         let req = match read_head(&shared, &web, &stream, &mut buf).await {
             Head::Request(r) => r,
@@ -273,12 +274,12 @@ pub(super) async fn serve<S: Stream, D: Disk>(
                     &shared,
                     &web,
                     &stream,
+                    &mut reactor,
                     disk,
                     Planned {
                         answer: a,
                         ctx: None,
                     },
-                    &mut pipe,
                 )
                 .await;
                 break;
@@ -288,7 +289,7 @@ pub(super) async fn serve<S: Stream, D: Disk>(
         let answer = answer(&shared, &web, &catalog, &req);
         web.stats.count(answer.answer.status);
         let keep = answer.answer.keep_alive;
-        if send_answer(&shared, &web, &stream, disk, answer, &mut pipe)
+        if send_answer(&shared, &web, &stream, &mut reactor, disk, answer)
             .await
             .is_err()
             || !keep
@@ -389,9 +390,9 @@ async fn send_answer<S: Stream, D: Disk>(
     shared: &Shared,
     web: &WebShared,
     stream: &S,
+    reactor: &mut Reactor,
     disk: &D,
     planned: Planned,
-    pipe: &mut Option<Pipe>,
 ) -> Result<(), SendError> {
     let stall = stall(&web.config);
     let Answer { head, body, .. } = planned.answer;
@@ -420,18 +421,15 @@ async fn send_answer<S: Stream, D: Disk>(
             .min()
             .unwrap_or(0);
         let mut n = crate::ratelimit::chunk(rate, MIN_CHUNK, MAX_SPLICE).min(end - at);
-        let source = splice_source(stream, &ctx, at, n);
+        let source = sendfile_source(stream, &ctx, at, n);
         if source.is_none() {
             n = n.min(MAX_CHUNK);
         }
         book(shared, &ctx, n).await;
-        if pipe.is_none() && source.is_some() {
-            *pipe = Pipe::new().ok();
-        }
-        if let (Some((sock, file, offset)), Some(p)) = (source, pipe.as_mut()) {
-            // The head (if not sent yet) rides in the pipe ahead of the page-cache bytes.
+        if let Some((sock, file, offset)) = source {
+            // The head (if not sent yet) and then the page-cache bytes, by sendfile.
             let head: Vec<u8> = std::mem::take(&mut bufs).concat();
-            let sent = send_file(stream, sock, p, &head, file, offset, n, stall).await;
+            let sent = send_file(stream, reactor, sock, &head, file, offset, n, stall).await;
             if sent == Err(SendError::Stalled) {
                 web.stats.timeouts.fetch_add(1, Ordering::Relaxed);
             }
@@ -470,17 +468,17 @@ async fn send_answer<S: Stream, D: Disk>(
     Ok(())
 }
 
-/// Where `n` bytes at `at` can be spliced from: the stream's socket (a backend that offers
+/// Where `n` bytes at `at` can be sent by sendfile from: the stream's socket (a backend that offers
 /// it), and a data file's descriptor and offset, when they lie in one open file and are all in
-/// the page cache now (a splice from disk would block the worker).
-fn splice_source<S: Stream>(
+/// the page cache now (a sendfile from disk would block the worker).
+fn sendfile_source<S: Stream>(
     stream: &S,
     ctx: &TorrentCtx,
     at: u64,
     n: u64,
 ) -> Option<(std::os::fd::RawFd, std::os::fd::RawFd, u64)> {
     use std::os::fd::AsRawFd;
-    let sock = stream.splice_fd()?;
+    let sock = stream.sendfile_fd()?;
     let mut spans = ctx.view.layout.spans(at, n);
     let span = spans.next().filter(|s| !s.pad)?;
     if spans.next().is_some() || ctx.resident(at, n as usize).is_none() {
