@@ -23,6 +23,31 @@ impl Drop for Guard {
     }
 }
 
+/// Starts `uringseed ARGS` in `dir` and reads what it prints up to `ready: ` (key: value
+/// lines); the guard kills it if the test ends early.
+fn serve_printing(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (Guard, std::collections::HashMap<String, String>) {
+    let child = uringseed()
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = Guard(Some(child));
+    let stdout = guard.0.as_mut().unwrap().stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut got = std::collections::HashMap::new();
+    while !got.contains_key("ready") {
+        let line = lines.next().expect("serve printed too little").unwrap();
+        let (k, v) = line.split_once(": ").unwrap();
+        got.insert(k.to_string(), v.to_string());
+    }
+    (guard, got)
+}
+
 fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -38,29 +63,18 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitSta
 fn serve_path_makes_torrent_prints_magnet_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let tree = write_tree(dir.path(), "tree");
-    let child = uringseed()
-        .current_dir(dir.path())
-        .args([
+    let (mut guard, got) = serve_printing(
+        dir.path(),
+        &[
             "serve",
             "tree",
             "--listen",
             "127.0.0.1:0",
             "-t",
             "http://127.0.0.1:1/announce",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut guard = Guard(Some(child));
+        ],
+    );
     let child = guard.0.as_mut().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut got = std::collections::HashMap::new();
-    while !got.contains_key("ready") {
-        let line = lines.next().expect("serve printed too little").unwrap();
-        let (k, v) = line.split_once(": ").unwrap();
-        got.insert(k.to_string(), v.to_string());
-    }
     let torrent = metainfo::load(&dir.path().join(&got["torrent"])).unwrap();
     assert_eq!(got["torrent"], "tree.torrent");
     assert_eq!(got["info-hash"], torrent.info_hash.to_hex());
@@ -625,9 +639,9 @@ fn url_list(torrent: &std::path::Path) -> Vec<String> {
 fn serve_path_with_webseed_and_public_url_names_the_bound_port_in_url_list() {
     let dir = tempfile::tempdir().unwrap();
     let tree = write_tree(dir.path(), "tree");
-    let child = uringseed()
-        .current_dir(dir.path())
-        .args([
+    let (mut guard, got) = serve_printing(
+        dir.path(),
+        &[
             "serve",
             "tree",
             "--listen",
@@ -636,20 +650,9 @@ fn serve_path_with_webseed_and_public_url_names_the_bound_port_in_url_list() {
             "0.0.0.0:0",
             "--public-url",
             "http://seed.example.org",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut guard = Guard(Some(child));
+        ],
+    );
     let child = guard.0.as_mut().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut got = std::collections::HashMap::new();
-    while !got.contains_key("ready") {
-        let line = lines.next().expect("serve printed too little").unwrap();
-        let (k, v) = line.split_once(": ").unwrap();
-        got.insert(k.to_string(), v.to_string());
-    }
     let bound: std::net::SocketAddr = got["webseed listening"].parse().unwrap();
     assert_ne!(bound.port(), 0);
     let base = format!("http://seed.example.org:{}/", bound.port());

@@ -77,20 +77,7 @@ pub async fn run<N: Net, D: Disk + 'static>(worker: Worker, disk: Rc<D>) -> io::
         let listener = N::listen(listener)?;
         let (shared, disk, active) = (worker.shared.clone(), disk.clone(), active.clone());
         accepts.push(tokio::task::spawn_local(async move {
-            loop {
-                let accepted = tokio::select! {
-                    r = N::accept(&listener) => r,
-                    _ = shared.shutdown.triggered() => break,
-                };
-                let (stream, addr) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tokio::select! {
-                            _ = accept_error(&e) => continue,
-                            _ = shared.shutdown.triggered() => break,
-                        }
-                    }
-                };
+            while let Some((stream, addr)) = next_accept::<N>(&listener, &shared).await {
                 let Some(guard) = admit(&shared, &active, addr, None) else {
                     continue;
                 };
@@ -182,20 +169,7 @@ fn web_accepts<N: Net, D: Disk + 'static>(
             catalog.clone(),
         );
         accepts.push(tokio::task::spawn_local(async move {
-            loop {
-                let accepted = tokio::select! {
-                    r = N::accept(&listener) => r,
-                    _ = shared.shutdown.triggered() => break,
-                };
-                let (stream, addr) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tokio::select! {
-                            _ = accept_error(&e) => continue,
-                            _ = shared.shutdown.triggered() => break,
-                        }
-                    }
-                };
+            while let Some((stream, addr)) = next_accept::<N>(&listener, &shared).await {
                 let Some(guard) = web_admit(&shared, &web, &active, addr) else {
                     stream.shutdown();
                     continue;
@@ -210,6 +184,28 @@ fn web_accepts<N: Net, D: Disk + 'static>(
         }));
     }
     Ok(accepts)
+}
+
+/// The next accepted connection, past failed accepts (backing off); None at shutdown.
+async fn next_accept<N: Net>(
+    listener: &N::Listener,
+    shared: &Shared,
+) -> Option<(N::Conn, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            r = N::accept(listener) => r,
+            _ = shared.shutdown.triggered() => return None,
+        };
+        match accepted {
+            Ok(a) => return Some(a),
+            Err(e) => {
+                tokio::select! {
+                    _ = accept_error(&e) => {}
+                    _ = shared.shutdown.triggered() => return None,
+                }
+            }
+        }
+    }
 }
 
 /// Records a failed outgoing connection.

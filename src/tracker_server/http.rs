@@ -7,6 +7,7 @@
 //! only so the caller can honour it when configured to.
 
 use super::swarm::{Counts, Event, PeerInfo, Reply};
+use crate::metainfo::hex_digit as hex;
 use crate::metainfo::InfoHash;
 use std::net::{IpAddr, SocketAddr};
 
@@ -70,15 +71,6 @@ impl HttpError {
             HttpError::Invalid(k) => format!("invalid {k}"),
             HttpError::TooManyHashes => format!("at most {MAX_SCRAPE_HASHES} info_hash per scrape"),
         }
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

@@ -3,6 +3,8 @@
 //! every segment that could reach outside the torrent (dot segments, NUL, backslash, control
 //! bytes, encoded slashes) refused.
 
+use crate::metainfo::hex_digit as hex;
+
 /// At most this many bytes in the path, and in one segment.
 pub const MAX_PATH: usize = 4096;
 /// At most this many `/`-separated segments.
@@ -84,15 +86,6 @@ fn path_of(raw: &[u8]) -> &[u8] {
         }
     }
     p
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Checks one byte of a segment, raw or decoded.
