@@ -14,10 +14,8 @@ import time
 
 import libtorrent as lt
 
-
-def log(t0, msg):
-    sys.stderr.write("[lt-webseed %.1fs] %s\n" % (time.time() - t0, msg))
-    sys.stderr.flush()
+# The shared helpers of the libtorrent driver beside this script (the alert log).
+from lt_tool import log, log_alerts
 
 
 def main():
@@ -63,12 +61,11 @@ def main():
             print("state", str(st.state))
             print("downloaded", st.total_payload_download)
             sys.exit(1)
-        for a in ses.pop_alerts():
-            if isinstance(a, lt.torrent_error_alert):
-                log(t0, "torrent error: " + a.message())
-                print("state", str(st.state))
-                sys.exit(1)
-            log(t0, "alert %s: %s" % (type(a).__name__, a.message()))
+        error = log_alerts(ses, t0)
+        if error is not None:
+            log(t0, "torrent error: " + error)
+            print("state", str(st.state))
+            sys.exit(1)
         if now - last_report >= 1:
             last_report = now
             log(t0, "state %s progress %.4f peers %d down %d B/s"
