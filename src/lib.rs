@@ -13,6 +13,7 @@
 //! - [`utp`]: uTP (BEP 29) sans I/O: the packet codec and one connection's state machine
 //!   (reliability, selective acks, RTO, LEDBAT congestion control).
 //! - [`choke`]: the seed choker's decisions.
+//! - [`superseed`]: BEP 16 super-seeding for one torrent (which piece each peer is offered).
 //! - [`peer_source`]: the one entry point for peer addresses to dial (own address, invalid,
 //!   blocked, duplicate, redial window, queue bound, dial rate).
 //! - [`ratelimit`]: the lock-free byte-rate bucket every upload reserves from; [`quota`]: quota
@@ -108,6 +109,7 @@ pub mod server;
 pub mod state;
 pub mod stats;
 pub mod storage;
+pub mod superseed;
 pub mod tracker;
 pub mod tracker_server;
 pub mod units;
