@@ -262,6 +262,32 @@ fn seeds_are_counted_never_offered_and_leave_cleanly() {
     assert_eq!(z.poll_stop(), Some(Stop::EveryPieceOutTwice));
 }
 
+#[test]
+fn several_offers_per_peer_and_shared_ones_only_when_nothing_else_is_left() {
+    let t = Instant::now();
+    let cfg = Config {
+        max_offers: 3,
+        ..Config::default()
+    };
+    let mut s = SuperSeed::new(4, cfg, 6, t);
+    s.handle_joined(1, t);
+    let a = drain(&mut s);
+    assert_eq!(a.len(), 3);
+    assert!(a.iter().all(|&(k, _)| k == 1));
+    // One piece is offered to nobody: peer 2 gets it first, then two of peer 1's.
+    s.handle_joined(2, t);
+    let b = drain(&mut s);
+    assert_eq!(b.len(), 3);
+    let free = (0..4).find(|p| !s.offered(1).contains(p)).unwrap();
+    assert_eq!(b[0], (2, free));
+    assert_eq!(s.offered(1).len() + s.offered(2).len(), 6);
+    // Peer 2 announcing one of peer 1's pieces frees a slot of peer 1's.
+    let shared = b[1].1;
+    s.handle_have(2, shared, t);
+    assert_eq!(drain(&mut s), vec![(1, free)]);
+    assert!(!s.may_serve(1, shared) && s.may_serve(2, shared));
+}
+
 /// 1 seed and 8 leechers: each step every leecher downloads one block of a piece someone has,
 /// rarest first among the leechers, from another leecher when one has it and from the seed
 /// otherwise (only as offered when `superseed`). Returns the pieces' worth the seed uploaded
@@ -423,6 +449,15 @@ proptest! {
                 prop_assert!(s.offered(k).len() <= max_offers);
             }
             let _ = s.poll_stop();
+            let r = &s.rarity;
+            prop_assert_eq!(r.start.last().copied(), Some(pieces as u32));
+            for k in 0..r.start.len() - 1 {
+                for i in r.start[k]..r.start[k + 1] {
+                    let p = r.order[i as usize];
+                    prop_assert_eq!(r.pos[p as usize], i);
+                    prop_assert_eq!(r.avail[p as usize] as usize, k);
+                }
+            }
             if let Some(d) = s.poll_timeout() {
                 prop_assert!(d >= t);
             }
