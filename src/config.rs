@@ -15,8 +15,8 @@ mod sections;
 
 pub use distribution::{TrackerServerConfig, WebseedConfig};
 pub use sections::{
-    ApiConfig, DhtConfig, HashingConfig, LogConfig, MetricsConfig, TorrentConfig, TrackerConfig,
-    UtpConfig, WatchConfig, DEFAULT_METRICS_LISTEN,
+    ApiConfig, DhtConfig, HashingConfig, LogConfig, MetricsConfig, SeedingConfig, TorrentConfig,
+    TrackerConfig, UtpConfig, WatchConfig, DEFAULT_METRICS_LISTEN,
 };
 
 use crate::units::{ByteRate, ByteSize};
@@ -44,6 +44,7 @@ pub struct Config {
     pub utp: UtpConfig,
     pub webseed: WebseedConfig,
     pub tracker_server: TrackerServerConfig,
+    pub seeding: SeedingConfig,
     pub watch: WatchConfig,
     pub log: LogConfig,
     /// Torrents to seed.

@@ -48,6 +48,7 @@ pub fn config_specs(config: &Config) -> Result<Vec<TorrentSpec>, Box<dyn std::er
         spec.limits = crate::state::TorrentLimits {
             upload_rate: t.upload_rate_limit.0,
             upload_quota: t.upload_quota.0,
+            super_seed: t.super_seed,
         };
         specs.push(spec);
     }

@@ -137,6 +137,10 @@ struct ServeArgs {
     /// "enabled").
     #[arg(long, value_parser = ["enabled", "required", "disabled"])]
     encryption: Option<String>,
+    /// Super-seeding (BEP 16) for every torrent (seeding.super_seed): one rare piece offered
+    /// to each leecher at a time, for a new swarm with one seed.
+    #[arg(long)]
+    super_seed: bool,
     /// With PATH: where to write the .torrent.
     #[arg(long)]
     torrent_out: Option<PathBuf>,
@@ -354,6 +358,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             "disabled" => Encryption::Disabled,
             _ => Encryption::Enabled,
         };
+    }
+    if args.super_seed {
+        config.seeding.super_seed = true;
     }
     if !args.webseed.is_empty() {
         config.webseed.listen = args.webseed.clone();

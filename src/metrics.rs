@@ -10,6 +10,7 @@
 
 mod dht;
 mod limits;
+mod superseed;
 mod swarm;
 mod tracker_server;
 mod utp;
@@ -332,6 +333,7 @@ pub fn render_with(shared: &Shared, backend: &str, udp: &UdpStatus) -> String {
             v
         });
     }
+    superseed::render(&reg, s, &torrents);
     if let Some(d) = &udp.dht {
         dht::render(&reg, d);
     }

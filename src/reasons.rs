@@ -129,6 +129,8 @@ labels! {
         QueueFull = "queue_full",
         /// Its data could not be read.
         ReadError = "read_error",
+        /// Super-seeding: a piece not offered to this peer.
+        NotOffered = "not_offered",
     }
 }
 

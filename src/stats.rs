@@ -96,6 +96,8 @@ pub struct Stats {
     /// BEP 11 peer-exchange messages sent and received (acted on).
     pub pex_sent: AtomicU64,
     pub pex_received: AtomicU64,
+    /// Pieces offered to leechers (a `have`) by super-seeding (BEP 16).
+    pub superseed_offers: AtomicU64,
     pub rejected: LabelCounters<RejectReason>,
     pub announces: LabelCounters<AnnounceResult>,
     /// Scrape requests (one per batch of torrents), by result.

@@ -8,7 +8,8 @@
 //! A leecher is offered the rarest piece it lacks that nobody else is being offered (ties broken
 //! by the seed given to [`SuperSeed::new`]), at most [`Config::max_offers`] at a time. An offer
 //! ends when another peer announces that piece (it reached the swarm), or [`Config::offer_timeout`]
-//! after it was made (whether or not the peer announced it: a lone leecher never stalls); a piece
+//! after it was made (whether or not the peer announced it), or, for a lone leecher (no other
+//! leecher to pass it on to), when that peer itself announces it; a piece
 //! in a peer's first bitfield that it was offered ends that offer at once. Peers with every piece
 //! are seeds: they get no offers and are counted by [`SuperSeed::seeds`].
 //!
@@ -44,6 +45,9 @@ pub struct Config {
     pub offer_timeout: Duration,
     /// Offers outstanding per peer at most.
     pub max_offers: usize,
+    /// Offers outstanding at most for a lone leecher (nobody to pass pieces on to: a deeper
+    /// queue keeps its download going).
+    pub alone_offers: usize,
     /// Super-seeding ends once the swarm has been a single leecher this long.
     pub alone_grace: Duration,
 }
@@ -53,6 +57,7 @@ impl Default for Config {
         Config {
             offer_timeout: Duration::from_secs(30),
             max_offers: 1,
+            alone_offers: 4,
             alone_grace: Duration::from_secs(60),
         }
     }
@@ -313,11 +318,16 @@ impl SuperSeed {
 
     /// The next `have` to send: `(peer, piece)`. Call until `None` after every `handle_*`.
     pub fn poll_offer(&mut self) -> Option<(PeerKey, u32)> {
+        let max = if self.leechers() <= 1 {
+            self.cfg.max_offers.max(self.cfg.alone_offers)
+        } else {
+            self.cfg.max_offers
+        };
         while let Some(&key) = self.pending.first() {
             let room = self
                 .peers
                 .get(&key)
-                .is_some_and(|p| !p.seed && p.offers.len() < self.cfg.max_offers);
+                .is_some_and(|p| !p.seed && p.offers.len() < max);
             let piece = if room { self.pick(key) } else { None };
             let Some(piece) = piece else {
                 self.pending.remove(&key);
@@ -420,6 +430,9 @@ impl SuperSeed {
     }
 
     fn add_piece(&mut self, key: PeerKey, piece: u32, from_bitfield: bool) {
+        // A lone leecher has no one else to pass its piece to: its own `have` ends its offer
+        // (else it would wait out the offer timeout for every piece).
+        let alone = self.leechers() <= 1;
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
@@ -434,7 +447,7 @@ impl SuperSeed {
             .get(&piece)
             .map_or_else(Vec::new, |v| v.clone());
         for other in others {
-            if other != key || from_bitfield {
+            if other != key || from_bitfield || alone {
                 self.end_offer(other, piece);
                 self.pending.insert(other);
             }

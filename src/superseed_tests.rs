@@ -23,21 +23,24 @@ fn bits(pieces: usize, set: &[u32]) -> Vec<u8> {
 #[test]
 fn one_offer_at_join_and_the_next_only_once_another_peer_announces_it() {
     let t = Instant::now();
-    let mut s = SuperSeed::new(16, Config::default(), 1, t);
+    let cfg = Config {
+        alone_offers: 1,
+        ..Config::default()
+    };
+    let mut s = SuperSeed::new(16, cfg, 1, t);
     s.handle_joined(1, t);
     let offers = drain(&mut s);
     assert_eq!(offers.len(), 1);
     let (peer, x) = offers[0];
     assert_eq!(peer, 1);
     assert_eq!(s.offered(1), vec![x]);
-    // The peer downloading it is not enough.
-    s.handle_have(1, x, t + S);
-    assert_eq!(drain(&mut s), vec![]);
-    s.handle_joined(2, t + 2 * S);
+    s.handle_joined(2, t + S);
     let offers = drain(&mut s);
     assert_eq!(offers.len(), 1);
     let (peer, y) = offers[0];
     assert!(peer == 2 && y != x);
+    // With another leecher there, the peer downloading its piece is not enough.
+    s.handle_have(1, x, t + 2 * S);
     assert_eq!(drain(&mut s), vec![]);
     // Another peer announcing an unrelated piece changes nothing for peer 1.
     let other = (0..16).find(|&p| p != x && p != y).unwrap();
@@ -120,11 +123,12 @@ fn never_offers_a_piece_the_peer_has_and_serves_only_offers() {
 }
 
 #[test]
-fn a_lone_leecher_advances_after_the_timeout_and_completes_the_torrent() {
+fn a_lone_leecher_advances_on_its_own_have_and_completes_the_torrent() {
     const PIECES: usize = 20;
     let t = Instant::now();
     let cfg = Config {
         alone_grace: Duration::MAX,
+        alone_offers: 1,
         ..Config::default()
     };
     let mut s = SuperSeed::new(PIECES, cfg, 4, t);
@@ -139,25 +143,21 @@ fn a_lone_leecher_advances_after_the_timeout_and_completes_the_torrent() {
         assert_eq!(offers.len(), 1, "{offers:?}");
         let (_, p) = offers[0];
         assert!(got.insert(p), "offered {p} twice");
-        // It downloads the piece and announces it; nothing comes before the timeout.
-        s.handle_have(1, p, now + S);
-        assert_eq!(drain(&mut s), vec![]);
-        if s.seeds() == 1 {
-            break;
-        }
-        let next = s.poll_timeout().expect("an offer is outstanding");
-        assert_eq!(next, now + cfg.offer_timeout);
-        s.handle_timeout(next - S);
-        assert_eq!(drain(&mut s), vec![]);
-        now = next;
-        s.handle_timeout(now);
+        // It downloads the piece and announces it: alone, it is offered the next at once
+        // (there is no other peer for the piece to reach).
+        now += S;
+        s.handle_have(1, p, now);
     }
     assert_eq!(got.len(), PIECES);
     assert_eq!((s.seeds(), s.leechers()), (1, 0));
     assert_eq!(s.poll_stop(), None);
 
-    // One that ignores its offer is moved on too.
-    let mut s = SuperSeed::new(4, Config::default(), 4, t);
+    // One that ignores its offer is moved on too, after the offer timeout.
+    let one = Config {
+        alone_offers: 1,
+        ..Config::default()
+    };
+    let mut s = SuperSeed::new(4, one, 4, t);
     s.handle_joined(1, t);
     let first = drain(&mut s);
     s.handle_timeout(t + 29 * S);
@@ -267,6 +267,7 @@ fn several_offers_per_peer_and_shared_ones_only_when_nothing_else_is_left() {
     let t = Instant::now();
     let cfg = Config {
         max_offers: 3,
+        alone_offers: 3,
         ..Config::default()
     };
     let mut s = SuperSeed::new(4, cfg, 6, t);
@@ -400,7 +401,7 @@ proptest! {
         evs in proptest::collection::vec(ev(), 0..80),
     ) {
         let t = Instant::now();
-        let cfg = Config { offer_timeout: Duration::from_secs(timeout), max_offers, alone_grace: 50 * S };
+        let cfg = Config { offer_timeout: Duration::from_secs(timeout), max_offers, alone_offers: max_offers, alone_grace: 50 * S };
         let mut s = SuperSeed::new(pieces, cfg, seed, t);
         // The model: what each joined peer has.
         let mut model: BTreeMap<u64, Vec<bool>> = BTreeMap::new();

@@ -57,6 +57,7 @@ fn limits() -> Limits {
         idle_timeout: Duration::from_secs(300),
         listen_port: 6881,
         remote_ip: None,
+        super_seed: false,
     }
 }
 
@@ -343,4 +344,58 @@ fn keepalive_and_idle_timeout_follow_the_given_time() {
     p.handle_bytes(t0 + Duration::from_secs(200), &[0, 0, 0, 0])
         .unwrap();
     assert!(p.handle_timeout(t0 + Duration::from_secs(300)).is_ok());
+}
+
+#[test]
+fn super_seeding_advertises_nothing_serves_only_offers_and_unrestricts_to_have_all() {
+    let t0 = Instant::now();
+    let l = Limits {
+        super_seed: true,
+        ..limits()
+    };
+    let mut p = Peer::new(view(true), l, &theirs(true), [2; 20], true, t0);
+    let first = sent(&mut p);
+    assert!(
+        first.contains(&format!("{:?}", Message::HaveNone)),
+        "{first:?}"
+    );
+    assert!(
+        !first
+            .iter()
+            .any(|m| m.starts_with("Bitfield") || m == "HaveAll"),
+        "{first:?}"
+    );
+    assert!(p.is_restricted());
+    p.handle_bytes(t0, &enc(&[Message::Interested])).unwrap();
+    p.take_events();
+    p.set_choking(false);
+    p.poll_transmit();
+    // Not offered: refused (BEP 6 reject), counted as not_offered.
+    p.handle_bytes(t0, &enc(&[Message::Request(req(1, 0, 16384))]))
+        .unwrap();
+    assert_eq!(
+        p.take_events(),
+        vec![Event::Rejected(RejectReason::NotOffered)]
+    );
+    assert_eq!(
+        sent(&mut p),
+        vec![format!("{:?}", Message::Reject(req(1, 0, 16384)))]
+    );
+    // Offered (once; an offer out of range or repeated is ignored): a have, then it is served.
+    assert!(p.offer(1));
+    assert!(!p.offer(1) && !p.offer(99));
+    assert_eq!(sent(&mut p), vec![format!("{:?}", Message::Have(1))]);
+    p.handle_bytes(t0, &enc(&[Message::Request(req(1, 0, 16384))]))
+        .unwrap();
+    assert_eq!(p.queued_requests(), 1);
+    // The peer's own pieces are reported while super-seeding (the swarm's availability).
+    p.handle_bytes(t0, &enc(&[Message::Have(3)])).unwrap();
+    assert_eq!(p.take_events(), vec![Event::PeerHave(3)]);
+    // Super-seeding over: have_all, and any verified piece may be requested.
+    p.unrestrict();
+    assert_eq!(sent(&mut p), vec![format!("{:?}", Message::HaveAll)]);
+    assert!(!p.is_restricted() && !p.offer(2));
+    p.handle_bytes(t0, &enc(&[Message::Request(req(2, 0, 16384))]))
+        .unwrap();
+    assert_eq!(p.queued_requests(), 2);
 }

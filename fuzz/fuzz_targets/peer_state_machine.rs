@@ -131,6 +131,7 @@ fuzz_target!(|data: &[u8]| {
         idle_timeout: Duration::from_millis(1 + u64::from(input.u16()) * 50),
         listen_port: input.u16(),
         remote_ip: Some(std::net::IpAddr::from([10, 0, 0, 1])),
+        super_seed: flags & 8 != 0,
     };
     let t0 = Instant::now();
     let mut now = t0;

@@ -78,6 +78,7 @@ fn answer(api: &Api, req: &Request) -> Result<Reply, ApiError> {
                     .unwrap_or(old.spec.limits.upload_rate),
                 upload_quota: field(&body, "upload_quota", false)?
                     .unwrap_or(old.spec.limits.upload_quota),
+                super_seed: old.spec.limits.super_seed,
             };
             api.control.set_limits(&ih, limits)?;
             api.update_record(&ih, |r| {

@@ -28,6 +28,7 @@ impl Record {
         TorrentLimits {
             upload_rate: self.upload_rate_limit,
             upload_quota: self.upload_quota,
+            super_seed: None,
         }
     }
 }

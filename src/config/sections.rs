@@ -287,4 +287,18 @@ pub struct TorrentConfig {
     /// Bytes this torrent may upload per quota period (`server.upload_quota_period`; 0 = none).
     #[serde(default)]
     pub upload_quota: ByteSize,
+    /// Super-seeding (BEP 16) for this torrent; absent: `seeding.super_seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub super_seed: Option<bool>,
+}
+
+/// How torrents offer their pieces.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeedingConfig {
+    /// Super-seeding (BEP 16) for every torrent without a `super_seed` of its own: no bitfield
+    /// or have_all to leechers; each is offered one rare piece at a time, the next once that
+    /// one has reached another peer (or after 30 s), until every piece is out twice or a lone
+    /// leecher has been alone for a minute; then normal seeding.
+    pub super_seed: bool,
 }

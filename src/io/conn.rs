@@ -15,6 +15,7 @@ pub use super::upload::{COLD_STREAK_BYTES, MAX_RUN_BYTES};
 use crate::metainfo::InfoHash;
 use crate::peer_source::Candidate;
 use crate::reasons::{ChokeCmd, DropReason, HandshakeKind, PeerSourceKind};
+use crate::state::superseed::Seen;
 use crate::state::{PeerHandle, Shared, TorrentCtx};
 use crate::wire::mse::Rc4;
 use crate::wire::pex::{self, PexPeer};
@@ -114,6 +115,7 @@ async fn connected<S: Stream, D: Disk>(
         Limits {
             listen_port: shared.listen_port.load(Ordering::Relaxed),
             remote_ip: Some(addr.ip()),
+            super_seed: ctx.is_super_seeding(),
             ..shared.limits.clone()
         },
         &hs,
@@ -131,6 +133,9 @@ async fn connected<S: Stream, D: Disk>(
     };
     let handle = ctx.join(key, info, now);
     ctx.peers.fetch_add(1, Ordering::Relaxed);
+    if peer.borrow().is_restricted() {
+        ctx.super_seed_saw(key, Seen::Joined, now);
+    }
     let inbound = Inbound {
         shared,
         peer: &peer,
@@ -145,6 +150,7 @@ async fn connected<S: Stream, D: Disk>(
         end = writer(shared, stream, disk, &peer, &ctx, key, &handle, tx) => end,
     };
     ctx.unshare_peer(key);
+    ctx.super_seed_saw(key, Seen::Left, self::now());
     ctx.peers.fetch_sub(1, Ordering::Relaxed);
     ctx.remove_peer_id(&hs.peer_id);
     shared.stats.peers.remove(outgoing, ipv6);
@@ -177,6 +183,11 @@ impl Inbound<'_> {
                 Event::Interested => self.ctx.set_interested(self.key, true, now),
                 Event::NotInterested => self.ctx.set_interested(self.key, false, now),
                 Event::Rejected(reason) => self.shared.stats.count_rejected(reason),
+                Event::PeerBitfield(bits) => {
+                    self.ctx
+                        .super_seed_saw(self.key, Seen::Bitfield(&bits), now)
+                }
+                Event::PeerHave(piece) => self.ctx.super_seed_saw(self.key, Seen::Have(piece), now),
                 Event::ExtensionHandshake { port } => {
                     // An incoming peer that listens may be shared: its address, its port.
                     if let (Some(port), true) = (port, self.ctx.view.pex) {
@@ -208,6 +219,22 @@ impl Inbound<'_> {
         }
         self.handle.wake.notify_one();
         result.map_err(End::Dropped)
+    }
+}
+
+/// Carries out what the torrent's super-seeder decided for this connection: `have`s for the
+/// pieces it offers, or (super-seeding over) everything advertised.
+fn super_seed_orders(shared: &Shared, peer: &mut Peer, handle: &PeerHandle) {
+    if handle.unrestrict.swap(false, Ordering::AcqRel) {
+        peer.unrestrict();
+        return;
+    }
+    let offers = std::mem::take(&mut *handle.offers.lock().unwrap_or_else(|e| e.into_inner()));
+    for piece in offers {
+        if peer.offer(piece) {
+            let offered = &shared.stats.superseed_offers;
+            offered.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -271,6 +298,9 @@ async fn writer<S: Stream, D: Disk>(
             }
             Some(ChokeCmd::Unchoke) => peer.borrow_mut().set_choking(false),
             None => {}
+        }
+        if peer.borrow().is_restricted() {
+            super_seed_orders(shared, &mut peer.borrow_mut(), handle);
         }
         let now = now();
         if booked.is_none() {

@@ -4,6 +4,7 @@
 //! `tracker` or `server`: those use it.
 
 pub mod limits;
+pub mod superseed;
 mod table;
 mod torrent;
 
@@ -98,6 +99,8 @@ impl Shared {
             // Known once the listeners are bound; each connection takes the current value.
             listen_port: 0,
             remote_ip: None,
+            // Per torrent, set by each connection.
+            super_seed: false,
         };
         let blocklist = match &s.blocklist {
             p if p.as_os_str().is_empty() => Blocklist::default(),

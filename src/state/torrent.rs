@@ -62,13 +62,15 @@ impl Origin {
     }
 }
 
-/// A torrent's own upload limits, beside the server's.
+/// A torrent's own upload limits, beside the server's, and how it offers its pieces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TorrentLimits {
     /// Bytes per second (0 = only the server's cap).
     pub upload_rate: u64,
     /// Bytes per quota period (0 = no quota of its own).
     pub upload_quota: u64,
+    /// Super-seeding (BEP 16) for this torrent; None: `seeding.super_seed`.
+    pub super_seed: Option<bool>,
 }
 
 impl TorrentSpec {
@@ -115,6 +117,10 @@ pub struct PeerHandle {
     pub unchoked: AtomicBool,
     /// The peer's last word: interested.
     pub interested: AtomicBool,
+    /// Super-seeding: pieces to offer this peer (`have`), and whether to advertise
+    /// everything now (super-seeding stopped).
+    pub offers: Mutex<Vec<u32>>,
+    pub unrestrict: AtomicBool,
     pub info: PeerInfo,
 }
 
@@ -127,6 +133,8 @@ impl PeerHandle {
             meter: RateMeter::default(),
             unchoked: AtomicBool::new(false),
             interested: AtomicBool::new(false),
+            offers: Mutex::new(Vec::new()),
+            unrestrict: AtomicBool::new(false),
             info,
         }
     }
@@ -154,6 +162,8 @@ pub struct TorrentCtx {
     pub upload: TorrentUpload,
     /// Its upload rate over the last seconds.
     pub meter: RateMeter,
+    /// Super-seeding (BEP 16), when on for this torrent.
+    pub superseed: Option<super::superseed::SuperSeeding>,
     /// Peer ids of connected peers (a second connection from the same peer is refused).
     peer_ids: Mutex<HashSet<[u8; 20]>>,
     choker: Mutex<Choker>,
@@ -195,11 +205,26 @@ impl TorrentCtx {
             uploaded: AtomicU64::new(0),
             upload,
             meter: RateMeter::default(),
+            superseed: None,
             peer_ids: Mutex::new(HashSet::new()),
             choker: Mutex::new(Choker::new(config.server.upload_slots)),
             handles: Mutex::new(HashMap::new()),
             shareable: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same torrent, super-seeding (BEP 16) when `on`.
+    pub fn super_seeding(mut self, on: bool, now: Instant) -> TorrentCtx {
+        self.superseed = on.then(|| {
+            let pieces = self.view.layout.num_pieces();
+            super::superseed::SuperSeeding::new(pieces, u64::from(super::random_u32()), now)
+        });
+        self
+    }
+
+    /// Whether a connection starting now is served super-seeding style.
+    pub fn is_super_seeding(&self) -> bool {
+        self.superseed.as_ref().is_some_and(|s| s.active())
     }
 
     fn apply(&self, changes: Vec<crate::choke::Change>) {
@@ -261,6 +286,13 @@ impl TorrentCtx {
         h
     }
 
+    /// The connections' handles, locked (super-seeding delivers its offers through them).
+    pub(super) fn handles_locked(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<PeerKey, Arc<PeerHandle>>> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Every connection's handle (for the API's peer list).
     pub fn peer_handles(&self) -> Vec<Arc<PeerHandle>> {
         self.handles
@@ -310,6 +342,7 @@ impl TorrentCtx {
     }
 
     pub fn choke_tick(&self, now: Instant) {
+        self.super_seed_saw(0, super::superseed::Seen::Tick, now);
         let changes = self
             .choker
             .lock()

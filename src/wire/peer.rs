@@ -67,6 +67,9 @@ pub struct Limits {
     pub listen_port: u16,
     /// The peer's address as we see it, sent back as `yourip` (per connection).
     pub remote_ip: Option<std::net::IpAddr>,
+    /// Super-seeding (BEP 16): advertise nothing at the start (have_none for BEP 6 peers),
+    /// serve only the pieces offered one by one ([`Peer::offer`]) until [`Peer::unrestrict`].
+    pub super_seed: bool,
 }
 
 /// Something the rest of the server should know about.
@@ -80,6 +83,10 @@ pub enum Event {
     ExtensionHandshake {
         port: Option<u16>,
     },
+    /// Pieces the peer says it has (its bitfield, then each `have`), reported only while
+    /// super-seeding: the swarm's availability.
+    PeerBitfield(Vec<u8>),
+    PeerHave(u32),
     /// Peers it told us about (BEP 11), for the peer-address intake.
     PexPeers(Vec<std::net::SocketAddr>),
     /// A metadata piece served, or a request for one refused (BEP 9).
@@ -112,6 +119,9 @@ pub struct Peer {
     events: Vec<Event>,
     last_recv: Instant,
     last_send: Instant,
+    /// Super-seeding: the pieces offered to this peer (the only ones it may request); None
+    /// when every verified piece is advertised.
+    offered: Option<Vec<u8>>,
 }
 
 impl Peer {
@@ -150,7 +160,12 @@ impl Peer {
                 &mut out,
             );
         }
-        if fast && torrent.have.is_full() {
+        if limits.super_seed {
+            // BEP 16: nothing advertised; pieces are offered one at a time.
+            if fast {
+                message::encode(&Message::HaveNone, &mut out);
+            }
+        } else if fast && torrent.have.is_full() {
             message::encode(&Message::HaveAll, &mut out);
         } else if fast && have.iter().all(|&b| b == 0) {
             message::encode(&Message::HaveNone, &mut out);
@@ -158,7 +173,11 @@ impl Peer {
             message::encode(&Message::Bitfield(&have), &mut out);
         }
         let cap = torrent.message_cap(limits.max_request);
+        let offered = limits
+            .super_seed
+            .then(|| vec![0u8; torrent.layout.num_pieces().div_ceil(8)]);
         Peer {
+            offered,
             torrent,
             limits,
             ext_bit,
@@ -247,11 +266,15 @@ impl Peer {
                     }
                 }
             }
+            Owned::Have(i) if self.offered.is_some() => self.events.push(Event::PeerHave(i)),
+            Owned::Bitfield(Shape::Partial(bits)) if self.offered.is_some() => {
+                self.events.push(Event::PeerBitfield(bits))
+            }
             Owned::Other => {}
             Owned::Interested
             | Owned::NotInterested
             | Owned::Have(_)
-            | Owned::Bitfield(Shape::Partial) => {}
+            | Owned::Bitfield(Shape::Partial(_)) => {}
         }
         Ok(())
     }
@@ -336,6 +359,13 @@ impl Peer {
                 Some(DropReason::UnavailablePiece),
             );
         }
+        if let Some(offered) = &self.offered {
+            if !bitfield::get(offered, b.index as usize) {
+                // Super-seeding: only what was offered (a request for more is refused, and a
+                // peer without BEP 6 is ignored rather than dropped).
+                return self.refuse(b, RejectReason::NotOffered, None);
+            }
+        }
         if self.queue.len() >= self.limits.max_queued {
             return self.refuse(b, RejectReason::QueueFull, Some(DropReason::QueueFull));
         }
@@ -374,6 +404,43 @@ impl Peer {
             message::encode(&Message::Reject(*b), &mut self.out);
         }
         true
+    }
+
+    /// Super-seeding: offers `piece` with a `have` (ignored for a piece not verified, out of
+    /// range, or already offered; and once unrestricted). True if a `have` was queued.
+    pub fn offer(&mut self, piece: u32) -> bool {
+        let i = piece as usize;
+        let Some(offered) = &mut self.offered else {
+            return false;
+        };
+        if i >= self.torrent.layout.num_pieces()
+            || !self.torrent.has_piece(i)
+            || bitfield::get(offered, i)
+        {
+            return false;
+        }
+        bitfield::set(offered, i);
+        message::encode(&Message::Have(piece), &mut self.out);
+        true
+    }
+
+    /// Ends super-seeding for this peer: every verified piece is advertised (have_all or our
+    /// bitfield) and may be requested.
+    pub fn unrestrict(&mut self) {
+        if self.offered.take().is_none() {
+            return;
+        }
+        if self.fast && self.torrent.have.is_full() {
+            message::encode(&Message::HaveAll, &mut self.out);
+        } else {
+            let have = self.torrent.have.to_bytes();
+            message::encode(&Message::Bitfield(&have), &mut self.out);
+        }
+    }
+
+    /// Whether this peer is served super-seeding style (pieces offered one by one).
+    pub fn is_restricted(&self) -> bool {
+        self.offered.is_some()
     }
 
     /// Chokes or unchokes the peer (decided by the choker).
@@ -476,7 +543,8 @@ enum Shape {
     /// Wrong length or spare bits set.
     Invalid,
     Full,
-    Partial,
+    /// Its bits (copied: kept only while super-seeding).
+    Partial(Vec<u8>),
 }
 
 impl Owned {
@@ -493,7 +561,7 @@ impl Owned {
             Message::Bitfield(bits) if bits[..] == bitfield::full(pieces)[..] => {
                 Owned::Bitfield(Shape::Full)
             }
-            Message::Bitfield(_) => Owned::Bitfield(Shape::Partial),
+            Message::Bitfield(bits) => Owned::Bitfield(Shape::Partial(bits.to_vec())),
             Message::HaveAll => Owned::HaveAll,
             Message::Extended { id, payload } => Owned::Extended(*id, payload.to_vec()),
             _ => Owned::Other,

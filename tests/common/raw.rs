@@ -137,6 +137,44 @@ impl RawPeer {
         }
     }
 
+    /// Next message within `wait` (keep-alives skipped), or None if none came (the socket's
+    /// read timeout is put back to 5 s after).
+    pub fn recv_within(&mut self, wait: Duration) -> Option<(u8, Vec<u8>)> {
+        self.s.set_read_timeout(Some(wait)).unwrap();
+        let deadline = Instant::now() + wait;
+        let got = loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
+                if self.buf.len() >= 4 + len {
+                    let msg: Vec<u8> = self.buf.drain(..4 + len).collect();
+                    if len == 0 {
+                        continue;
+                    }
+                    break Some((msg[4], msg[5..].to_vec()));
+                }
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            let mut chunk = [0u8; 65536];
+            match self.s.read(&mut chunk) {
+                Ok(0) => break None,
+                Ok(n) => {
+                    if let Some(rx) = &mut self.rx {
+                        rx.apply(&mut chunk[..n]);
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break None,
+            }
+        };
+        self.s
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        got
+    }
+
     /// Skips messages until one with `id` arrives.
     pub fn expect(&mut self, id: u8) -> Vec<u8> {
         loop {

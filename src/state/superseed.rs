@@ -1,0 +1,115 @@
+//! A torrent's super-seeding (BEP 16) as its connections share it: one lock around the
+//! sans-IO [`crate::superseed::SuperSeed`], fed by the connections (joined, the peer's
+//! bitfield and `have`s, left) and by the choker's tick (its timers), and the delivery of what
+//! it decides: each offer goes to its connection's handle (`PeerHandle::offers`, then a wake),
+//! and when super-seeding stops, every connection is told to advertise everything.
+//!
+//! Lock order: the super-seed lock is taken alone; it is released before the handles' lock is
+//! taken to deliver (see `STATE.md`).
+
+use super::torrent::TorrentCtx;
+use crate::choke::PeerKey;
+use crate::superseed::{Config, Stop, SuperSeed};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One torrent's super-seeding state.
+pub struct SuperSeeding {
+    core: Mutex<SuperSeed>,
+    /// Still super-seeding (false once the core said stop).
+    on: AtomicBool,
+    /// Why it stopped, once it has.
+    pub stopped: Mutex<Option<Stop>>,
+}
+
+impl SuperSeeding {
+    pub fn new(pieces: usize, seed: u64, now: Instant) -> SuperSeeding {
+        SuperSeeding {
+            core: Mutex::new(SuperSeed::new(pieces, Config::default(), seed, now)),
+            on: AtomicBool::new(true),
+            stopped: Mutex::new(None),
+        }
+    }
+
+    /// Whether new connections are served super-seeding style.
+    pub fn active(&self) -> bool {
+        self.on.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SuperSeed> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pieces the swarm holds at least once and at least twice (for the metrics), and the seeds.
+    pub fn counts(&self, pieces: usize) -> (usize, usize, usize) {
+        let core = self.lock();
+        let (mut once, mut twice) = (0, 0);
+        for i in 0..pieces as u32 {
+            let a = core.availability(i);
+            once += usize::from(a >= 1);
+            twice += usize::from(a >= 2);
+        }
+        (once, twice, core.seeds())
+    }
+}
+
+/// What a connection tells the torrent's super-seeder.
+pub enum Seen<'a> {
+    Joined,
+    Bitfield(&'a [u8]),
+    Have(u32),
+    /// The peer is a seed (its bitfield was full, or have_all).
+    Seed,
+    Left,
+    /// The choker's tick: timers only.
+    Tick,
+}
+
+impl TorrentCtx {
+    /// Feeds what a connection (`key`) saw to the super-seeder, then delivers its offers and,
+    /// if it stops, ends super-seeding for every connection. Nothing when not super-seeding.
+    pub fn super_seed_saw(&self, key: PeerKey, seen: Seen<'_>, now: Instant) {
+        let Some(ss) = self.superseed.as_ref().filter(|s| s.active()) else {
+            return;
+        };
+        let (offers, stop) = {
+            let mut core = ss.lock();
+            match seen {
+                Seen::Joined => core.handle_joined(key, now),
+                Seen::Bitfield(bits) => core.handle_bitfield(key, bits, now),
+                Seen::Have(i) => core.handle_have(key, i, now),
+                Seen::Seed => core.handle_have_all(key, now),
+                Seen::Left => core.handle_left(key, now),
+                Seen::Tick => core.handle_timeout(now),
+            }
+            let mut offers = Vec::new();
+            while let Some(o) = core.poll_offer() {
+                offers.push(o);
+            }
+            (offers, core.poll_stop())
+        };
+        if offers.is_empty() && stop.is_none() {
+            return;
+        }
+        let handles = self.handles_locked();
+        for (peer, piece) in offers {
+            if let Some(h) = handles.get(&peer) {
+                h.offers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(piece);
+                h.wake.notify_one();
+            }
+        }
+        if let Some(stop) = stop {
+            ss.on.store(false, Ordering::Release);
+            tracing::info!(torrent = %self.name, reason = ?stop, "super-seeding ends: every peer is offered every piece now");
+            *ss.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+            for h in handles.values() {
+                h.unrestrict.store(true, Ordering::Release);
+                h.wake.notify_one();
+            }
+        }
+    }
+}
