@@ -45,7 +45,8 @@ fn a_raw_peer_is_offered_one_piece_at_a_time_and_the_next_when_another_peer_has_
     let mut s = serve("serve", &torrent, &data, &["--super-seed"], &[], dir.path());
     s.ready();
 
-    // A BEP 6 peer: have_none, never a bitfield or have_all, then exactly one have.
+    // A BEP 6 peer: have_none, never a bitfield or have_all, then its offers (`have`): alone
+    // in the swarm, up to 4 at once (nobody to pass pieces on to).
     let (mut a, _) = RawPeer::handshake(s.addr, ih, true);
     let (ids, first) = until_have(&mut a, Duration::from_secs(5));
     assert!(
@@ -56,17 +57,17 @@ fn a_raw_peer_is_offered_one_piece_at_a_time_and_the_next_when_another_peer_has_
         !ids.contains(&BITFIELD) && !ids.contains(&HAVE_ALL),
         "{ids:?}"
     );
-    let pa = first.expect("no piece offered to the first peer");
-    let (ids, more) = until_have(&mut a, Duration::from_secs(1));
-    assert_eq!(
-        more, None,
-        "a second offer before the first reached the swarm ({ids:?})"
-    );
+    let mut a_offers = vec![first.expect("no piece offered to the first peer")];
+    while let (_, Some(p)) = until_have(&mut a, Duration::from_secs(1)) {
+        a_offers.push(p);
+    }
+    assert!(a_offers.len() <= 4, "a lone leecher got {a_offers:?}");
+    let pa = a_offers[0];
 
-    // It may have the offered piece, and nothing else.
+    // It may have an offered piece, and nothing else.
     a.send(&[Message::Interested]);
     a.expect(UNCHOKE);
-    let other = (pa + 1) % 16;
+    let other = (0..16).find(|p| !a_offers.contains(p)).unwrap();
     a.send(&[Message::Request(Block {
         index: other,
         begin: 0,
@@ -83,22 +84,34 @@ fn a_raw_peer_is_offered_one_piece_at_a_time_and_the_next_when_another_peer_has_
     let want = &std::fs::read(&file).unwrap()[pa as usize * 16384..][..16384];
     assert_eq!(&piece[8..], want, "piece {pa} bytes");
 
-    // A second peer is offered another piece (not the one out at the first peer).
+    // With two leechers, one offer at a time: the second peer gets one piece, not one of the
+    // first peer's, and no other until that piece has reached another peer.
     let (mut b, _) = RawPeer::handshake(s.addr, ih, true);
     let (_, second) = until_have(&mut b, Duration::from_secs(5));
     let pb = second.expect("no piece offered to the second peer");
-    assert_ne!(pb, pa, "both peers were offered the same piece");
-    // The first peer's piece reaches the swarm (the second peer has it): the first peer is
-    // offered its next piece, one.
-    b.send(&[Message::Have(pa)]);
-    let (_, next) = until_have(&mut a, Duration::from_secs(5));
+    assert!(!a_offers.contains(&pb), "{pb} is out at the first peer too");
+    let (_, more) = until_have(&mut b, Duration::from_secs(1));
+    assert_eq!(
+        more, None,
+        "a second offer before the first reached the swarm"
+    );
+    // The second peer announcing its own piece is not enough (another leecher is there)...
+    b.send(&[Message::Have(pb)]);
+    let (_, more) = until_have(&mut b, Duration::from_secs(1));
+    assert_eq!(more, None, "offered more after announcing its own piece");
+    // ...the first peer announcing it is: the second peer is offered its next piece, one.
+    a.send(&[Message::Have(pb)]);
+    let (_, next) = until_have(&mut b, Duration::from_secs(5));
     let next = next.expect("no next offer after another peer announced the piece");
-    assert!(next != pa, "offered {pa} again");
-    let (_, more) = until_have(&mut a, Duration::from_secs(1));
+    assert!(next != pb, "offered {pb} again");
+    let (_, more) = until_have(&mut b, Duration::from_secs(1));
     assert_eq!(more, None, "more than one new offer");
-    // The metrics count exactly the offers the two peers received (pa, pb, next).
+    // The metrics count exactly the offers the two peers received.
     let (_, m) = http_get(&s.metrics, "/metrics", Duration::from_secs(5)).unwrap();
-    assert_eq!(sample(&m, "uringseed_superseed_offers_total"), 3.0);
+    assert_eq!(
+        sample(&m, "uringseed_superseed_offers_total"),
+        (a_offers.len() + 2) as f64
+    );
     assert_eq!(
         sample(&m, "uringseed_superseed_torrents{state=\"active\"}"),
         1.0
@@ -164,4 +177,75 @@ fn a_lone_libtorrent_leecher_completes_in_super_seed_mode_within_twice_the_norma
         sup <= 2.0 * normal,
         "super-seeding took {sup:.2} s, normal {normal:.2} s"
     );
+}
+
+#[test]
+fn aria2_and_webtorrent_complete_from_a_super_seed_through_the_built_in_tracker() {
+    if !have("aria2c") || !have_node_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let file = share.join("release.iso");
+    let data = pseudo_random(4 << 20, 21);
+    std::fs::write(&file, &data).unwrap();
+    let out = dir.path().join("release.torrent");
+    let tracker = format!("127.0.0.1:{}", free_port());
+    let mut s = serve_args(
+        "uringseed",
+        &[
+            file.to_str().unwrap(),
+            "--super-seed",
+            "--tracker-listen",
+            &tracker,
+            "--torrent-out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+        dir.path(),
+    );
+    s.ready();
+    let aria_dir = dir.path().join("aria2");
+    let mut aria = Proc::spawn(
+        "aria2",
+        std::process::Command::new("sh")
+            .arg(tools_dir().join("aria2_get.sh"))
+            .args([
+                out.to_str().unwrap(),
+                aria_dir.to_str().unwrap(),
+                "-",
+                "120",
+            ])
+            .arg(format!("--listen-port={}", free_port())),
+        dir.path(),
+    );
+    let wt_dir = dir.path().join("webtorrent");
+    let mut wt = Proc::spawn(
+        "webtorrent",
+        std::process::Command::new("node")
+            .arg(tools_dir().join("webtorrent_get.js"))
+            .args([out.to_str().unwrap(), wt_dir.to_str().unwrap(), "-", "120"]),
+        dir.path(),
+    );
+    for (who, p, got) in [
+        ("aria2", &mut aria, aria_dir.join("release.iso")),
+        ("webtorrent", &mut wt, wt_dir.join("release.iso")),
+    ] {
+        let status = p.wait_exit(Duration::from_secs(130));
+        assert!(
+            status.is_some_and(|st| st.success()),
+            "{who} did not complete from the super-seed: {status:?}\n{}\n{}",
+            p.report(),
+            s.proc.report()
+        );
+        assert!(std::fs::read(&got).unwrap() == data, "{who}: bytes differ");
+    }
+    // They were served super-seeding style: offers went out one at a time.
+    let (_, m) = http_get(&s.metrics, "/metrics", Duration::from_secs(5)).unwrap();
+    assert!(
+        sample(&m, "uringseed_superseed_offers_total") >= 1.0,
+        "no offers"
+    );
+    let _ = s.proc.terminate(Duration::from_secs(10));
 }
