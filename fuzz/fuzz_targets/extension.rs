@@ -29,18 +29,28 @@ fuzz_target!(|data: &[u8]| {
         let (mut replies, mut events) = (Vec::new(), Vec::new());
         let now = t0 + Duration::from_secs(step * 7);
         let unsent = usize::from(payload.first().copied().unwrap_or(0)) << 11;
-        if x.handle(now, id, payload, unsent, &mut replies, &mut events).is_err() {
+        if x.handle(now, id, payload, unsent, &mut replies, &mut events)
+            .is_err()
+        {
             break;
         }
         // Data goes out only while the output waiting (and what this call added) stays under
         // the backlog bound.
         let data: usize = replies
             .iter()
-            .filter(|(_, r)| matches!(metadata::decode(r), Ok(metadata::MetadataMessage::Data { .. })))
+            .filter(|(_, r)| {
+                matches!(
+                    metadata::decode(r),
+                    Ok(metadata::MetadataMessage::Data { .. })
+                )
+            })
             .map(|(_, r)| r.len())
             .sum();
         assert!(data == 0 || unsent + data <= METADATA_BACKLOG + 64 * replies.len());
-        let served = events.iter().filter(|e| **e == ExtEvent::MetadataServed).count();
+        let served = events
+            .iter()
+            .filter(|e| **e == ExtEvent::MetadataServed)
+            .count();
         assert!(served <= replies.len());
         for e in &events {
             if let ExtEvent::Peers(p) = e {

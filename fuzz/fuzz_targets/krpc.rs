@@ -27,7 +27,11 @@ fn drain(node: &mut Node, tids: &mut HashMap<SocketAddr, Vec<u8>>) {
             Body::Query { .. } => {
                 tids.insert(t.to, m.tid);
             }
-            _ => assert!(t.bytes.len() <= MAX_REPLY, "reply of {} bytes", t.bytes.len()),
+            _ => assert!(
+                t.bytes.len() <= MAX_REPLY,
+                "reply of {} bytes",
+                t.bytes.len()
+            ),
         }
     }
     while node.poll_event().is_some() {}
@@ -35,7 +39,9 @@ fn drain(node: &mut Node, tids: &mut HashMap<SocketAddr, Vec<u8>>) {
 }
 
 fn patch(pkt: &mut [u8], tid: Option<&Vec<u8>>) {
-    let Some(tid) = tid.filter(|t| t.len() == 2) else { return };
+    let Some(tid) = tid.filter(|t| t.len() == 2) else {
+        return;
+    };
     let mut i = 0;
     while i + 1 < pkt.len() {
         if pkt[i] == 0xee && pkt[i + 1] == 0xee {

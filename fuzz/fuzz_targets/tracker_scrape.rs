@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     if flags & 1 == 0 {
         // HTTP: the torrents asked about are fixed ones a fuzzer can write as keys (all zeros,
         // all 'A', all 0xff: raw, or 0xff as UTF-8 text the way bittorrent-tracker sends it).
-        let asked = [InfoHash([0; 20]), InfoHash([b'A'; 20]), InfoHash([0xff; 20])];
+        let asked = [
+            InfoHash([0; 20]),
+            InfoHash([b'A'; 20]),
+            InfoHash([0xff; 20]),
+        ];
         let n = usize::from(flags >> 1) % 4;
         if let Ok(r) = scrape::parse_reply(p, &asked[..n]) {
             assert!(r.files.len() <= n);
@@ -30,7 +34,9 @@ fuzz_target!(|data: &[u8]| {
         let Some((&asked, p)) = p.split_first() else {
             return;
         };
-        let tid = p.get(4..8).map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap()));
+        let tid = p
+            .get(4..8)
+            .map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap()));
         if let Ok(Some(counts)) = udp::parse_scrape(p, tid, usize::from(asked)) {
             assert_eq!(counts.len(), usize::from(asked).min((p.len() - 8) / 12));
         }
