@@ -40,18 +40,6 @@ impl SuperSeeding {
     fn lock(&self) -> std::sync::MutexGuard<'_, SuperSeed> {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// Pieces the swarm holds at least once and at least twice (for the metrics), and the seeds.
-    pub fn counts(&self, pieces: usize) -> (usize, usize, usize) {
-        let core = self.lock();
-        let (mut once, mut twice) = (0, 0);
-        for i in 0..pieces as u32 {
-            let a = core.availability(i);
-            once += usize::from(a >= 1);
-            twice += usize::from(a >= 2);
-        }
-        (once, twice, core.seeds())
-    }
 }
 
 /// What a connection tells the torrent's super-seeder.
@@ -59,8 +47,6 @@ pub enum Seen<'a> {
     Joined,
     Bitfield(&'a [u8]),
     Have(u32),
-    /// The peer is a seed (its bitfield was full, or have_all).
-    Seed,
     Left,
     /// The choker's tick: timers only.
     Tick,
@@ -79,7 +65,6 @@ impl TorrentCtx {
                 Seen::Joined => core.handle_joined(key, now),
                 Seen::Bitfield(bits) => core.handle_bitfield(key, bits, now),
                 Seen::Have(i) => core.handle_have(key, i, now),
-                Seen::Seed => core.handle_have_all(key, now),
                 Seen::Left => core.handle_left(key, now),
                 Seen::Tick => core.handle_timeout(now),
             }
