@@ -44,6 +44,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import urllib.request
@@ -458,7 +459,7 @@ def plot(path, rows, title, num_pieces):
     ax.set_xlabel("seconds since the leechers joined")
     ax.set_ylabel("distinct pieces in the swarm (of %d)" % num_pieces)
     ax.set_ylim(0, num_pieces * 1.03)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 110), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
