@@ -163,15 +163,30 @@ fn a_lone_libtorrent_leecher_completes_in_super_seed_mode_within_twice_the_norma
     std::fs::write(tree.join("SHA256SUMS"), pseudo_random(300, 12)).unwrap();
     let torrent = dir.path().join("t.torrent");
     make_torrent(&tree, &torrent, &["--piece-length", "262144"]);
-    let normal = lt_download_secs(dir.path(), &torrent, &data, &tree, &[], "normal");
-    let sup = lt_download_secs(
-        dir.path(),
-        &torrent,
-        &data,
-        &tree,
-        &["--super-seed"],
-        "super",
-    );
+    // The best of three runs of each, alternating, so a busy machine's noise (the downloads
+    // take about a second) does not decide.
+    let (mut normal, mut sup) = (f64::MAX, f64::MAX);
+    for round in 0..3 {
+        let tag = format!("normal{round}");
+        normal = normal.min(lt_download_secs(
+            dir.path(),
+            &torrent,
+            &data,
+            &tree,
+            &[],
+            &tag,
+        ));
+        let tag = format!("super{round}");
+        let extra = ["--super-seed"];
+        sup = sup.min(lt_download_secs(
+            dir.path(),
+            &torrent,
+            &data,
+            &tree,
+            &extra,
+            &tag,
+        ));
+    }
     eprintln!("libtorrent alone: {normal:.2} s normal, {sup:.2} s super-seeding");
     assert!(
         sup <= 2.0 * normal,
