@@ -235,12 +235,14 @@ fn check_and_open(
         )
     };
     let upload = shared.torrent_upload(&t.info_hash, &spec.limits);
-    let super_seed = spec
-        .limits
-        .super_seed
-        .unwrap_or(shared.config.seeding.super_seed);
+    use crate::config::SuperSeedMode;
+    let mode = match spec.limits.super_seed {
+        Some(true) => SuperSeedMode::On,
+        Some(false) => SuperSeedMode::Off,
+        None => shared.config.seeding.super_seed,
+    };
     let ctx = TorrentCtx::new(&shared.config, t, spec.data_dir, files, &have, upload)
-        .super_seeding(super_seed, Instant::now());
+        .super_seeding(mode, Instant::now());
     ctx.set_slots(shared.upload_slots());
     if shared.upload.paused() || ctx.upload.paused() {
         // A quota is used up with no rate left: it comes up with every peer choked.

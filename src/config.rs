@@ -15,8 +15,8 @@ mod sections;
 
 pub use distribution::{TrackerServerConfig, WebseedConfig};
 pub use sections::{
-    ApiConfig, DhtConfig, HashingConfig, LogConfig, MetricsConfig, SeedingConfig, TorrentConfig,
-    TrackerConfig, UtpConfig, WatchConfig, DEFAULT_METRICS_LISTEN,
+    ApiConfig, DhtConfig, HashingConfig, LogConfig, MetricsConfig, SeedingConfig, SuperSeedMode,
+    TorrentConfig, TrackerConfig, UtpConfig, WatchConfig, DEFAULT_METRICS_LISTEN,
 };
 
 use crate::units::{ByteRate, ByteSize};

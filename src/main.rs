@@ -360,7 +360,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         };
     }
     if args.super_seed {
-        config.seeding.super_seed = true;
+        config.seeding.super_seed = uringseed::config::SuperSeedMode::On;
     }
     if !args.webseed.is_empty() {
         config.webseed.listen = args.webseed.clone();

@@ -264,3 +264,58 @@ fn aria2_and_webtorrent_complete_from_a_super_seed_through_the_built_in_tracker(
     );
     let _ = s.proc.terminate(Duration::from_secs(10));
 }
+
+#[test]
+fn auto_mode_ends_super_seeding_when_another_seed_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join("f.bin");
+    std::fs::write(&file, pseudo_random(8 * 16384, 9)).unwrap();
+    let torrent = dir.path().join("t.torrent");
+    let ih = hex_hash(&make_torrent(&file, &torrent, &["--piece-length", "16384"]));
+    let config = dir.path().join("auto.toml");
+    std::fs::write(&config, "[seeding]\nsuper_seed = \"auto\"\n").unwrap();
+    let c = config.to_str().unwrap();
+    let mut s = serve("serve", &torrent, &data, &["--config", c], &[], dir.path());
+    s.ready();
+    // The only seed: a leecher is super-seeded.
+    let (mut a, _) = RawPeer::handshake(s.addr, ih, true);
+    let (ids, first) = until_have(&mut a, Duration::from_secs(5));
+    assert!(
+        ids.contains(&HAVE_NONE) && first.is_some(),
+        "{ids:?} {first:?}"
+    );
+    // Another seed connects (have_all): it is let go, and super-seeding ends for everyone.
+    let (mut seed, _) = RawPeer::handshake(s.addr, ih, true);
+    seed.send(&[Message::HaveAll]);
+    seed.expect_closed();
+    let mut saw_all = false;
+    while let Some((id, _)) = a.recv_within(Duration::from_secs(5)) {
+        if id == HAVE_ALL {
+            saw_all = true;
+            break;
+        }
+    }
+    assert!(saw_all, "the super-seeded leecher never got have_all");
+    let (mut b, _) = RawPeer::handshake(s.addr, ih, true);
+    let (ids, _) = until_have(&mut b, Duration::from_secs(2));
+    assert!(
+        ids.contains(&HAVE_ALL),
+        "a new leecher after the switch: {ids:?}"
+    );
+    let (_, m) = http_get(&s.metrics, "/metrics", Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        sample(&m, "uringseed_superseed_torrents{state=\"other_seed\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, "uringseed_superseed_torrents{state=\"active\"}"),
+        0.0
+    );
+    assert!(
+        s.proc.stderr_text().contains("super-seeding ends"),
+        "no log line"
+    );
+    let _ = s.proc.terminate(Duration::from_secs(10));
+}

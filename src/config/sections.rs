@@ -299,6 +299,46 @@ pub struct SeedingConfig {
     /// Super-seeding (BEP 16) for every torrent without a `super_seed` of its own: no bitfield
     /// or have_all to leechers; each is offered one rare piece at a time, the next once that
     /// one has reached another peer (or after 30 s), until every piece is out twice or a lone
-    /// leecher has been alone for a minute; then normal seeding.
-    pub super_seed: bool,
+    /// leecher has been alone for a minute; then normal seeding. `"auto"`: the same, but it
+    /// also ends as soon as another seed connects (this server is no longer the only seed).
+    pub super_seed: SuperSeedMode,
+}
+
+/// `seeding.super_seed`: `false`, `true` or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SuperSeedMode {
+    #[default]
+    Off,
+    On,
+    /// Super-seed only while this server is the only seed.
+    Auto,
+}
+
+impl Serialize for SuperSeedMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SuperSeedMode::Off => s.serialize_bool(false),
+            SuperSeedMode::On => s.serialize_bool(true),
+            SuperSeedMode::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SuperSeedMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(false) => Ok(SuperSeedMode::Off),
+            Raw::Bool(true) => Ok(SuperSeedMode::On),
+            Raw::Text(t) if t == "auto" => Ok(SuperSeedMode::Auto),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "{t:?} is not true, false or \"auto\""
+            ))),
+        }
+    }
 }

@@ -218,6 +218,9 @@ impl Inbound<'_> {
             }
         }
         self.handle.wake.notify_one();
+        if result == Err(DropReason::PeerIsSeed) {
+            self.ctx.super_seed_saw_seed();
+        }
         result.map_err(End::Dropped)
     }
 }

@@ -2,6 +2,7 @@
 //! it, by why it ended.
 
 use super::{counter_vec, gauge_vec, sample};
+use crate::state::superseed::Ended;
 use crate::state::TorrentCtx;
 use crate::stats::Stats;
 use crate::superseed::Stop;
@@ -17,24 +18,26 @@ pub(super) fn render(reg: &Registry, s: &Stats, torrents: &[Arc<TorrentCtx>]) {
         &[],
         vec![sample(&[], s.superseed_offers.load(Ordering::Relaxed))],
     );
-    let (mut active, mut twice, mut alone) = (0i64, 0i64, 0i64);
+    let (mut active, mut twice, mut alone, mut other) = (0i64, 0i64, 0i64, 0i64);
     for t in torrents {
         let Some(ss) = &t.superseed else { continue };
         match *ss.stopped.lock().unwrap_or_else(|e| e.into_inner()) {
             None => active += 1,
-            Some(Stop::EveryPieceOutTwice) => twice += 1,
-            Some(Stop::SingleLeecher) => alone += 1,
+            Some(Ended::Core(Stop::EveryPieceOutTwice)) => twice += 1,
+            Some(Ended::Core(Stop::SingleLeecher)) => alone += 1,
+            Some(Ended::OtherSeed) => other += 1,
         }
     }
     gauge_vec(
         reg,
         "uringseed_superseed_torrents",
-        "Torrents set to super-seed: still super-seeding (active), or seeding normally since every piece was out twice (every_piece_out_twice) or a lone leecher stayed alone (single_leecher).",
+        "Torrents set to super-seed: still super-seeding (active), or seeding normally since every piece was out twice (every_piece_out_twice) a lone leecher stayed alone (single_leecher), or another seed connected in \"auto\" mode (other_seed).",
         &["state"],
         vec![
             sample(&["active"], active),
             sample(&["every_piece_out_twice"], twice),
             sample(&["single_leecher"], alone),
+            sample(&["other_seed"], other),
         ],
     );
 }

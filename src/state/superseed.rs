@@ -14,20 +14,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// Why a torrent's super-seeding ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The core's own reasons: every piece out twice, or a lone leecher alone too long.
+    Core(Stop),
+    /// `seeding.super_seed = "auto"`: another seed connected.
+    OtherSeed,
+}
+
 /// One torrent's super-seeding state.
 pub struct SuperSeeding {
     core: Mutex<SuperSeed>,
-    /// Still super-seeding (false once the core said stop).
+    /// Still super-seeding (false once it ended).
     on: AtomicBool,
-    /// Why it stopped, once it has.
-    pub stopped: Mutex<Option<Stop>>,
+    /// `"auto"`: ends when another seed connects.
+    pub auto: bool,
+    /// Why it ended, once it has.
+    pub stopped: Mutex<Option<Ended>>,
 }
 
 impl SuperSeeding {
-    pub fn new(pieces: usize, seed: u64, now: Instant) -> SuperSeeding {
+    pub fn new(pieces: usize, seed: u64, auto: bool, now: Instant) -> SuperSeeding {
         SuperSeeding {
             core: Mutex::new(SuperSeed::new(pieces, Config::default(), seed, now)),
             on: AtomicBool::new(true),
+            auto,
             stopped: Mutex::new(None),
         }
     }
@@ -87,14 +99,35 @@ impl TorrentCtx {
                 h.wake.notify_one();
             }
         }
+        drop(handles);
         if let Some(stop) = stop {
-            ss.on.store(false, Ordering::Release);
-            tracing::info!(torrent = %self.name, reason = ?stop, "super-seeding ends: every peer is offered every piece now");
-            *ss.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
-            for h in handles.values() {
-                h.unrestrict.store(true, Ordering::Release);
-                h.wake.notify_one();
-            }
+            self.end_super_seeding(Ended::Core(stop));
+        }
+    }
+
+    /// A seed connected (and was let go: seeds need nothing from us). In `"auto"` mode this
+    /// server is no longer the only seed, so super-seeding ends.
+    pub fn super_seed_saw_seed(&self) {
+        if self
+            .superseed
+            .as_ref()
+            .is_some_and(|s| s.auto && s.active())
+        {
+            self.end_super_seeding(Ended::OtherSeed);
+        }
+    }
+
+    /// Ends super-seeding (once): every connection advertises everything from now on.
+    fn end_super_seeding(&self, why: Ended) {
+        let Some(ss) = &self.superseed else { return };
+        if !ss.on.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        tracing::info!(torrent = %self.name, reason = ?why, "super-seeding ends: every peer is offered every piece now");
+        *ss.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        for h in self.handles_locked().values() {
+            h.unrestrict.store(true, Ordering::Release);
+            h.wake.notify_one();
         }
     }
 }

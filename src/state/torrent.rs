@@ -213,12 +213,17 @@ impl TorrentCtx {
         }
     }
 
-    /// The same torrent, super-seeding (BEP 16) when `on`.
-    pub fn super_seeding(mut self, on: bool, now: Instant) -> TorrentCtx {
-        self.superseed = on.then(|| {
-            let pieces = self.view.layout.num_pieces();
-            super::superseed::SuperSeeding::new(pieces, u64::from(super::random_u32()), now)
-        });
+    /// The same torrent, super-seeding (BEP 16) unless `mode` is off.
+    pub fn super_seeding(mut self, mode: crate::config::SuperSeedMode, now: Instant) -> TorrentCtx {
+        use crate::config::SuperSeedMode;
+        let auto = match mode {
+            SuperSeedMode::Off => return self,
+            SuperSeedMode::On => false,
+            SuperSeedMode::Auto => true,
+        };
+        let pieces = self.view.layout.num_pieces();
+        let seed = u64::from(super::random_u32());
+        self.superseed = Some(super::superseed::SuperSeeding::new(pieces, seed, auto, now));
         self
     }
 
