@@ -78,22 +78,46 @@ impl RawPeer {
 
     /// Reads once more into `buf` (decrypting); None when the server closed the connection.
     fn read_more(&mut self) -> Option<()> {
+        match self.read_chunk() {
+            Ok(0) => None,
+            Ok(_) => Some(()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    /// One read into `buf` (decrypted), EINTR retried: the bytes read (0: closed).
+    fn read_chunk(&mut self) -> std::io::Result<usize> {
         let mut chunk = [0u8; 65536];
         loop {
             match self.s.read(&mut chunk) {
-                Ok(0) => return None,
                 Ok(n) => {
                     if let Some(rx) = &mut self.rx {
                         rx.apply(&mut chunk[..n]);
                     }
                     self.buf.extend_from_slice(&chunk[..n]);
-                    return Some(());
+                    return Ok(n);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => panic!("read: {e}"),
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The next whole message in `buf` as (id, payload), keep-alives skipped; None if no
+    /// whole message is there yet.
+    fn take_message(&mut self) -> Option<(u8, Vec<u8>)> {
+        while self.buf.len() >= 4 {
+            let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
+            if self.buf.len() < 4 + len {
+                return None;
+            }
+            let msg: Vec<u8> = self.buf.drain(..4 + len).collect();
+            if len > 0 {
+                return Some((msg[4], msg[5..].to_vec()));
+            }
+        }
+        None
     }
 
     /// Handshakes; returns the server's handshake.
@@ -123,15 +147,8 @@ impl RawPeer {
     /// Next message as (id, payload); None when the server closed the connection.
     pub fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
-            if self.buf.len() >= 4 {
-                let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
-                if self.buf.len() >= 4 + len {
-                    let msg: Vec<u8> = self.buf.drain(..4 + len).collect();
-                    if len == 0 {
-                        continue; // keep-alive
-                    }
-                    return Some((msg[4], msg[5..].to_vec()));
-                }
+            if let Some(m) = self.take_message() {
+                return Some(m);
             }
             self.read_more()?;
         }
@@ -143,30 +160,11 @@ impl RawPeer {
         self.s.set_read_timeout(Some(wait)).unwrap();
         let deadline = Instant::now() + wait;
         let got = loop {
-            if self.buf.len() >= 4 {
-                let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
-                if self.buf.len() >= 4 + len {
-                    let msg: Vec<u8> = self.buf.drain(..4 + len).collect();
-                    if len == 0 {
-                        continue;
-                    }
-                    break Some((msg[4], msg[5..].to_vec()));
-                }
+            if let Some(m) = self.take_message() {
+                break Some(m);
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || !matches!(self.read_chunk(), Ok(n) if n > 0) {
                 break None;
-            }
-            let mut chunk = [0u8; 65536];
-            match self.s.read(&mut chunk) {
-                Ok(0) => break None,
-                Ok(n) => {
-                    if let Some(rx) = &mut self.rx {
-                        rx.apply(&mut chunk[..n]);
-                    }
-                    self.buf.extend_from_slice(&chunk[..n]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break None,
             }
         };
         self.s
