@@ -319,3 +319,62 @@ fn auto_mode_ends_super_seeding_when_another_seed_connects() {
     );
     let _ = s.proc.terminate(Duration::from_secs(10));
 }
+
+#[test]
+fn auto_mode_ends_super_seeding_when_the_tracker_counts_another_seed() {
+    if !have_node_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tracker = common::tracker::Tracker::start(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join("f.bin");
+    std::fs::write(&file, pseudo_random(8 * 16384, 10)).unwrap();
+    let torrent = dir.path().join("t.torrent");
+    let url = tracker.announce_url();
+    let hex = make_torrent(&file, &torrent, &["--piece-length", "16384", "-t", &url]);
+    let ih = hex_hash(&hex);
+    let config = dir.path().join("auto.toml");
+    std::fs::write(&config, "[seeding]\nsuper_seed = \"auto\"\n").unwrap();
+    let c = config.to_str().unwrap();
+    let mut s = serve("serve", &torrent, &data, &["--config", c], &[], dir.path());
+    s.ready();
+    let port = s.addr.port();
+    let metric = |state: &str| {
+        let (_, m) = http_get(&s.metrics, "/metrics", Duration::from_secs(5)).unwrap();
+        sample(
+            &m,
+            &format!("uringseed_superseed_torrents{{state=\"{state}\"}}"),
+        )
+    };
+    // Its first announce: the tracker counts one seed, this server; it keeps super-seeding.
+    let (first, _) = tracker
+        .wait_announce(0, Duration::from_secs(15), |a| a.port == port)
+        .expect("no announce from the seed");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(metric("active"), 1.0, "ended with only itself counted");
+    // Another seed announces; at this server's next announce (tracker.js: every 10 s) the
+    // tracker counts two, and super-seeding ends.
+    tracker.announce_seed(&hex, 1);
+    tracker
+        .wait_announce(first + 1, Duration::from_secs(25), |a| a.port == port)
+        .expect("no second announce from the seed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while metric("other_seed") != 1.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric("other_seed"), 1.0);
+    assert_eq!(metric("active"), 0.0);
+    let (mut b, _) = RawPeer::handshake(s.addr, ih, true);
+    let (ids, _) = until_have(&mut b, Duration::from_secs(2));
+    assert!(
+        ids.contains(&HAVE_ALL),
+        "a leecher after the switch: {ids:?}"
+    );
+    assert!(
+        s.proc.stderr_text().contains("TrackerSeeds(2)"),
+        "no log line naming the tracker's count"
+    );
+    let _ = s.proc.terminate(Duration::from_secs(10));
+}

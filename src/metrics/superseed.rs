@@ -25,13 +25,13 @@ pub(super) fn render(reg: &Registry, s: &Stats, torrents: &[Arc<TorrentCtx>]) {
             None => active += 1,
             Some(Ended::Core(Stop::EveryPieceOutTwice)) => twice += 1,
             Some(Ended::Core(Stop::SingleLeecher)) => alone += 1,
-            Some(Ended::OtherSeed) => other += 1,
+            Some(Ended::OtherSeed | Ended::TrackerSeeds(_)) => other += 1,
         }
     }
     gauge_vec(
         reg,
         "uringseed_superseed_torrents",
-        "Torrents set to super-seed: still super-seeding (active), or seeding normally since every piece was out twice (every_piece_out_twice) a lone leecher stayed alone (single_leecher), or another seed connected in \"auto\" mode (other_seed).",
+        "Torrents set to super-seed: still super-seeding (active), or seeding normally since every piece was out twice (every_piece_out_twice) a lone leecher stayed alone (single_leecher), or in \"auto\" mode another seed connected or a tracker counted one (other_seed).",
         &["state"],
         vec![
             sample(&["active"], active),

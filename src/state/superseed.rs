@@ -21,6 +21,9 @@ pub enum Ended {
     Core(Stop),
     /// `seeding.super_seed = "auto"`: another seed connected.
     OtherSeed,
+    /// `seeding.super_seed = "auto"`: a tracker counted this many seeds (this server and
+    /// others) in an announce reply or a scrape.
+    TrackerSeeds(u32),
 }
 
 /// One torrent's super-seeding state.
@@ -114,6 +117,23 @@ impl TorrentCtx {
             .is_some_and(|s| s.auto && s.active())
         {
             self.end_super_seeding(Ended::OtherSeed);
+        }
+    }
+
+    /// A tracker's count of seeds for this torrent (announce reply or scrape). It counts this
+    /// server too, once it has announced, so more than one means another seed: in `"auto"`
+    /// mode super-seeding ends. (A tracker still listing a crashed earlier run of this server
+    /// until it expires ends it too: then it ends early, never late.)
+    pub fn super_seed_tracker_seeds(&self, seeders: Option<u32>) {
+        let Some(n) = seeders.filter(|&n| n > 1) else {
+            return;
+        };
+        if self
+            .superseed
+            .as_ref()
+            .is_some_and(|s| s.auto && s.active())
+        {
+            self.end_super_seeding(Ended::TrackerSeeds(n));
         }
     }
 

@@ -275,6 +275,7 @@ fn handle_announce(
                 seeders = ?resp.complete, leechers = ?resp.incomplete,
                 "announced; next in {} s", resp.interval.max(resp.min_interval.unwrap_or_default()).as_secs()
             );
+            ctx.super_seed_tracker_seeds(resp.complete);
             shared.update_tracker(done.info_hash, &url, |st| {
                 st.ok = true;
                 st.last_error = None;
@@ -344,9 +345,10 @@ fn handle_scrape(
         }
         for (ih, counts) in reply.files {
             // A torrent removed meanwhile has no tracker state any more.
-            if !schedules.contains_key(&ih) {
+            let Some((_, ctx)) = schedules.get(&ih) else {
                 continue;
-            }
+            };
+            ctx.super_seed_tracker_seeds(counts.seeders);
             updated += 1;
             shared.update_tracker(ih, &url, |st| {
                 st.seeders = counts.seeders.or(st.seeders);
