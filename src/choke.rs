@@ -1,10 +1,18 @@
 //! Seed choking decisions, pure (time is passed in, results are returned).
 //!
-//! A seed has nothing to gain from a peer, so slots rotate round-robin: an interested peer is
-//! unchoked at once when a regular slot is free; every 10 s, peers that have held a slot for at
-//! least [`ROTATE_AFTER`] give it to the interested peers that have waited longest; and one extra
-//! optimistic slot moves every [`OPTIMISTIC_EVERY`] to the longest-waiting peer. Peers that lose
-//! interest are choked and their slot refilled at once.
+//! A seed has nothing to gain from a peer, so in [`Mode::RoundRobin`] slots rotate: an
+//! interested peer is unchoked at once when a regular slot is free; every 10 s, peers that have
+//! held a slot for at least [`ROTATE_AFTER`] give it to the interested peers that have waited
+//! longest; and one extra optimistic slot moves every [`OPTIMISTIC_EVERY`] to the
+//! longest-waiting peer. Peers that lose interest are choked and their slot refilled at once.
+//!
+//! [`Mode::AntiLeech`] ranks peers by how far their progress (given by [`Choker::set_progress`])
+//! is from half the torrent: peers just starting and peers almost done come first, so the seed's
+//! upload seeds new peers with pieces to trade and finishes nearly-done peers into seeds, while
+//! peers in the middle trade with each other. Free slots go to the best-ranked waiting peer; at
+//! each tick a better-ranked waiting peer takes the slot of a worse-ranked peer that has held it
+//! for at least [`TICK`], and equally ranked peers rotate as in round robin. The optimistic
+//! slot is the same in both modes.
 //!
 //! It owns the decisions only: no I/O, no clock, no knowledge of connections (`state::torrent`
 //! applies its changes).
@@ -22,12 +30,44 @@ pub const OPTIMISTIC_EVERY: Duration = Duration::from_secs(30);
 /// A connection's id, unique in the process.
 pub type PeerKey = u64;
 
+/// How slots are handed out (`seeding.choker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    RoundRobin,
+    AntiLeech,
+}
+
+impl Mode {
+    /// Every mode, by its config name.
+    pub const NAMES: [(&'static str, Mode); 2] = [
+        ("round_robin", Mode::RoundRobin),
+        ("anti_leech", Mode::AntiLeech),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Mode::NAMES
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("round_robin", |(n, _)| n)
+    }
+
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Mode::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, m)| *m)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     interested: bool,
     unchoked: bool,
     /// When the peer last became unchoked (if unchoked) or started waiting (if interested).
     since: Instant,
+    /// Pieces the peer has, as far as we know (anti-leech ranking).
+    pieces: u32,
 }
 
 /// A change to apply to a peer: `true` = choke, `false` = unchoke.
@@ -36,6 +76,9 @@ pub type Change = (PeerKey, bool);
 /// Choking state of one torrent's peers.
 #[derive(Debug)]
 pub struct Choker {
+    mode: Mode,
+    /// The torrent's piece count (anti-leech ranking).
+    total: u32,
     slots: usize,
     /// Nobody is unchoked while paused (a used-up quota with no rate left).
     paused: bool,
@@ -47,7 +90,14 @@ pub struct Choker {
 impl Choker {
     /// `slots` regular upload slots (0 = unlimited), plus one optimistic slot.
     pub fn new(slots: usize) -> Choker {
+        Choker::with_mode(slots, Mode::RoundRobin, 0)
+    }
+
+    /// A choker in `mode` for a torrent of `total` pieces.
+    pub fn with_mode(slots: usize, mode: Mode, total: u32) -> Choker {
         Choker {
+            mode,
+            total,
             slots,
             paused: false,
             peers: BTreeMap::new(),
@@ -63,8 +113,30 @@ impl Choker {
                 interested: false,
                 unchoked: false,
                 since: now,
+                pieces: 0,
             },
         );
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// How many pieces `key` has (from its bitfield, its `have`s and what we sent it); the
+    /// next tick ranks by it.
+    pub fn set_progress(&mut self, key: PeerKey, pieces: u32) {
+        if let Some(e) = self.peers.get_mut(&key) {
+            e.pieces = pieces.min(self.total);
+        }
+    }
+
+    /// Anti-leech rank: distance from half the torrent (higher is served first); 0 in round
+    /// robin, so only waiting time orders peers.
+    fn rank(&self, e: &Entry) -> u64 {
+        match self.mode {
+            Mode::RoundRobin => 0,
+            Mode::AntiLeech => (2 * u64::from(e.pieces)).abs_diff(u64::from(self.total)),
+        }
     }
 
     /// Forgets a peer; its slot goes to a waiting peer.
@@ -142,24 +214,43 @@ impl Choker {
             return changes;
         }
         if self.slots > 0 {
-            let mut waiting = self.waiting();
-            waiting.retain(|k| Some(*k) != self.optimistic);
-            let mut expired: Vec<(Instant, PeerKey)> = self
-                .peers
-                .iter()
-                .filter(|(k, e)| e.unchoked && Some(**k) != self.optimistic)
-                .filter(|(_, e)| now.saturating_duration_since(e.since) >= ROTATE_AFTER)
-                .map(|(k, e)| (e.since, *k))
-                .collect();
-            expired.sort();
-            for ((_, out), incoming) in expired.into_iter().zip(waiting) {
-                self.set(out, false, now, &mut changes);
-                self.set(incoming, true, now, &mut changes);
-            }
+            self.rotate(now, &mut changes);
             self.rotate_optimistic(now, &mut changes);
         }
         self.fill(now, &mut changes);
         changes
+    }
+
+    /// Hands regular slots on: to the best-ranked waiting peers, from the worst-ranked holders
+    /// that may lose theirs (held [`ROTATE_AFTER`] for an equal rank, [`TICK`] for a worse one).
+    fn rotate(&mut self, now: Instant, changes: &mut Vec<Change>) {
+        let mut waiting: Vec<(PeerKey, u64)> = self
+            .waiting()
+            .into_iter()
+            .filter(|k| Some(*k) != self.optimistic)
+            .map(|k| (k, self.rank(&self.peers[&k])))
+            .collect();
+        waiting.truncate(self.slots);
+        let mut holders: Vec<(u64, Instant, PeerKey)> = self
+            .peers
+            .iter()
+            .filter(|(k, e)| e.unchoked && Some(**k) != self.optimistic)
+            .map(|(k, e)| (self.rank(e), e.since, *k))
+            .collect();
+        holders.sort();
+        for (incoming, rank) in waiting {
+            let yields = |&(held_rank, since, _): &(u64, Instant, PeerKey)| {
+                let held = now.saturating_duration_since(since);
+                (rank > held_rank && held >= TICK) || (rank == held_rank && held >= ROTATE_AFTER)
+            };
+            // Later waiting peers rank no higher: if nobody yields to this one, nobody will.
+            let Some(pos) = holders.iter().position(yields) else {
+                break;
+            };
+            let (_, _, out) = holders.remove(pos);
+            self.set(out, false, now, changes);
+            self.set(incoming, true, now, changes);
+        }
     }
 
     fn rotate_optimistic(&mut self, now: Instant, changes: &mut Vec<Change>) {
@@ -184,16 +275,16 @@ impl Choker {
         self.last_optimistic = Some(now);
     }
 
-    /// Interested, choked peers, longest-waiting first.
+    /// Interested, choked peers, best-ranked first, then longest-waiting first.
     fn waiting(&self) -> Vec<PeerKey> {
-        let mut w: Vec<(Instant, PeerKey)> = self
+        let mut w: Vec<(std::cmp::Reverse<u64>, Instant, PeerKey)> = self
             .peers
             .iter()
             .filter(|(_, e)| e.interested && !e.unchoked)
-            .map(|(k, e)| (e.since, *k))
+            .map(|(k, e)| (std::cmp::Reverse(self.rank(e)), e.since, *k))
             .collect();
         w.sort();
-        w.into_iter().map(|(_, k)| k).collect()
+        w.into_iter().map(|(_, _, k)| k).collect()
     }
 
     fn regular_unchoked(&self) -> usize {
@@ -330,5 +421,63 @@ mod tests {
         }
         assert!(c.tick(t0 + ROTATE_AFTER * 2).is_empty());
         assert_eq!(c.unchoked_count(), 50);
+    }
+
+    #[test]
+    fn anti_leech_serves_new_and_nearly_done_peers_before_the_middle() {
+        let t0 = Instant::now();
+        let mut c = Choker::with_mode(1, Mode::AntiLeech, 100);
+        for k in 1..=3 {
+            c.add(k, t0);
+        }
+        c.set_progress(1, 50);
+        c.set_progress(2, 97);
+        c.set_progress(3, 0);
+        // 1 waited longest, but is halfway: the free slot goes to the best-ranked peer.
+        c.set_interested(1, true, t0);
+        assert_eq!(
+            c.set_interested(2, true, t0),
+            vec![],
+            "the one slot is held by 1"
+        );
+        c.set_interested(3, true, t0);
+        assert_eq!(unchoked(&c), vec![1]);
+        // Before TICK nobody is moved but the optimistic slot fills (best rank: 3, then 2).
+        c.tick(t0 + TICK / 2);
+        assert_eq!(unchoked(&c), vec![1, 3]);
+        assert_eq!(c.optimistic, Some(3));
+        // After TICK the halfway holder yields to the waiting peer that ranks better (2).
+        c.tick(t0 + TICK);
+        assert_eq!(unchoked(&c), vec![2, 3]);
+        // 2 is now halfway too, 1 is still halfway: equal ranks rotate only after ROTATE_AFTER.
+        c.set_progress(2, 50);
+        c.tick(t0 + TICK * 2);
+        assert_eq!(unchoked(&c), vec![2, 3]);
+        c.tick(t0 + TICK + ROTATE_AFTER);
+        // 1 took 2's regular slot; the optimistic slot, due again, moved from 3 to 2.
+        assert_eq!(unchoked(&c), vec![1, 2]);
+        assert_eq!(c.optimistic, Some(2));
+    }
+
+    #[test]
+    fn anti_leech_with_unknown_progress_is_round_robin() {
+        let t0 = Instant::now();
+        let (mut rr, mut al) = (Choker::new(2), Choker::with_mode(2, Mode::AntiLeech, 64));
+        for k in 1..=6 {
+            for c in [&mut rr, &mut al] {
+                c.add(k, t0);
+                c.set_interested(k, true, t0 + Duration::from_millis(k));
+            }
+        }
+        for step in 1..=8 {
+            let now = t0 + TICK * step;
+            assert_eq!(rr.tick(now), al.tick(now), "tick {step}");
+        }
+        assert_eq!(Mode::from_name("anti_leech"), Some(Mode::AntiLeech));
+        assert_eq!(
+            Mode::from_name(Mode::RoundRobin.name()),
+            Some(Mode::RoundRobin)
+        );
+        assert_eq!(Mode::from_name("fastest"), None);
     }
 }

@@ -15,8 +15,8 @@ mod sections;
 
 pub use distribution::{TrackerServerConfig, WebseedConfig};
 pub use sections::{
-    ApiConfig, DhtConfig, HashingConfig, LogConfig, MetricsConfig, SeedingConfig, SuperSeedMode,
-    TorrentConfig, TrackerConfig, UtpConfig, WatchConfig, DEFAULT_METRICS_LISTEN,
+    ApiConfig, ChokerMode, DhtConfig, HashingConfig, LogConfig, MetricsConfig, SeedingConfig,
+    SuperSeedMode, TorrentConfig, TrackerConfig, UtpConfig, WatchConfig, DEFAULT_METRICS_LISTEN,
 };
 
 use crate::units::{ByteRate, ByteSize};
@@ -422,7 +422,19 @@ fn toml_error(e: &toml::de::Error, text: &str, file: &str) -> ConfigError {
                 .count()
                 + 1;
             let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-            let key = line.split('=').next().unwrap_or("").trim().to_string();
+            let key = line.split('=').next().unwrap_or("").trim();
+            // The table the key is in: the nearest header above it (`[seeding]`, `[[torrent]]`).
+            let table = text
+                .lines()
+                .take(line_no - 1)
+                .map(str::trim)
+                .filter(|l| l.starts_with('['))
+                .last()
+                .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim());
+            let key = match table {
+                Some(t) if !key.is_empty() && !key.starts_with('[') => format!("{t}.{key}"),
+                _ => key.to_string(),
+            };
             (key, format!("line {line_no}: "))
         }
         None => (String::new(), String::new()),
@@ -494,7 +506,7 @@ mod tests {
     #[test]
     fn bad_type_names_key_and_line() {
         let e = Config::parse("[server]\nworkers = \"many\"\n", "c.toml").unwrap_err();
-        assert_eq!(e.key, "workers");
+        assert_eq!(e.key, "server.workers");
         assert!(e.reason.contains("line 2"), "{e}");
     }
 
@@ -507,7 +519,7 @@ mod tests {
         let e = Config::parse("[tracker]\nscrape_interval_secs = 9\n", "c.toml").unwrap_err();
         assert_eq!(e.key, "tracker.scrape_interval_secs", "{e}");
         let e = Config::parse("[server]\nlisten = [\"nowhere\"]\n", "c.toml").unwrap_err();
-        assert_eq!(e.key, "listen", "{e}");
+        assert_eq!(e.key, "server.listen", "{e}");
     }
 
     #[test]

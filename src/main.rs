@@ -141,6 +141,11 @@ struct ServeArgs {
     /// to each leecher at a time, for a new swarm with one seed.
     #[arg(long)]
     super_seed: bool,
+    /// How upload slots are handed out (seeding.choker): round_robin, or anti_leech (peers
+    /// just starting and almost done first).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        uringseed::config::ChokerMode::NAMES.map(|(n, _)| n)))]
+    choker: Option<String>,
     /// With PATH: where to write the .torrent.
     #[arg(long)]
     torrent_out: Option<PathBuf>,
@@ -358,6 +363,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             "disabled" => Encryption::Disabled,
             _ => Encryption::Enabled,
         };
+    }
+    if let Some(mode) = args
+        .choker
+        .as_deref()
+        .and_then(uringseed::config::ChokerMode::from_name)
+    {
+        config.seeding.choker = mode;
     }
     if args.super_seed {
         config.seeding.super_seed = uringseed::config::SuperSeedMode::On;

@@ -146,7 +146,7 @@ fn serve_reports_bad_input_clearly() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["--config".into(), bad_toml.display().to_string()],
-            "bad.toml: key `upload_slotz`: line 2",
+            "bad.toml: key `server.upload_slotz`: line 2",
         ),
         (
             vec![

@@ -302,6 +302,28 @@ pub struct SeedingConfig {
     /// leecher has been alone for a minute; then normal seeding. `"auto"`: the same, but it
     /// also ends as soon as another seed connects (this server is no longer the only seed).
     pub super_seed: SuperSeedMode,
+    /// How upload slots are handed out: `"round_robin"` (each interested peer in turn) or
+    /// `"anti_leech"` (peers just starting or almost done first, so peers in the middle trade
+    /// with each other; for a new swarm). Measured in `benches/swarm.py`.
+    pub choker: ChokerMode,
+}
+
+pub use crate::choke::Mode as ChokerMode;
+
+impl Serialize for ChokerMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChokerMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        ChokerMode::from_name(&name).ok_or_else(|| {
+            let names: Vec<&str> = ChokerMode::NAMES.iter().map(|(n, _)| *n).collect();
+            serde::de::Error::custom(format!("{name:?} is not one of {}", names.join(", ")))
+        })
+    }
 }
 
 /// `seeding.super_seed`: `false`, `true` or `"auto"`.

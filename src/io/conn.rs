@@ -170,6 +170,17 @@ struct Inbound<'a> {
 }
 
 impl Inbound<'_> {
+    /// The peer's reported progress, for the anti-leech choker (a duplicate `have` counts
+    /// again: claiming more only moves a peer toward "almost done", which ranks no higher
+    /// than "just started", which anyone may claim).
+    fn count_pieces(&self, more: u32) {
+        if self.ctx.choker_mode() == crate::choke::Mode::AntiLeech {
+            let pieces = &self.handle.pieces;
+            let now = pieces.load(Ordering::Relaxed).saturating_add(more);
+            pieces.store(now, Ordering::Relaxed);
+        }
+    }
+
     /// Feeds received (decrypted) bytes to the state machine; Err ends the connection.
     fn deliver(&self, bytes: &[u8]) -> Result<(), End> {
         let now = now();
@@ -184,10 +195,14 @@ impl Inbound<'_> {
                 Event::NotInterested => self.ctx.set_interested(self.key, false, now),
                 Event::Rejected(reason) => self.shared.stats.count_rejected(reason),
                 Event::PeerBitfield(bits) => {
+                    self.count_pieces(bits.iter().map(|b| b.count_ones()).sum());
                     self.ctx
                         .super_seed_saw(self.key, Seen::Bitfield(&bits), now)
                 }
-                Event::PeerHave(piece) => self.ctx.super_seed_saw(self.key, Seen::Have(piece), now),
+                Event::PeerHave(piece) => {
+                    self.count_pieces(1);
+                    self.ctx.super_seed_saw(self.key, Seen::Have(piece), now)
+                }
                 Event::ExtensionHandshake { port } => {
                     // An incoming peer that listens may be shared: its address, its port.
                     if let (Some(port), true) = (port, self.ctx.view.pex) {

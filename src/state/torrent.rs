@@ -4,7 +4,7 @@
 //! [`crate::storage::files::DataFiles`], its connections from `io`.
 
 use super::limits::TorrentUpload;
-use crate::choke::{Choker, PeerKey};
+use crate::choke::{Choker, Mode as ChokerMode, PeerKey};
 use crate::config::Config;
 use crate::metainfo::{self, Torrent};
 use crate::reasons::{ChokeCmd, PendingChoke};
@@ -17,7 +17,7 @@ use crate::wire::Block;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -121,6 +121,9 @@ pub struct PeerHandle {
     /// everything now (super-seeding stopped).
     pub offers: Mutex<Vec<u32>>,
     pub unrestrict: AtomicBool,
+    /// Pieces the peer reported (its bitfield's count plus its `have`s), for the anti-leech
+    /// choker; kept only in that mode.
+    pub pieces: AtomicU32,
     pub info: PeerInfo,
 }
 
@@ -135,6 +138,7 @@ impl PeerHandle {
             interested: AtomicBool::new(false),
             offers: Mutex::new(Vec::new()),
             unrestrict: AtomicBool::new(false),
+            pieces: AtomicU32::new(0),
             info,
         }
     }
@@ -167,6 +171,7 @@ pub struct TorrentCtx {
     /// Peer ids of connected peers (a second connection from the same peer is refused).
     peer_ids: Mutex<HashSet<[u8; 20]>>,
     choker: Mutex<Choker>,
+    choker_mode: ChokerMode,
     handles: Mutex<HashMap<PeerKey, Arc<PeerHandle>>>,
     /// Connected peers that may be shared by peer exchange (listen addresses we know).
     shareable: Mutex<HashMap<PeerKey, PexPeer>>,
@@ -183,6 +188,7 @@ impl TorrentCtx {
         upload: TorrentUpload,
     ) -> TorrentCtx {
         let layout = Layout::new(torrent);
+        let layout_pieces = layout.num_pieces();
         TorrentCtx {
             view: Arc::new(TorrentView {
                 info_hash: torrent.info_hash,
@@ -207,7 +213,12 @@ impl TorrentCtx {
             meter: RateMeter::default(),
             superseed: None,
             peer_ids: Mutex::new(HashSet::new()),
-            choker: Mutex::new(Choker::new(config.server.upload_slots)),
+            choker: Mutex::new(Choker::with_mode(
+                config.server.upload_slots,
+                config.seeding.choker,
+                u32::try_from(layout_pieces).unwrap_or(u32::MAX),
+            )),
+            choker_mode: config.seeding.choker,
             handles: Mutex::new(HashMap::new()),
             shareable: Mutex::new(HashMap::new()),
         }
@@ -346,13 +357,36 @@ impl TorrentCtx {
             .set_slots(slots);
     }
 
+    /// The choker's mode (fixed for the torrent's life).
+    pub fn choker_mode(&self) -> ChokerMode {
+        self.choker_mode
+    }
+
     pub fn choke_tick(&self, now: Instant) {
         self.super_seed_saw(0, super::superseed::Seen::Tick, now);
-        let changes = self
-            .choker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .tick(now);
+        // Anti-leech ranks by progress: what the peer reported, or what we sent it if more.
+        let progress: Vec<(PeerKey, u32)> = if self.choker_mode == ChokerMode::AntiLeech {
+            let piece = self.view.layout.piece_length().max(1);
+            self.handles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(k, h)| {
+                    let sent = h.uploaded.load(Ordering::Relaxed) / piece;
+                    let told = h.pieces.load(Ordering::Relaxed);
+                    (*k, told.max(u32::try_from(sent).unwrap_or(u32::MAX)))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let changes = {
+            let mut choker = self.choker.lock().unwrap_or_else(|e| e.into_inner());
+            for (k, pieces) in progress {
+                choker.set_progress(k, pieces);
+            }
+            choker.tick(now)
+        };
         self.apply(changes);
     }
 

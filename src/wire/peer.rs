@@ -83,8 +83,8 @@ pub enum Event {
     ExtensionHandshake {
         port: Option<u16>,
     },
-    /// Pieces the peer says it has (its bitfield, then each `have`), reported only while
-    /// super-seeding: the swarm's availability.
+    /// Pieces the peer says it has (its bitfield, then each `have`): the swarm's availability
+    /// for super-seeding, the peer's progress for the anti-leech choker.
     PeerBitfield(Vec<u8>),
     PeerHave(u32),
     /// Peers it told us about (BEP 11), for the peer-address intake.
@@ -266,15 +266,9 @@ impl Peer {
                     }
                 }
             }
-            Owned::Have(i) if self.offered.is_some() => self.events.push(Event::PeerHave(i)),
-            Owned::Bitfield(Shape::Partial(bits)) if self.offered.is_some() => {
-                self.events.push(Event::PeerBitfield(bits))
-            }
-            Owned::Other => {}
-            Owned::Interested
-            | Owned::NotInterested
-            | Owned::Have(_)
-            | Owned::Bitfield(Shape::Partial(_)) => {}
+            Owned::Have(i) => self.events.push(Event::PeerHave(i)),
+            Owned::Bitfield(Shape::Partial(bits)) => self.events.push(Event::PeerBitfield(bits)),
+            Owned::Other | Owned::Interested | Owned::NotInterested => {}
         }
         Ok(())
     }
