@@ -1,5 +1,5 @@
 //! HTTP(S) tracker announces and scrapes: the announce URL, the bounded bencoded announce
-//! reply parser, and the blocking client (ureq with rustls, trusting the roots of
+//! reply parser, and the blocking client (one shared ureq agent with a keep-alive pool, rustls, trusting the roots of
 //! [`super::tls`]; connect and read timeouts; replies capped in size) for both. The scrape URL
 //! and reply parser are [`super::scrape`]'s.
 //!
@@ -182,19 +182,36 @@ pub fn scrape(
     super::scrape::parse_reply(&body, hashes)
 }
 
-/// GETs `url`: the body of a 200 reply, at most [`MAX_REPLY_BYTES`] of it.
+/// Idle keep-alive connections kept per tracker host, and in all.
+pub const IDLE_PER_HOST: usize = 4;
+pub const IDLE_TOTAL: usize = 256;
+
+/// The one HTTP agent of the process: its pool keeps connections to each tracker host alive
+/// between announces (bounded by [`IDLE_PER_HOST`] and [`IDLE_TOTAL`]).
+fn agent() -> &'static ureq::Agent {
+    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::AgentBuilder::new()
+            .max_idle_connections(IDLE_TOTAL)
+            .max_idle_connections_per_host(IDLE_PER_HOST)
+            .redirects(3)
+            .tls_config(super::tls::client_config())
+            .user_agent(concat!("uringseed/", env!("CARGO_PKG_VERSION")))
+            .build()
+    })
+}
+
+/// GETs `url`: the body of a 200 reply, at most [`MAX_REPLY_BYTES`] of it, all within
+/// `timeout`.
 fn get(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(timeout.min(Duration::from_secs(10)))
+    let resp = agent()
+        .get(url)
         .timeout(timeout)
-        .redirects(3)
-        .tls_config(super::tls::client_config())
-        .user_agent(concat!("uringseed/", env!("CARGO_PKG_VERSION")))
-        .build();
-    let resp = agent.get(url).call().map_err(|e| match e {
-        ureq::Error::Status(code, _) => TrackerError::Transport(format!("HTTP status {code}")),
-        ureq::Error::Transport(t) => TrackerError::Transport(transport_error(&t)),
-    })?;
+        .call()
+        .map_err(|e| match e {
+            ureq::Error::Status(code, _) => TrackerError::Transport(format!("HTTP status {code}")),
+            ureq::Error::Transport(t) => TrackerError::Transport(transport_error(&t)),
+        })?;
     let mut body = Vec::new();
     resp.into_reader()
         .take(MAX_REPLY_BYTES + 1)

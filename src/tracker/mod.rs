@@ -15,6 +15,8 @@ mod runner;
 pub mod scrape;
 pub mod tls;
 pub mod udp;
+pub mod udp_client;
+pub mod udp_mux;
 
 pub use redact::redact;
 pub use runner::spawn;
@@ -181,8 +183,16 @@ impl Schedule {
         )
     }
 
-    /// Tracker `url` of tier `i` answered.
-    pub fn succeeded(&mut self, i: usize, url: &str, resp: &AnnounceResponse, now: Instant) {
+    /// Tracker `url` of tier `i` answered. The next announce is due after the tracker's
+    /// interval plus `spread / u32::MAX` of a tenth of it (pass a random number).
+    pub fn succeeded(
+        &mut self,
+        i: usize,
+        url: &str,
+        resp: &AnnounceResponse,
+        spread: u32,
+        now: Instant,
+    ) {
         let t = &mut self.tiers[i];
         t.in_flight = false;
         t.started = true;
@@ -198,7 +208,10 @@ impl Schedule {
             .interval
             .max(resp.min_interval.unwrap_or_default())
             .max(MIN_INTERVAL_FLOOR);
-        t.next = now + wait;
+        // Spread: up to a tenth of the interval later, so torrents started together do not
+        // announce together for ever.
+        let extra = wait.as_nanos() * u128::from(spread) / u128::from(u32::MAX) / 10;
+        t.next = now + wait + Duration::from_nanos(extra as u64);
     }
 
     /// Every tracker of tier `i` failed: back off.
@@ -306,12 +319,26 @@ mod tests {
         );
         assert_eq!(s.due(t0), vec![1], "in flight tiers are not due");
         // "b" answered: it moves to the front; next announce after max(interval, min interval).
-        s.succeeded(0, "b", &reply(60, Some(120)), t0);
+        s.succeeded(0, "b", &reply(60, Some(120)), 0, t0);
         assert_eq!(s.tiers[0].urls, vec!["b".to_string(), "a".into()]);
         assert_eq!(s.tiers[0].next, t0 + Duration::from_secs(120));
         assert_eq!(s.begin(0).1, Event::None);
-        s.succeeded(0, "b", &reply(1, None), t0);
+        s.succeeded(0, "b", &reply(1, None), 0, t0);
         assert_eq!(s.tiers[0].next, t0 + MIN_INTERVAL_FLOOR);
+        s.begin(0);
+        s.succeeded(0, "b", &reply(1000, None), u32::MAX, t0);
+        assert_eq!(
+            s.tiers[0].next,
+            t0 + Duration::from_secs(1100),
+            "spread: at most +10%"
+        );
+        s.begin(0);
+        s.succeeded(0, "b", &reply(1000, None), u32::MAX / 2, t0);
+        let next = s.tiers[0].next - t0;
+        assert!(
+            next > Duration::from_secs(1049) && next < Duration::from_secs(1051),
+            "{next:?}"
+        );
         // Tier 1 fails twice: 15 s then 30 s, and keeps sending `started` until it works.
         s.begin(1);
         s.failed(1, t0);

@@ -1,5 +1,6 @@
-//! The announcer: an async service that runs every live torrent's [`Schedule`], announcing on
-//! tokio's blocking pool (blocking HTTP/UDP clients with timeouts), offers the peers of each
+//! The announcer: an async service that runs every live torrent's [`Schedule`], announcing
+//! through [`Clients`] (UDP: one multiplexed client, no threads; HTTP(S): the shared keep-alive
+//! agent on at most [`HTTP_THREADS`] blocking threads), offers the peers of each
 //! reply to the peer-address intake, records each tracker's state, and announces `stopped`
 //! when a torrent is removed and at shutdown (within `tracker.stop_timeout_secs`). It also runs
 //! the trackers' scrape schedule ([`Scrapes`]): every tracker a torrent announced to is scraped
@@ -10,10 +11,8 @@
 //! taken the figures its `stopped` announce needs.
 
 use super::scrape::{self, ScrapeReply, Scrapes};
-use super::{
-    announce_once, redact, scrape_once, AnnounceRequest, AnnounceResponse, Event, Schedule,
-    TrackerError,
-};
+use super::udp_client::UdpClient;
+use super::{http, redact, AnnounceRequest, AnnounceResponse, Event, Schedule, TrackerError};
 use crate::lifecycle::{Services, Shutdown};
 use crate::metainfo::InfoHash;
 use crate::peer_source::Candidate;
@@ -23,10 +22,81 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
-/// Most announces and scrapes in flight at once.
-const MAX_IN_FLIGHT: usize = 32;
+/// Most announces and scrapes in flight at once (each a task; UDP ones share one socket).
+const MAX_IN_FLIGHT: usize = 128;
+/// Most blocking threads running HTTP(S) announces and scrapes at once.
+pub const HTTP_THREADS: usize = 16;
+
+/// How announces and scrapes reach trackers.
+#[derive(Clone)]
+struct Clients {
+    udp: UdpClient,
+    http_threads: Arc<Semaphore>,
+}
+
+impl Clients {
+    fn new(timeout: Duration, udp_retries: u32) -> Clients {
+        Clients {
+            udp: UdpClient::start(Duration::from_secs(15).min(timeout), udp_retries),
+            http_threads: Arc::new(Semaphore::new(HTTP_THREADS)),
+        }
+    }
+
+    /// Runs a blocking HTTP exchange on one of the [`HTTP_THREADS`].
+    async fn on_http_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, TrackerError> + Send + 'static,
+    ) -> Result<T, TrackerError> {
+        let _slot = self.http_threads.acquire().await.expect("never closed");
+        tokio::task::spawn_blocking(f)
+            .await
+            .unwrap_or_else(|e| Err(TrackerError::Transport(format!("HTTP task: {e}"))))
+    }
+
+    /// Announces once to `url` (http, https or udp) within `timeout`.
+    async fn announce(
+        &self,
+        url: &str,
+        req: &AnnounceRequest,
+        timeout: Duration,
+    ) -> Result<AnnounceResponse, TrackerError> {
+        if url.starts_with("udp://") {
+            self.udp.announce(url, req, timeout).await
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            let (url, req) = (url.to_string(), req.clone());
+            self.on_http_thread(move || http::announce(&url, &req, timeout))
+                .await
+        } else {
+            Err(TrackerError::Transport(format!(
+                "unsupported tracker URL scheme: {}",
+                redact(url)
+            )))
+        }
+    }
+
+    /// Scrapes `url` once for `hashes` (at most [`scrape::batch_size`] of them).
+    async fn scrape(
+        &self,
+        url: &str,
+        hashes: &[InfoHash],
+        timeout: Duration,
+    ) -> Result<ScrapeReply, TrackerError> {
+        if url.starts_with("udp://") {
+            self.udp.scrape(url, hashes, timeout).await
+        } else if let Some(scrape_url) = scrape::scrape_url(url) {
+            let hashes = hashes.to_vec();
+            self.on_http_thread(move || http::scrape(&scrape_url, &hashes, timeout))
+                .await
+        } else {
+            Err(TrackerError::Transport(format!(
+                "no scrape URL for {}",
+                redact(url)
+            )))
+        }
+    }
+}
 
 fn shuffle(urls: &mut [String]) {
     for i in (1..urls.len()).rev() {
@@ -96,6 +166,7 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
     let mut table = shared.torrents.subscribe();
     let mut in_flight = 0usize;
     let mut scrapes = Scrapes::new(Duration::from_secs(cfg.scrape_interval_secs));
+    let clients = Clients::new(timeout, cfg.udp_max_retries);
     loop {
         let now = Instant::now();
         let torrents = shared.live_torrents();
@@ -113,7 +184,7 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
                 shared.forget_trackers_of(&ih);
                 shared.forget_peers_of(&ih);
                 scrapes.forget(&ih);
-                tokio::spawn(announce_stopped(shared.clone(), stops));
+                tokio::spawn(announce_stopped(shared.clone(), clients.clone(), stops));
             }
         }
         let mut next_due: Option<Instant> = None;
@@ -136,10 +207,10 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
                 }
                 let (urls, event) = s.begin(tier);
                 let req = request(&shared, &ctx, event, s.tiers[tier].tracker_id.clone());
-                let (tx, retries, ih) = (tx.clone(), cfg.udp_max_retries, ctx.view.info_hash);
+                let (tx, clients, ih) = (tx.clone(), clients.clone(), ctx.view.info_hash);
                 in_flight += 1;
-                tokio::task::spawn_blocking(move || {
-                    let done = announce_tier(ih, tier, urls, &req, timeout, retries);
+                tokio::spawn(async move {
+                    let done = announce_tier(&clients, ih, tier, urls, &req, timeout).await;
                     let _ = tx.send(Done::Announce(done));
                 });
             }
@@ -152,10 +223,11 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
                 break;
             }
             let hashes = scrapes.begin(&url, now);
-            let (tx, retries) = (tx.clone(), cfg.udp_max_retries);
+            let (tx, clients) = (tx.clone(), clients.clone());
             in_flight += 1;
-            tokio::task::spawn_blocking(move || {
-                let _ = tx.send(Done::Scrape(scrape_tracker(url, &hashes, timeout, retries)));
+            tokio::spawn(async move {
+                let done = scrape_tracker(&clients, url, &hashes, timeout).await;
+                let _ = tx.send(Done::Scrape(done));
             });
         }
         if let Some(at) = scrapes.next_due() {
@@ -189,22 +261,22 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
         .flat_map(|k| stop_requests(&shared, k))
         .collect();
     drop(schedules);
-    announce_stopped(shared, stops).await;
+    announce_stopped(shared, clients, stops).await;
 }
 
-/// Tries a tier's URLs in order until one answers (runs on the blocking pool).
-fn announce_tier(
+/// Tries a tier's URLs in order until one answers.
+async fn announce_tier(
+    clients: &Clients,
     info_hash: InfoHash,
     tier: usize,
     urls: Vec<String>,
     req: &AnnounceRequest,
     timeout: Duration,
-    retries: u32,
 ) -> Announced {
     let mut errors = Vec::new();
     for url in urls {
         let started = Instant::now();
-        match announce_once(&url, req, timeout, retries) {
+        match clients.announce(&url, req, timeout).await {
             Ok(resp) => {
                 return Announced {
                     info_hash,
@@ -222,13 +294,17 @@ fn announce_tier(
     }
 }
 
-/// Scrapes one tracker for `hashes`, a batch per request, until a request fails (runs on the
-/// blocking pool).
-fn scrape_tracker(url: String, hashes: &[InfoHash], timeout: Duration, retries: u32) -> Scraped {
+/// Scrapes one tracker for `hashes`, a batch per request, until a request fails.
+async fn scrape_tracker(
+    clients: &Clients,
+    url: String,
+    hashes: &[InfoHash],
+    timeout: Duration,
+) -> Scraped {
     let size = scrape::batch_size(&url).unwrap_or(1);
     let mut replies = Vec::new();
     for batch in hashes.chunks(size) {
-        let reply = scrape_once(&url, batch, timeout, retries);
+        let reply = clients.scrape(&url, batch, timeout).await;
         let failed = reply.is_err();
         replies.push(reply);
         if failed {
@@ -264,7 +340,7 @@ fn handle_announce(
     let stats = &shared.stats;
     match done.result {
         Ok((url, resp, latency)) => {
-            s.succeeded(done.tier, &url, &resp, now);
+            s.succeeded(done.tier, &url, &resp, random_u32(), now);
             scrapes.announced(&url, done.info_hash, now);
             stats.count_announce(AnnounceResult::Ok, latency);
             if let Some(w) = &resp.warning {
@@ -379,20 +455,61 @@ fn handle_scrape(
     }
 }
 
-/// Tells trackers that we stop, in parallel, within `tracker.stop_timeout_secs`.
-async fn announce_stopped(shared: Arc<Shared>, stops: Vec<(String, AnnounceRequest)>) {
+/// Most `stopped` announces in flight at once (so a burst of thousands does not overflow the
+/// trackers' or our socket buffers).
+const STOPS_IN_FLIGHT: usize = 128;
+
+/// Tells trackers that we stop, [`STOPS_IN_FLIGHT`] at a time, all within one
+/// `tracker.stop_timeout_secs` from now; logs how many were acknowledged, failed, or not sent
+/// in time.
+async fn announce_stopped(
+    shared: Arc<Shared>,
+    clients: Clients,
+    stops: Vec<(String, AnnounceRequest)>,
+) {
+    if stops.is_empty() {
+        return;
+    }
     let limit = Duration::from_secs(shared.config.tracker.stop_timeout_secs);
-    let all = stops.into_iter().map(|(url, req)| {
-        tokio::task::spawn_blocking(move || match announce_once(&url, &req, limit, 0) {
-            Ok(_) => tracing::info!(tracker = %redact(&url), "announced stopped"),
-            Err(e) => tracing::warn!(tracker = %redact(&url), "announcing stopped failed: {e}"),
-        })
-    });
-    let joined: Vec<_> = all.collect();
-    let _ = tokio::time::timeout(limit, async {
-        for j in joined {
-            let _ = j.await;
+    let deadline = tokio::time::Instant::now() + limit;
+    let total = stops.len();
+    let slots = Arc::new(Semaphore::new(STOPS_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (url, req) in stops {
+        let (clients, slots) = (clients.clone(), slots.clone());
+        tasks.spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("never closed");
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let result = clients.announce(&url, &req, left).await;
+            if let Err(e) = &result {
+                tracing::debug!(tracker = %redact(&url), "announcing stopped failed: {e}");
+            }
+            Some(result.is_ok())
+        });
+    }
+    let (mut ok, mut failed) = (0usize, 0usize);
+    let _ = tokio::time::timeout_at(deadline, async {
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Some(true)) => ok += 1,
+                Ok(Some(false)) => failed += 1,
+                _ => {}
+            }
         }
     })
     .await;
+    tasks.abort_all();
+    let unsent = total - ok - failed;
+    if failed + unsent == 0 {
+        tracing::info!("announced stopped to {ok} tracker(s)");
+    } else {
+        tracing::warn!(
+            "announced stopped: {ok} acknowledged, {failed} failed, {unsent} not answered within \
+             tracker.stop_timeout_secs ({} s)",
+            limit.as_secs()
+        );
+    }
 }

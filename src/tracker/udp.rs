@@ -173,7 +173,23 @@ pub fn parse_scrape(
     ))
 }
 
-/// A UDP tracker and its cached connection id.
+/// The `host:port` of a `udp://host:port[/path]` URL.
+pub fn host_port(url: &str) -> Result<String, TrackerError> {
+    let rest = url
+        .strip_prefix("udp://")
+        .ok_or_else(|| TrackerError::Transport(format!("not a udp URL: {}", super::redact(url))))?;
+    let host_port = rest.split('/').next().unwrap_or_default().to_string();
+    if !host_port.contains(':') {
+        return Err(TrackerError::Transport(format!(
+            "no port in {}",
+            super::redact(url)
+        )));
+    }
+    Ok(host_port)
+}
+
+/// A blocking UDP tracker client and its cached connection id (for tools and tests; the
+/// server's announcer multiplexes through [`super::udp_client`]).
 pub struct UdpTracker {
     pub host_port: String,
     connection: Option<(u64, Instant)>,
@@ -190,18 +206,8 @@ impl UdpTracker {
         max_retries: u32,
         base_timeout: Duration,
     ) -> Result<UdpTracker, TrackerError> {
-        let rest = url.strip_prefix("udp://").ok_or_else(|| {
-            TrackerError::Transport(format!("not a udp URL: {}", super::redact(url)))
-        })?;
-        let host_port = rest.split('/').next().unwrap_or_default().to_string();
-        if !host_port.contains(':') {
-            return Err(TrackerError::Transport(format!(
-                "no port in {}",
-                super::redact(url)
-            )));
-        }
         Ok(UdpTracker {
-            host_port,
+            host_port: host_port(url)?,
             connection: None,
             max_retries,
             base_timeout,
