@@ -182,8 +182,9 @@ pub fn scrape(
     super::scrape::parse_reply(&body, hashes)
 }
 
-/// Idle keep-alive connections kept per tracker host, and in all.
-pub const IDLE_PER_HOST: usize = 4;
+/// Idle keep-alive connections kept per tracker host (one per announce thread, so that every
+/// thread can hand its connection back), and in all.
+pub const IDLE_PER_HOST: usize = 16;
 pub const IDLE_TOTAL: usize = 256;
 
 /// The one HTTP agent of the process: its pool keeps connections to each tracker host alive

@@ -223,11 +223,11 @@ impl Schedule {
     }
 
     /// The trackers to tell `stopped`: the first (last working) URL of every tier that heard
-    /// `started`.
+    /// `started`, or may have (an announce still in flight).
     pub fn stop_targets(&self) -> Vec<(String, Option<String>)> {
         self.tiers
             .iter()
-            .filter(|t| t.started)
+            .filter(|t| t.started || t.in_flight)
             .map(|t| (t.urls[0].clone(), t.tracker_id.clone()))
             .collect()
     }
@@ -355,5 +355,8 @@ mod tests {
             s.stop_targets(),
             vec![("b".to_string(), Some("tid".to_string()))]
         );
+        // A tier whose first `started` is still in flight may have been heard: it is told too.
+        s.begin(1);
+        assert_eq!(s.stop_targets().len(), 2);
     }
 }

@@ -33,13 +33,22 @@ pub const HTTP_THREADS: usize = 16;
 #[derive(Clone)]
 struct Clients {
     udp: UdpClient,
+    /// A UDP exchange's whole budget: every try of `tracker.udp_max_retries` waited out.
+    udp_budget: Duration,
+    /// An HTTP exchange's whole budget (`tracker.timeout_secs`).
+    http_timeout: Duration,
     http_threads: Arc<Semaphore>,
 }
 
 impl Clients {
+    /// `timeout`: a UDP round trip's wait (the first; each resend waits twice the last).
     fn new(timeout: Duration, udp_retries: u32) -> Clients {
+        let base = Duration::from_secs(15).min(timeout);
+        let tries = udp_retries.min(8) + 1;
         Clients {
-            udp: UdpClient::start(Duration::from_secs(15).min(timeout), udp_retries),
+            udp: UdpClient::start(base, udp_retries),
+            udp_budget: base.saturating_mul((1u32 << tries) - 1),
+            http_timeout: timeout,
             http_threads: Arc::new(Semaphore::new(HTTP_THREADS)),
         }
     }
@@ -55,17 +64,17 @@ impl Clients {
             .unwrap_or_else(|e| Err(TrackerError::Transport(format!("HTTP task: {e}"))))
     }
 
-    /// Announces once to `url` (http, https or udp) within `timeout`.
+    /// Announces once to `url` (http, https or udp) within its budget, and `cap` at most.
     async fn announce(
         &self,
         url: &str,
         req: &AnnounceRequest,
-        timeout: Duration,
+        cap: Duration,
     ) -> Result<AnnounceResponse, TrackerError> {
         if url.starts_with("udp://") {
-            self.udp.announce(url, req, timeout).await
+            self.udp.announce(url, req, cap.min(self.udp_budget)).await
         } else if url.starts_with("http://") || url.starts_with("https://") {
-            let (url, req) = (url.to_string(), req.clone());
+            let (url, req, timeout) = (url.to_string(), req.clone(), cap.min(self.http_timeout));
             self.on_http_thread(move || http::announce(&url, &req, timeout))
                 .await
         } else {
@@ -76,17 +85,13 @@ impl Clients {
         }
     }
 
-    /// Scrapes `url` once for `hashes` (at most [`scrape::batch_size`] of them).
-    async fn scrape(
-        &self,
-        url: &str,
-        hashes: &[InfoHash],
-        timeout: Duration,
-    ) -> Result<ScrapeReply, TrackerError> {
+    /// Scrapes `url` once for `hashes` (at most [`scrape::batch_size`] of them) within its
+    /// budget.
+    async fn scrape(&self, url: &str, hashes: &[InfoHash]) -> Result<ScrapeReply, TrackerError> {
         if url.starts_with("udp://") {
-            self.udp.scrape(url, hashes, timeout).await
+            self.udp.scrape(url, hashes, self.udp_budget).await
         } else if let Some(scrape_url) = scrape::scrape_url(url) {
-            let hashes = hashes.to_vec();
+            let (hashes, timeout) = (hashes.to_vec(), self.http_timeout);
             self.on_http_thread(move || http::scrape(&scrape_url, &hashes, timeout))
                 .await
         } else {
@@ -210,7 +215,7 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
                 let (tx, clients, ih) = (tx.clone(), clients.clone(), ctx.view.info_hash);
                 in_flight += 1;
                 tokio::spawn(async move {
-                    let done = announce_tier(&clients, ih, tier, urls, &req, timeout).await;
+                    let done = announce_tier(&clients, ih, tier, urls, &req).await;
                     let _ = tx.send(Done::Announce(done));
                 });
             }
@@ -226,7 +231,7 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
             let (tx, clients) = (tx.clone(), clients.clone());
             in_flight += 1;
             tokio::spawn(async move {
-                let done = scrape_tracker(&clients, url, &hashes, timeout).await;
+                let done = scrape_tracker(&clients, url, &hashes).await;
                 let _ = tx.send(Done::Scrape(done));
             });
         }
@@ -271,12 +276,11 @@ async fn announce_tier(
     tier: usize,
     urls: Vec<String>,
     req: &AnnounceRequest,
-    timeout: Duration,
 ) -> Announced {
     let mut errors = Vec::new();
     for url in urls {
         let started = Instant::now();
-        match clients.announce(&url, req, timeout).await {
+        match clients.announce(&url, req, Duration::MAX).await {
             Ok(resp) => {
                 return Announced {
                     info_hash,
@@ -295,16 +299,11 @@ async fn announce_tier(
 }
 
 /// Scrapes one tracker for `hashes`, a batch per request, until a request fails.
-async fn scrape_tracker(
-    clients: &Clients,
-    url: String,
-    hashes: &[InfoHash],
-    timeout: Duration,
-) -> Scraped {
+async fn scrape_tracker(clients: &Clients, url: String, hashes: &[InfoHash]) -> Scraped {
     let size = scrape::batch_size(&url).unwrap_or(1);
     let mut replies = Vec::new();
     for batch in hashes.chunks(size) {
-        let reply = clients.scrape(&url, batch, timeout).await;
+        let reply = clients.scrape(&url, batch).await;
         let failed = reply.is_err();
         replies.push(reply);
         if failed {
