@@ -105,6 +105,15 @@ impl Checker {
             progress_bar,
             log: ReadyLog::default(),
         });
+        if let Some(dir) = checker.shared.config.hashing.resume_dir() {
+            let n = crate::storage::resume::remove_stale_temps(&dir);
+            if n > 0 {
+                tracing::info!(
+                    "removed {n} temporary file(s) a crash left in {}",
+                    dir.display()
+                );
+            }
+        }
         let c = checker.clone();
         services.shutdown().on_trigger(move || {
             c.shared.torrents.cancel_checks();

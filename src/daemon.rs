@@ -218,7 +218,7 @@ impl Control<'_> {
         ));
         self.notify.status(&format!(
             "seeding {} torrent(s); last checked: {} ({good} of {} pieces good)",
-            self.handle.shared.live_torrents().len(),
+            self.handle.shared.torrents.live_count(),
             r.name,
             r.pieces
         ));

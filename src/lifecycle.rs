@@ -14,6 +14,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Most threads in the blocking pool of each [`Services::spawn_async`] runtime (tokio's default
+/// is 512: without a cap, a semaphore of N jobs still leaves a new thread behind whenever a job
+/// starts before the thread of the one that just finished is idle again).
+pub const MAX_BLOCKING_THREADS: usize = 16;
+
 type Hook = Box<dyn FnOnce() + Send>;
 
 /// A failure to start serving. Most are permanent (a setting, a file): starting again cannot
@@ -250,15 +255,19 @@ impl Services {
     }
 
     /// Starts the future `make(shutdown)` on a thread of its own running a current-thread tokio
-    /// runtime (timers and sockets enabled); the thread ends when the future does, without
-    /// waiting for work it left on the runtime's blocking pool (each such job bounds itself).
+    /// runtime (timers and sockets enabled) whose blocking pool has at most
+    /// [`MAX_BLOCKING_THREADS`] threads, named `NAME-pool`; the thread ends when the future
+    /// does, without waiting for work it left on that pool (each such job bounds itself).
     pub fn spawn_async<F, Fut>(&mut self, name: impl Into<String>, make: F) -> io::Result<()>
     where
         F: FnOnce(Shutdown) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + 'static,
     {
+        let name = name.into();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .max_blocking_threads(MAX_BLOCKING_THREADS)
+            .thread_name(format!("{name}-pool"))
             .build()?;
         self.spawn(name, move |shutdown| {
             rt.block_on(make(shutdown));

@@ -243,6 +243,14 @@ impl TorrentTable {
         }
     }
 
+    /// How many torrents are live (without cloning them).
+    pub fn live_count(&self) -> usize {
+        self.read()
+            .values()
+            .filter(|s| matches!(s, TorrentState::Live(_)))
+            .count()
+    }
+
     /// Every live torrent.
     pub fn all_live(&self) -> Vec<Arc<TorrentCtx>> {
         self.read()

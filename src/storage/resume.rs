@@ -192,16 +192,30 @@ impl ResumeRecord {
         std::fs::create_dir_all(dir)?;
         let path = record_path(dir, &self.info_hash);
         super::atomic::write_atomic(&path, &self.encode())?;
-        std::fs::File::open(dir)?.sync_all()?;
-        // Temporary files left by a crash during an earlier write are never read; remove them.
-        let stale = format!("{}.resume.tmp", self.info_hash.to_hex());
-        for e in std::fs::read_dir(dir)?.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&stale) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        Ok(())
+        std::fs::File::open(dir)?.sync_all()
     }
+}
+
+/// Removes the temporary files that a crash during an earlier process's record write left in
+/// `dir` (they are never read); returns how many. Run once per process before its first save
+/// (a scan per save would make saving N records cost N² directory entries).
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let ours = format!(".resume.tmp{}", std::process::id());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.contains(".resume.tmp")
+            && !name.ends_with(&ours)
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 #[cfg(test)]
@@ -249,7 +263,9 @@ mod tests {
             .join(format!("{}.resume.tmp12345", r.info_hash.to_hex()));
         std::fs::write(&stale, b"torn").unwrap();
         r.save(dir.path()).unwrap();
+        assert_eq!(remove_stale_temps(dir.path()), 1);
         assert!(!stale.exists(), "a crash's temporary file is cleaned up");
+        assert!(record_path(dir.path(), &r.info_hash).exists());
         assert_eq!(
             ResumeRecord::load(dir.path(), &r.info_hash, 2, 3),
             Ok(Some(r.clone()))

@@ -222,6 +222,15 @@ impl Schedule {
         t.next = now + backoff(t.failures);
     }
 
+    /// When the next tier not already announcing is due (`None` while all are in flight).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.tiers
+            .iter()
+            .filter(|t| !t.in_flight)
+            .map(|t| t.next)
+            .min()
+    }
+
     /// The trackers to tell `stopped`: the first (last working) URL of every tier that heard
     /// `started`, or may have (an announce still in flight).
     pub fn stop_targets(&self) -> Vec<(String, Option<String>)> {
@@ -230,6 +239,52 @@ impl Schedule {
             .filter(|t| t.started || t.in_flight)
             .map(|t| (t.urls[0].clone(), t.tracker_id.clone()))
             .collect()
+    }
+}
+
+/// Which torrent's schedule is due next, so the announcer touches only those that are due
+/// instead of scanning every torrent on every wake-up: one entry per torrent, at its
+/// [`Schedule::next_due`]; [`DueQueue::set`] after every change to a schedule.
+#[derive(Debug, Default)]
+pub struct DueQueue {
+    by_time: std::collections::BTreeSet<(Instant, InfoHash)>,
+    at: std::collections::HashMap<InfoHash, Instant>,
+}
+
+impl DueQueue {
+    /// Torrent `ih` is next due at `when` (`None`: not at all, or forgotten).
+    pub fn set(&mut self, ih: InfoHash, when: Option<Instant>) {
+        if let Some(old) = self.at.remove(&ih) {
+            self.by_time.remove(&(old, ih));
+        }
+        if let Some(w) = when {
+            self.at.insert(ih, w);
+            self.by_time.insert((w, ih));
+        }
+    }
+
+    /// The earliest time any torrent is due.
+    pub fn first(&self) -> Option<Instant> {
+        self.by_time.first().map(|(t, _)| *t)
+    }
+
+    /// Takes the earliest torrent due at or before `now` out of the queue.
+    pub fn pop_due(&mut self, now: Instant) -> Option<InfoHash> {
+        let &(t, ih) = self.by_time.first()?;
+        if t > now {
+            return None;
+        }
+        self.by_time.remove(&(t, ih));
+        self.at.remove(&ih);
+        Some(ih)
+    }
+
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
     }
 }
 
@@ -358,5 +413,35 @@ mod tests {
         // A tier whose first `started` is still in flight may have been heard: it is told too.
         s.begin(1);
         assert_eq!(s.stop_targets().len(), 2);
+    }
+
+    #[test]
+    fn due_queue_holds_one_entry_per_torrent_in_time_order() {
+        let t0 = Instant::now();
+        let (a, b, c) = (InfoHash([1; 20]), InfoHash([2; 20]), InfoHash([3; 20]));
+        let mut q = DueQueue::default();
+        q.set(a, Some(t0 + Duration::from_secs(30)));
+        q.set(b, Some(t0 + Duration::from_secs(10)));
+        q.set(c, Some(t0 + Duration::from_secs(20)));
+        // Moving a torrent replaces its entry; None removes it.
+        q.set(a, Some(t0 + Duration::from_secs(5)));
+        q.set(c, None);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.first(), Some(t0 + Duration::from_secs(5)));
+        assert_eq!(q.pop_due(t0), None, "nothing is due yet");
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(q.pop_due(later), Some(a));
+        assert_eq!(q.pop_due(later), Some(b));
+        assert_eq!(q.pop_due(later), None);
+        assert!(q.is_empty());
+
+        // A schedule's next due ignores tiers in flight.
+        let mut s = Schedule::new(&[vec!["u".into()], vec!["v".into()]], t0, |_| {});
+        assert_eq!(s.next_due(), Some(t0));
+        s.begin(0);
+        s.begin(1);
+        assert_eq!(s.next_due(), None);
+        s.failed(1, t0);
+        assert_eq!(s.next_due(), Some(t0 + FIRST_BACKOFF));
     }
 }

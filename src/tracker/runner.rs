@@ -12,13 +12,16 @@
 
 use super::scrape::{self, ScrapeReply, Scrapes};
 use super::udp_client::UdpClient;
-use super::{http, redact, AnnounceRequest, AnnounceResponse, Event, Schedule, TrackerError};
+use super::{
+    http, redact, AnnounceRequest, AnnounceResponse, DueQueue, Event, Schedule, TrackerError,
+};
 use crate::lifecycle::{Services, Shutdown};
 use crate::metainfo::InfoHash;
 use crate::peer_source::Candidate;
 use crate::reasons::{AnnounceResult, PeerSourceKind};
 use crate::state::{random_u32, Shared, TorrentCtx};
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +29,8 @@ use tokio::sync::{mpsc, Semaphore};
 
 /// Most announces and scrapes in flight at once (each a task; UDP ones share one socket).
 const MAX_IN_FLIGHT: usize = 128;
+/// The least time between two looks at the torrent table.
+const TABLE_SPACING: Duration = Duration::from_millis(100);
 /// Most blocking threads running HTTP(S) announces and scrapes at once.
 pub const HTTP_THREADS: usize = 16;
 
@@ -172,56 +177,53 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
     let mut in_flight = 0usize;
     let mut scrapes = Scrapes::new(Duration::from_secs(cfg.scrape_interval_secs));
     let clients = Clients::new(timeout, cfg.udp_max_retries);
+    // Which torrents are due when: only those are touched on a wake-up (see [`DueQueue`]).
+    let mut due = DueQueue::default();
+    let (mut table_changed, mut tracked_at) = (true, None::<Instant>);
     loop {
         let now = Instant::now();
-        let torrents = shared.live_torrents();
-        // Torrents removed while running: tell their trackers (in the background, bounded),
-        // forget them.
-        let gone: Vec<InfoHash> = schedules
-            .keys()
-            .filter(|ih| !torrents.iter().any(|t| t.view.info_hash == **ih))
-            .copied()
-            .collect();
-        for ih in gone {
-            if let Some(known) = schedules.remove(&ih) {
-                let stops = stop_requests(&shared, &known);
-                drop(known);
-                shared.forget_trackers_of(&ih);
-                shared.forget_peers_of(&ih);
-                scrapes.forget(&ih);
-                tokio::spawn(announce_stopped(shared.clone(), clients.clone(), stops));
-            }
+        // Each look at the table costs O(torrents); while thousands go live one by one at
+        // startup, one look per TABLE_SPACING covers them all.
+        let table_due = tracked_at
+            .map(|t| t + TABLE_SPACING)
+            .filter(|_| table_changed);
+        if table_changed && table_due.is_none_or(|at| at <= now) {
+            table_changed = false;
+            tracked_at = Some(now);
+            track_table(
+                &shared,
+                &clients,
+                &mut schedules,
+                &mut due,
+                &mut scrapes,
+                now,
+            );
         }
-        let mut next_due: Option<Instant> = None;
-        let reannounce = shared.take_reannounces();
-        for ih in &reannounce {
-            if let Some((s, _)) = schedules.get_mut(ih) {
+        for ih in shared.take_reannounces() {
+            if let Some((s, _)) = schedules.get_mut(&ih) {
                 s.announce_now(now);
+                due.set(ih, s.next_due());
             }
         }
-        for ctx in torrents {
-            let (s, _) = schedules.entry(ctx.view.info_hash).or_insert_with(|| {
-                (
-                    Schedule::new(&ctx.trackers, now, |u| shuffle(u)),
-                    ctx.clone(),
-                )
-            });
+        while in_flight < MAX_IN_FLIGHT {
+            let Some(ih) = due.pop_due(now) else { break };
+            let Some((s, ctx)) = schedules.get_mut(&ih) else {
+                continue;
+            };
             for tier in s.due(now) {
                 if in_flight >= MAX_IN_FLIGHT {
                     break;
                 }
                 let (urls, event) = s.begin(tier);
-                let req = request(&shared, &ctx, event, s.tiers[tier].tracker_id.clone());
-                let (tx, clients, ih) = (tx.clone(), clients.clone(), ctx.view.info_hash);
+                let req = request(&shared, ctx, event, s.tiers[tier].tracker_id.clone());
+                let (tx, clients) = (tx.clone(), clients.clone());
                 in_flight += 1;
                 tokio::spawn(async move {
                     let done = announce_tier(&clients, ih, tier, urls, &req).await;
                     let _ = tx.send(Done::Announce(done));
                 });
             }
-            for t in s.tiers.iter().filter(|t| !t.in_flight) {
-                next_due = Some(next_due.map_or(t.next, |n| n.min(t.next)));
-            }
+            due.set(ih, s.next_due());
         }
         for url in scrapes.due(now) {
             if in_flight >= MAX_IN_FLIGHT {
@@ -235,10 +237,14 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
                 let _ = tx.send(Done::Scrape(done));
             });
         }
-        if let Some(at) = scrapes.next_due() {
-            next_due = Some(next_due.map_or(at, |n| n.min(at)));
-        }
-        let due = async {
+        let table_due = tracked_at
+            .map(|t| t + TABLE_SPACING)
+            .filter(|_| table_changed);
+        let next_due = [due.first(), scrapes.next_due(), table_due]
+            .into_iter()
+            .flatten()
+            .min();
+        let wake = async {
             match next_due {
                 // While announces are capped, the next one can start when one finishes.
                 Some(at) if in_flight < MAX_IN_FLIGHT => {
@@ -249,15 +255,16 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
         };
         tokio::select! {
             Some(done) = rx.recv() => {
-                in_flight -= 1;
-                handle(&shared, &mut schedules, &mut scrapes, done);
-                while let Ok(done) = rx.try_recv() {
+                let mut done = Some(done);
+                while let Some(d) = done.take().or_else(|| rx.try_recv().ok()) {
                     in_flight -= 1;
-                    handle(&shared, &mut schedules, &mut scrapes, done);
+                    if let Some(ih) = handle(&shared, &mut schedules, &mut scrapes, d) {
+                        due.set(ih, schedules.get(&ih).and_then(|(s, _)| s.next_due()));
+                    }
                 }
             }
-            _ = table.changed() => {}
-            _ = due => {}
+            _ = table.changed() => table_changed = true,
+            _ = wake => {}
             _ = shutdown.triggered() => break,
         }
     }
@@ -267,6 +274,44 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
         .collect();
     drop(schedules);
     announce_stopped(shared, clients, stops).await;
+}
+
+/// Brings the schedules in line with the torrent table: removed torrents' trackers are told
+/// `stopped` (in the background, bounded) and forgotten; new torrents are due now.
+fn track_table(
+    shared: &Arc<Shared>,
+    clients: &Clients,
+    schedules: &mut HashMap<InfoHash, Known>,
+    due: &mut DueQueue,
+    scrapes: &mut Scrapes,
+    now: Instant,
+) {
+    let torrents = shared.live_torrents();
+    let live: HashSet<InfoHash> = torrents.iter().map(|t| t.view.info_hash).collect();
+    let gone: Vec<InfoHash> = schedules
+        .keys()
+        .filter(|ih| !live.contains(ih))
+        .copied()
+        .collect();
+    for ih in gone {
+        if let Some(known) = schedules.remove(&ih) {
+            let stops = stop_requests(shared, &known);
+            drop(known);
+            due.set(ih, None);
+            shared.forget_trackers_of(&ih);
+            shared.forget_peers_of(&ih);
+            scrapes.forget(&ih);
+            tokio::spawn(announce_stopped(shared.clone(), clients.clone(), stops));
+        }
+    }
+    for ctx in torrents {
+        let ih = ctx.view.info_hash;
+        if let Entry::Vacant(slot) = schedules.entry(ih) {
+            let s = Schedule::new(&ctx.trackers, now, |u| shuffle(u));
+            due.set(ih, s.next_due());
+            slot.insert((s, ctx));
+        }
+    }
 }
 
 /// Tries a tier's URLs in order until one answers.
@@ -313,15 +358,23 @@ async fn scrape_tracker(clients: &Clients, url: String, hashes: &[InfoHash]) -> 
     Scraped { url, replies }
 }
 
+/// Records a finished announce or scrape; returns the torrent whose schedule changed.
 fn handle(
     shared: &Shared,
     schedules: &mut HashMap<InfoHash, Known>,
     scrapes: &mut Scrapes,
     done: Done,
-) {
+) -> Option<InfoHash> {
     match done {
-        Done::Announce(done) => handle_announce(shared, schedules, scrapes, done),
-        Done::Scrape(done) => handle_scrape(shared, schedules, scrapes, done),
+        Done::Announce(done) => {
+            let ih = done.info_hash;
+            handle_announce(shared, schedules, scrapes, done);
+            Some(ih)
+        }
+        Done::Scrape(done) => {
+            handle_scrape(shared, schedules, scrapes, done);
+            None
+        }
     }
 }
 

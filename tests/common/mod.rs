@@ -1,4 +1,4 @@
-//! Shared helpers for integration tests, by concern: [`proc`] (running the binary and other
+//! Shared helpers for integration tests, by concern: [`announce_scale`] (the announcer-at-scale scenario), [`proc`] (running the binary and other
 //! child processes), [`clients`] (real BitTorrent clients and tree checks), [`swarm`] (clients
 //! by magnet link and peer exchange, and a seed that may be the libtorrent reference seed),
 //! [`tracker`] (the npm tracker and its announce log), [`data`] (test data and metric parsing),
@@ -6,6 +6,7 @@
 //! test file uses what it needs; the rest is dead code there.
 #![allow(dead_code, unused_imports)]
 
+pub mod announce_scale;
 pub mod api;
 pub mod clients;
 pub mod data;
