@@ -78,6 +78,9 @@ pub struct ServerConfig {
     pub idle_timeout_secs: u64,
     /// I/O backend: "auto" (io_uring when the kernel allows it), "io_uring" or "portable".
     pub io_backend: String,
+    /// Data-file descriptors kept open across all torrents (each with its mapping), least
+    /// recently used closed first; 0 = a quarter of the open-file limit, at most 1024.
+    pub max_open_files: usize,
     /// Connections from (and to) one IP address.
     pub max_connections_per_ip: usize,
     /// Apply `max_connections_per_ip` to loopback addresses too (off: local tools are trusted).
@@ -148,6 +151,7 @@ impl Default for ServerConfig {
             handshake_timeout_secs: 10,
             idle_timeout_secs: 300,
             io_backend: "auto".into(),
+            max_open_files: 0,
             max_connections_per_ip: 8,
             limit_loopback: false,
             write_stall_secs: 60,
@@ -165,6 +169,14 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// `max_open_files`, with 0 resolved against the process's open-file limit (`nofile`).
+    pub fn open_files(&self) -> usize {
+        if self.max_open_files > 0 {
+            return self.max_open_files;
+        }
+        crate::storage::pool::auto_capacity()
+    }
+
     /// The server's state directory, or `None` when none is configured or can be found.
     pub fn state_dir(&self) -> Option<PathBuf> {
         if !self.state_dir.as_os_str().is_empty() {

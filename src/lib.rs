@@ -36,8 +36,9 @@
 //! - [`stats`]: process-wide counters and histograms.
 //!
 //! Parts that do I/O:
-//! - [`storage`]: a torrent's data files opened once ([`storage::files::DataFiles`]), parallel
-//!   hashing, checks with fast resume, zero-copy mappings, atomic file writes.
+//! - [`storage`]: a torrent's data files ([`storage::files::DataFiles`]) and the process's
+//!   bounded cache of their descriptors ([`storage::pool`]), parallel hashing, checks with fast
+//!   resume, zero-copy mappings, atomic file writes.
 //! - [`checker`]: the service that checks torrents and brings them live; [`keeper`]: the quota
 //!   keeper (saves the counts, rolls periods over, pauses chokers on a used-up quota).
 //! - [`io`]: the only module that uses the tokio-uring crate: listeners, worker threads,
@@ -69,7 +70,7 @@
 //!    (`Peer::next_run`), frames the piece headers (`wire::message`), and fetches the run: from
 //!    the page cache without a copy (`TorrentCtx::resident` ->
 //!    `storage::files::DataFiles::resident` -> `storage::resident`), or with one io_uring read
-//!    on the torrent's own descriptors (`io::uring`, through the `io::stream::Disk` seam).
+//!    on descriptors from the data-file cache (`io::uring`, through the `io::stream::Disk` seam).
 //! 5. `io::stream::send_all` writes headers and data in bounded vectored writes (the write-stall
 //!    rule lives there), and the writer counts what went out (`stats`, the torrent's
 //!    `uploaded`).

@@ -285,6 +285,30 @@ pub fn render_with(shared: &Shared, backend: &str, udp: &UdpStatus) -> String {
     register(&reg, s.hist.piece_read_seconds.clone());
     register(&reg, s.hist.write_bytes.clone());
     register(&reg, s.hist.announce_seconds.clone());
+    let files = crate::storage::pool::pool();
+    let (open, limit) = files.len();
+    gauge_vec(
+        &reg,
+        "uringseed_data_files_open",
+        "Data-file descriptors the server keeps open (at most server.max_open_files, plus \
+         reads in flight on files closed meanwhile), and the limit.",
+        &["kind"],
+        vec![
+            sample(&["open"], open as i64),
+            sample(&["limit"], limit as i64),
+        ],
+    );
+    counter_vec(
+        &reg,
+        "uringseed_data_file_opens_total",
+        "Data-file opens (at load, and again after the least recently used was closed), and \
+         closes to stay within server.max_open_files.",
+        &["event"],
+        vec![
+            sample(&["opened"], files.opened.load(Ordering::Relaxed)),
+            sample(&["evicted"], files.evicted.load(Ordering::Relaxed)),
+        ],
+    );
     limits::server(&reg, shared);
     swarm::server(&reg, shared);
     register(&reg, crate::process::ProcessMetrics::for_self());

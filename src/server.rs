@@ -140,6 +140,7 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
         }
     }
     let shutdown = Shutdown::new();
+    crate::storage::pool::set_capacity(config.server.open_files());
     let shared = Arc::new(Shared::new(config, shutdown.clone())?);
     // Dropped on an error below: stops and joins whatever was started.
     let mut services = Services::new(shutdown);

@@ -119,8 +119,15 @@ fn restart_skips_hashing_and_touching_a_file_rehashes_only_its_pieces() {
         (n as u64, n),
         "first start hashes everything"
     );
-    assert!(record_path(&s.resume_dir(), &s.torrent.info_hash).exists());
+    let record = record_path(&s.resume_dir(), &s.torrent.info_hash);
+    let ino = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&record).unwrap().ino()
+    };
+    let written = ino();
     assert_eq!(s.check_counts(), (0, n), "unchanged tree: no hashing");
+    // Nor a rewrite of the record (each is a new file renamed into place, two fsyncs).
+    assert_eq!(ino(), written, "an unchanged record is not rewritten");
     // Touch one file: only the pieces holding its bytes are hashed again.
     let i = s.index_of("sub/deeper/c.dat");
     let f = std::fs::File::options()
@@ -133,6 +140,7 @@ fn restart_skips_hashing_and_touching_a_file_rehashes_only_its_pieces() {
     let want = Layout::new(&s.torrent).file_pieces(i).len() as u64;
     assert!(want > 0 && (want as usize) < n);
     assert_eq!(s.check_counts(), (want, n));
+    assert_ne!(ino(), written, "the new stamp is recorded");
     assert_eq!(s.check_counts(), (0, n));
 }
 

@@ -77,7 +77,8 @@ pub struct TrackerConfig {
     pub announce: bool,
     /// Peers asked for per announce.
     pub numwant: u32,
-    /// Seconds an HTTP announce (or one UDP round trip) may take.
+    /// Seconds an HTTP(S) exchange may take; for UDP the first round trip's wait (15 at most),
+    /// each retransmission waiting twice as long.
     pub timeout_secs: u64,
     /// UDP retransmissions after the first try (BEP 15 allows 8; each waits twice as long).
     pub udp_max_retries: u32,

@@ -1,16 +1,18 @@
 //! The io_uring backend (tokio-uring): one runtime per worker thread, piece reads and socket
 //! reads/writes as io_uring operations.
 //!
-//! Piece reads use the torrent's own descriptors ([`crate::storage::files::DataFiles`], opened
-//! once): each worker wraps a descriptor number in a tokio-uring file that never closes it, and
-//! every read's buffer holds an `Arc` of the torrent's files until the kernel completes it, so a
-//! descriptor is never closed (and its number never reused) under a read in flight, even when
-//! the read's future is dropped.
+//! Piece reads use the descriptors of the process's bounded cache (`crate::storage::pool`,
+//! through the torrent's [`crate::storage::files::DataFiles`]): each worker wraps a descriptor
+//! number in a tokio-uring file that never closes it, and every read's buffer holds an `Arc` of
+//! each file it reads until the kernel completes it, so a descriptor is never closed (and its
+//! number never reused) under a read in flight, even when the read's future is dropped or the
+//! cache evicts the file meanwhile.
 
 use super::stream::{tcp_bytes_acked, Disk, Stream};
 use super::worker::{self, Worker};
 use crate::state::TorrentCtx;
-use crate::storage::files::{not_open, DataFiles};
+use crate::storage::files::not_open;
+use crate::storage::pool::OpenFile;
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -55,11 +57,11 @@ impl Stream for UringStream {
     }
 }
 
-/// A read buffer that keeps the torrent's files (and so the descriptor read from) open until
+/// A read buffer that keeps the files read from (and so their descriptors) open until
 /// tokio-uring gives the buffer back, which is after the kernel has completed the read.
 struct ReadBuf {
     data: Vec<u8>,
-    _files: Arc<DataFiles>,
+    _open: Vec<Arc<OpenFile>>,
 }
 
 // SAFETY: every method forwards to the Vec, whose heap pointer is stable while it is owned here.
@@ -90,8 +92,8 @@ unsafe impl IoBufMut for ReadBuf {
 }
 
 /// Per-thread tokio-uring handles for data-file descriptors, by descriptor number. They never
-/// close the descriptor (the torrent's [`DataFiles`] owns it); a number reused for another data
-/// file is the same handle for the new file, so entries never go stale.
+/// close the descriptor (the cache's [`OpenFile`] owns it, and the read holds that); a number
+/// reused for another data file is the same handle for the new file, so entries never go stale.
 #[derive(Default)]
 struct UringDisk {
     handles: RefCell<HashMap<RawFd, Rc<ManuallyDrop<tokio_uring::fs::File>>>>,
@@ -102,7 +104,7 @@ impl UringDisk {
         self.handles
             .borrow_mut()
             .entry(fd)
-            // SAFETY: `fd` is open (the caller holds the DataFiles owning it); ManuallyDrop keeps
+            // SAFETY: `fd` is open (the caller holds the OpenFile owning it); ManuallyDrop keeps
             // tokio-uring from ever closing it.
             .or_insert_with(|| {
                 Rc::new(ManuallyDrop::new(unsafe {
@@ -117,7 +119,7 @@ impl Disk for UringDisk {
     async fn read_run(&self, ctx: &TorrentCtx, start: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = ReadBuf {
             data: Vec::with_capacity(len),
-            _files: ctx.files.clone(),
+            _open: Vec::new(),
         };
         for span in ctx.view.layout.spans(start, len as u64) {
             let at = buf.data.len();
@@ -126,8 +128,9 @@ impl Disk for UringDisk {
                 buf.data.resize(at + n, 0);
                 continue;
             }
-            let fd = ctx.files.file(span.file).ok_or_else(not_open)?.as_raw_fd();
-            let file = self.handle(fd);
+            let open = ctx.files.file(span.file).map_err(|_| not_open())?;
+            let file = self.handle(open.file().as_raw_fd());
+            buf._open.push(open);
             let (res, slice) = file
                 .read_exact_at(buf.slice(at..at + n), span.file_offset)
                 .await;

@@ -17,6 +17,7 @@ use super::stream::{self, send_all, Disk, SendError, Stream};
 use crate::config::WebseedConfig;
 use crate::metainfo::InfoHash;
 use crate::state::{limits, Shared, TorrentCtx};
+use crate::storage::pool::OpenFile;
 use crate::webseed::{
     error_answer, error_for, parse_head, respond, split_target, Answer, Body, Method, Parsed,
     Request, Servable, WebFile, WebIndex, WebStats,
@@ -241,7 +242,7 @@ fn servable(ctx: &TorrentCtx, start: u64, len: u64) -> Servable {
             continue;
         }
         let path = layout.file_path(&ctx.data_dir, span.file);
-        if ctx.files.file(span.file).is_none() || !path.exists() {
+        if !ctx.files.usable(span.file) || !path.exists() {
             return Servable::Gone;
         }
     }
@@ -426,10 +427,13 @@ async fn send_answer<S: Stream, D: Disk>(
             n = n.min(MAX_CHUNK);
         }
         book(shared, &ctx, n).await;
-        if let Some((sock, file, offset)) = source {
-            // The head (if not sent yet) and then the page-cache bytes, by sendfile.
+        if let Some((sock, open, offset)) = source {
+            // The head (if not sent yet) and then the page-cache bytes, by sendfile (`open`
+            // keeps the descriptor open until it is done).
             let head: Vec<u8> = std::mem::take(&mut bufs).concat();
+            let file = std::os::fd::AsRawFd::as_raw_fd(open.file());
             let sent = send_file(stream, reactor, sock, &head, file, offset, n, stall).await;
+            drop(open);
             if sent == Err(SendError::Stalled) {
                 web.stats.timeouts.fetch_add(1, Ordering::Relaxed);
             }
@@ -469,23 +473,22 @@ async fn send_answer<S: Stream, D: Disk>(
 }
 
 /// Where `n` bytes at `at` can be sent by sendfile from: the stream's socket (a backend that offers
-/// it), and a data file's descriptor and offset, when they lie in one open file and are all in
+/// it), and a data file (held open) and offset, when they lie in one open file and are all in
 /// the page cache now (a sendfile from disk would block the worker).
 fn sendfile_source<S: Stream>(
     stream: &S,
     ctx: &TorrentCtx,
     at: u64,
     n: u64,
-) -> Option<(std::os::fd::RawFd, std::os::fd::RawFd, u64)> {
-    use std::os::fd::AsRawFd;
+) -> Option<(std::os::fd::RawFd, Arc<OpenFile>, u64)> {
     let sock = stream.sendfile_fd()?;
     let mut spans = ctx.view.layout.spans(at, n);
     let span = spans.next().filter(|s| !s.pad)?;
     if spans.next().is_some() || ctx.resident(at, n as usize).is_none() {
         return None;
     }
-    let file = ctx.files.file(span.file)?.as_raw_fd();
-    Some((sock, file, span.file_offset))
+    let open = ctx.files.file(span.file).ok()?;
+    Some((sock, open, span.file_offset))
 }
 
 /// Waits until the torrent's bucket, then the server's, let `n` bytes go.

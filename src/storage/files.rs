@@ -1,47 +1,55 @@
-//! The one owner of a torrent's data files: each file is opened once (read-only, never a FIFO
-//! or device), checked against the torrent's sizes, hashed through by the startup check, read by
-//! every worker, and mapped (once, on first use) for zero-copy sends. Dropping the
-//! [`DataFiles`], when the last connection of a removed torrent ends, closes every descriptor
-//! and unmaps every mapping, so a deleted file's space is freed.
+//! The one owner of a torrent's data files: each file is opened (read-only, never a FIFO or
+//! device) and checked against the torrent's sizes when the torrent is loaded, its stamp kept
+//! for the fast-resume record; after that its descriptor lives in the process's bounded cache
+//! ([`super::pool`]), reopened on demand when it was evicted, and refused if the path now
+//! names another file than the one checked. The startup check hashes through it, every worker
+//! reads through it, and zero-copy sends use the mapping kept with the descriptor. Dropping
+//! the [`DataFiles`], when the last connection of a removed torrent ends, drops its cache
+//! entries, so a deleted file's space is freed once the reads in flight are done.
 //!
-//! Workers that read through io_uring refer to these descriptors by number and never close them
-//! (see `io::uring`); a read in flight keeps an `Arc` of this value, so a descriptor is never
-//! closed under it. This module may not know about peers, sockets or the server.
+//! A reader holds the `Arc<OpenFile>` it was given until its read is complete (workers that
+//! read through io_uring keep it in the read's buffer), so a descriptor is never closed under
+//! a read. This module may not know about peers, sockets or the server.
 
 use super::layout::{DataProblem, Layout};
-use super::resident::FileMap;
+use super::pool::{self, OpenFile};
 use super::resume::FileStamp;
 use bytes::Bytes;
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// One torrent file as the server holds it.
 enum Slot {
     /// A BEP 47 pad file: zeros, never on disk.
     Pad,
-    /// Open, a regular file of the size the torrent says.
-    Open {
-        file: File,
-        stamp: FileStamp,
-        /// Mapping for zero-copy sends, made on first use (None: mapping failed).
-        map: OnceLock<Option<Arc<FileMap>>>,
-    },
+    /// A regular file of the size the torrent says, as it was when checked.
+    Usable { stamp: FileStamp, length: u64 },
     /// Missing, unreadable, not a regular file or of the wrong size: never served.
     Unusable { reason: String },
 }
 
-/// A torrent's data files, opened once.
+/// A torrent's data files.
 pub struct DataFiles {
+    /// Its key in the process's descriptor cache.
+    id: u64,
     slots: Vec<Slot>,
     paths: Vec<PathBuf>,
 }
 
+impl Drop for DataFiles {
+    fn drop(&mut self) {
+        pool::pool().forget(self.id, self.slots.len());
+    }
+}
+
 impl DataFiles {
-    /// Opens every file of `layout` under `data_dir` (a client's save path). Files that cannot
-    /// be used are recorded with the reason (see [`DataFiles::problems`]).
+    /// Opens and checks every file of `layout` under `data_dir` (a client's save path),
+    /// leaving the descriptors in the process's cache. Files that cannot be used are recorded
+    /// with the reason (see [`DataFiles::problems`]).
     pub fn open(layout: &Layout, data_dir: &Path) -> DataFiles {
+        let id = pool::next_id();
         let paths: Vec<PathBuf> = (0..layout.files().len())
             .map(|i| layout.file_path(data_dir, i))
             .collect();
@@ -49,27 +57,31 @@ impl DataFiles {
             .files()
             .iter()
             .zip(&paths)
-            .map(|(f, path)| {
+            .enumerate()
+            .map(|(i, (f, path))| {
                 if f.pad {
                     return Slot::Pad;
                 }
                 match open_regular(path, f.length) {
-                    Ok((file, stamp)) => Slot::Open {
-                        file,
-                        stamp,
-                        map: OnceLock::new(),
-                    },
+                    Ok((file, stamp)) => {
+                        pool::pool().put((id, i), Arc::new(OpenFile::new(file)));
+                        Slot::Usable {
+                            stamp,
+                            length: f.length,
+                        }
+                    }
                     Err(reason) => Slot::Unusable { reason },
                 }
             })
             .collect();
-        DataFiles { slots, paths }
+        DataFiles { id, slots, paths }
     }
 
     /// No file open (every non-pad file unusable): for state built in tests, whose reads go
     /// to a disk of their own.
     pub fn none(layout: &Layout) -> DataFiles {
         DataFiles {
+            id: pool::next_id(),
             slots: layout
                 .files()
                 .iter()
@@ -84,12 +96,31 @@ impl DataFiles {
         }
     }
 
-    /// The open file `index`, if it is usable.
-    pub fn file(&self, index: usize) -> Option<&File> {
-        match self.slots.get(index)? {
-            Slot::Open { file, .. } => Some(file),
-            _ => None,
+    /// File `index`, open (from the cache, or opened again and checked to be the file that
+    /// was checked), if it is usable; else why not.
+    pub fn file(&self, index: usize) -> Result<Arc<OpenFile>, String> {
+        let (stamp, length) = match self.slots.get(index) {
+            Some(Slot::Usable { stamp, length }) => (stamp, *length),
+            Some(Slot::Unusable { reason }) => return Err(reason.clone()),
+            Some(Slot::Pad) => return Err("a pad file".into()),
+            None => return Err("no such file".into()),
+        };
+        let p = pool::pool();
+        if let Some(open) = p.get((self.id, index)) {
+            return Ok(open);
         }
+        let (file, now) = open_regular(&self.paths[index], length)?;
+        if (now.dev, now.ino) != (stamp.dev, stamp.ino) {
+            return Err("replaced by another file since it was checked".into());
+        }
+        let open = Arc::new(OpenFile::new(file));
+        p.put((self.id, index), open.clone());
+        Ok(open)
+    }
+
+    /// Whether file `index` was usable when checked (without opening it).
+    pub fn usable(&self, index: usize) -> bool {
+        matches!(self.slots.get(index), Some(Slot::Usable { .. }))
     }
 
     /// The path file `index` was opened from.
@@ -97,10 +128,10 @@ impl DataFiles {
         &self.paths[index]
     }
 
-    /// The stamp of file `index` as opened (None for pad and unusable files).
+    /// The stamp of file `index` as checked (None for pad and unusable files).
     pub fn stamp(&self, index: usize) -> Option<FileStamp> {
         match self.slots.get(index)? {
-            Slot::Open { stamp, .. } => Some(*stamp),
+            Slot::Usable { stamp, .. } => Some(*stamp),
             _ => None,
         }
     }
@@ -131,25 +162,19 @@ impl DataFiles {
     pub fn resident(&self, layout: &Layout, start: u64, len: usize) -> Option<Bytes> {
         let mut spans = layout.spans(start, len as u64);
         let span = spans.next()?;
-        if span.pad || spans.next().is_some() {
+        if span.pad || spans.next().is_some() || !self.usable(span.file) {
             return None;
         }
-        let Slot::Open { file, map, .. } = self.slots.get(span.file)? else {
-            return None;
-        };
-        map.get_or_init(|| FileMap::new(file))
-            .as_ref()?
-            .resident(file, span.file_offset, len)
+        let open = self.file(span.file).ok()?;
+        open.map()?.resident(open.file(), span.file_offset, len)
     }
 
     /// Whether `len` bytes at `start` could ever go out from a mapping: they lie in one data
-    /// file that is open (a run across files, or of a pad file, is always read).
+    /// file that is usable (a run across files, or of a pad file, is always read).
     pub fn mappable(&self, layout: &Layout, start: u64, len: usize) -> bool {
         let mut spans = layout.spans(start, len as u64);
         match (spans.next(), spans.next()) {
-            (Some(span), None) => {
-                !span.pad && matches!(self.slots.get(span.file), Some(Slot::Open { .. }))
-            }
+            (Some(span), None) => !span.pad && self.usable(span.file),
             _ => false,
         }
     }
@@ -161,10 +186,11 @@ impl DataFiles {
         for span in layout.spans(start, buf.len() as u64) {
             let n = span.len as usize;
             let dst = &mut buf[at..at + n];
-            match self.slots.get(span.file) {
-                Some(Slot::Pad) => dst.fill(0),
-                Some(Slot::Open { file, .. }) => file.read_exact_at(dst, span.file_offset)?,
-                _ => return Err(not_open()),
+            if span.pad {
+                dst.fill(0);
+            } else {
+                let open = self.file(span.file).map_err(|_| not_open())?;
+                open.file().read_exact_at(dst, span.file_offset)?;
             }
             at += n;
         }

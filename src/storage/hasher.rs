@@ -12,12 +12,12 @@
 use super::files::DataFiles;
 use super::layout::Layout;
 use super::mapped::{self, GuardedMap};
+use super::pool::OpenFile;
 use sha1::{Digest, Sha1};
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Bytes read and hashed per batch by one thread.
 pub const BATCH_BYTES: u64 = 4 << 20;
@@ -37,10 +37,44 @@ pub enum Access {
 }
 
 /// Where one file's bytes come from during a hash.
-enum Source<'a> {
-    Read(&'a File),
+enum Source {
+    Read(Arc<OpenFile>),
     Map(GuardedMap),
     Unusable(String),
+}
+
+/// Files smaller than this are read, not mapped (a mapping per small file costs more than the
+/// copy it saves).
+const MAP_MIN_BYTES: u64 = 1 << 20;
+
+/// One hashing thread's open file: the file of the span it hashes now, replaced when a span
+/// lies in another, so a thread holds one descriptor (and at most one mapping) at a time
+/// however many files the torrent has.
+struct Cursor<'a> {
+    files: &'a DataFiles,
+    access: Access,
+    current: Option<(usize, Source)>,
+}
+
+impl Cursor<'_> {
+    fn source(&mut self, layout: &Layout, i: usize) -> &Source {
+        if self.current.as_ref().is_none_or(|(f, _)| *f != i) {
+            let src = match self.files.file(i) {
+                Err(why) => Source::Unusable(format!("{}: {why}", self.files.path(i).display())),
+                Ok(open) => {
+                    let len = layout.files()[i].length;
+                    if self.access == Access::Pread || len < MAP_MIN_BYTES {
+                        Source::Read(open)
+                    } else {
+                        // No mapping to be had (the guard's slots, the map count): read instead.
+                        GuardedMap::new(open.file()).map_or(Source::Read(open), Source::Map)
+                    }
+                }
+            };
+            self.current = Some((i, src));
+        }
+        &self.current.as_ref().expect("just set").1
+    }
 }
 
 /// Result of hashing one piece: its SHA-1, or why its bytes could not be read.
@@ -88,22 +122,6 @@ pub fn hash_files(
     pieces: &[usize],
     cancel: &AtomicBool,
 ) -> Vec<PieceDigest> {
-    let sources: Vec<Source<'_>> = (0..layout.files().len())
-        .map(|i| {
-            let Some(file) = files.file(i) else {
-                let why = files.unusable(i).unwrap_or("not open");
-                return Source::Unusable(format!("{}: {why}", files.path(i).display()));
-            };
-            if access == Access::Pread || layout.files()[i].length == 0 {
-                return Source::Read(file);
-            }
-            match GuardedMap::new(file) {
-                Ok(map) => Source::Map(map),
-                // No mapping to be had (the guard's slots, the map count): read instead.
-                Err(_) => Source::Read(file),
-            }
-        })
-        .collect();
     let n = pieces.len();
     let per_batch = (BATCH_BYTES / layout.piece_length()).max(1) as usize;
     let batches = n.div_ceil(per_batch);
@@ -116,6 +134,11 @@ pub fn hash_files(
             s.spawn(|| {
                 let mut buf = vec![0u8; CHUNK_BYTES];
                 let mut local = Vec::with_capacity(per_batch);
+                let mut cursor = Cursor {
+                    files,
+                    access,
+                    current: None,
+                };
                 loop {
                     let b = next.fetch_add(1, Ordering::Relaxed);
                     if b >= batches || cancel.load(Ordering::Relaxed) {
@@ -129,7 +152,7 @@ pub fn hash_files(
                         bytes += r.end - r.start;
                         local.push(hash_range(
                             layout,
-                            &sources,
+                            &mut cursor,
                             r.start,
                             r.end - r.start,
                             &mut buf,
@@ -153,7 +176,7 @@ pub fn hash_files(
 /// batch first and hashing it from memory.
 fn hash_range(
     layout: &Layout,
-    files: &[Source<'_>],
+    files: &mut Cursor<'_>,
     start: u64,
     len: u64,
     buf: &mut [u8],
@@ -169,7 +192,7 @@ fn hash_range(
             if span.pad {
                 chunk.fill(0);
             } else {
-                match &files[span.file] {
+                match files.source(layout, span.file) {
                     Source::Unusable(why) => return Err(why.clone()),
                     Source::Map(map) => {
                         let bytes =
@@ -183,7 +206,7 @@ fn hash_range(
                         done += n as u64;
                         continue;
                     }
-                    Source::Read(file) => file.read_exact_at(chunk, at).map_err(|e| {
+                    Source::Read(open) => open.file().read_exact_at(chunk, at).map_err(|e| {
                         let path = layout.files()[span.file].rel_path.display();
                         format!("{path}: read at offset {at}: {e}")
                     })?,

@@ -8,6 +8,7 @@ pub mod files;
 pub mod hasher;
 pub mod layout;
 pub mod mapped;
+pub mod pool;
 pub mod resident;
 pub mod resume;
 pub mod verify;

@@ -214,8 +214,13 @@ impl Report {
 }
 
 /// Runs the scenario with `torrents` torrents, `workers` serving threads and
-/// `tracker.stop_timeout_secs = stop_timeout_secs`.
-pub fn run(torrents: usize, workers: usize, stop_timeout_secs: u64) -> Report {
+/// `tracker.stop_timeout_secs = stop_timeout_secs`, with the binary `bin` (else this build's).
+pub fn run(
+    torrents: usize,
+    workers: usize,
+    stop_timeout_secs: u64,
+    bin: Option<&std::path::Path>,
+) -> Report {
     let dir = tempfile::tempdir().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (udp_port, udp_seen) = udp_tracker(stop.clone());
@@ -259,7 +264,7 @@ pub fn run(torrents: usize, workers: usize, stop_timeout_secs: u64) -> Report {
     let t_spawn = Instant::now();
     let mut proc = Proc::spawn(
         "uringseed",
-        uringseed()
+        bin.map_or_else(uringseed, uringseed_at)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)

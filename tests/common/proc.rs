@@ -29,7 +29,12 @@ pub fn stdout(out: &Output) -> String {
 /// The uringseed binary built for this test run, keeping its fast-resume records in a
 /// directory of this test process (never the user's own state directory).
 pub fn uringseed() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uringseed"));
+    uringseed_at(Path::new(env!("CARGO_BIN_EXE_uringseed")))
+}
+
+/// [`uringseed`] with another build of the binary (a benchmark's baseline).
+pub fn uringseed_at(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
     let state = std::env::temp_dir().join(format!("uringseed-test-state-{}", std::process::id()));
     // No DHT bootstrap off the machine: this replaces the public routers as the default;
     // tests that use the DHT name loopback nodes in their configuration.
