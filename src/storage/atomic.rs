@@ -30,6 +30,27 @@ pub fn write_atomic(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })
 }
 
+/// Writes `bytes` to `out` through a temporary file renamed over it, without fsyncs: readers
+/// never see a torn mix, but after a power loss `out` may hold the old version, nothing, or
+/// (on file systems that do not order the data before the rename) a torn file. Only for files
+/// whose loss or damage is detected and costs nothing but work (fast-resume records).
+pub fn replace_unsynced(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp_name = out.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, out).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
 /// Writes `bytes` to `out`, which must not exist yet: the whole file appears at once (a
 /// temporary file, fsynced, then hard-linked into place, which fails if `out` exists), or not
 /// at all. An existing `out` is an `AlreadyExists` error and is left alone.

@@ -187,12 +187,14 @@ impl ResumeRecord {
         Ok(Some(r))
     }
 
-    /// Writes the record atomically: a crash leaves either the old record or the new one.
+    /// Writes the record through a rename, without fsyncs: a record a power loss leaves torn
+    /// fails its checksum and one it leaves stale fails the files' stamps, so either costs a
+    /// recheck, never a piece served unverified (two fsyncs per record made the first start of
+    /// 10,000 torrents 2.5x slower).
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let path = record_path(dir, &self.info_hash);
-        super::atomic::write_atomic(&path, &self.encode())?;
-        std::fs::File::open(dir)?.sync_all()
+        super::atomic::replace_unsynced(&path, &self.encode())
     }
 }
 
