@@ -9,7 +9,8 @@
 //! torrent) / torrents − their piece hashes. With libtorrent's Python bindings importable, the
 //! same torrents go through `benches/lt_many.py` in the same run: added to a session, checked,
 //! resume data saved, then a fresh session adds all with that resume data; the time to all
-//! seeding and its RSS are printed beside ours.
+//! seeding and its RSS are printed beside ours (URINGSEED_BENCH_LT=0: not).
+//! URINGSEED_BENCH_PARALLEL sets `hashing.parallel_torrents`.
 //!
 //! `cargo bench --bench many_torrents` (about 3 minutes; release build, ~2 GB of disk).
 
@@ -59,6 +60,9 @@ fn config(dir: &Path, name: &str, torrents: &[(PathBuf, PathBuf)]) -> PathBuf {
          [tracker]\nannounce = false\n",
         dir.join("state").display()
     );
+    if let Ok(n) = std::env::var("URINGSEED_BENCH_PARALLEL") {
+        c.push_str(&format!("[hashing]\nparallel_torrents = {n}\n"));
+    }
     for (t, d) in torrents {
         c.push_str(&format!(
             "[[torrent]]\ntorrent = \"{}\"\ndata = \"{}\"\n",
@@ -212,10 +216,11 @@ fn main() {
         per(&again)
     );
 
-    let lt_ok = Command::new("/usr/bin/python3")
-        .args(["-c", "import libtorrent"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let lt_ok = std::env::var("URINGSEED_BENCH_LT").as_deref() != Ok("0")
+        && Command::new("/usr/bin/python3")
+            .args(["-c", "import libtorrent"])
+            .output()
+            .is_ok_and(|o| o.status.success());
     if lt_ok {
         let list = dir.path().join("torrents.txt");
         let names: Vec<String> = torrents
