@@ -10,14 +10,15 @@
 //! same torrents go through `benches/lt_many.py` in the same run: added to a session, checked,
 //! resume data saved, then a fresh session adds all with that resume data; the time to all
 //! seeding and its RSS are printed beside ours (URINGSEED_BENCH_LT=0: not).
-//! URINGSEED_BENCH_PARALLEL sets `hashing.parallel_torrents`.
+//! URINGSEED_BENCH_PARALLEL sets `hashing.parallel_torrents`. Each start also times a
+//! /metrics scrape with `metrics.per_torrent` on (the quickest of 3) and reports its size.
 //!
 //! `cargo bench --bench many_torrents` (about 3 minutes; release build, ~2 GB of disk).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{pseudo_random, uringseed, Proc};
+use common::{http_get, pseudo_random, uringseed, Proc};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -51,13 +52,16 @@ struct Start {
     /// Pieces reported good on the `ready:` lines, and pieces in all.
     good: u64,
     pieces: u64,
+    /// The quickest of 3 /metrics scrapes once all are ready (per-torrent series on), and
+    /// the page's size in bytes.
+    scrape: Option<(Duration, usize)>,
 }
 
 /// Writes a config with `torrents` (torrent, data) pairs and state under `state`.
 fn config(dir: &Path, name: &str, torrents: &[(PathBuf, PathBuf)]) -> PathBuf {
     let mut c = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\nstate_dir = \"{}\"\n\
-         [tracker]\nannounce = false\n",
+         [tracker]\nannounce = false\n[metrics]\nlisten = \"127.0.0.1:0\"\nper_torrent = true\n",
         dir.join("state").display()
     );
     if let Ok(n) = std::env::var("URINGSEED_BENCH_PARALLEL") {
@@ -89,6 +93,12 @@ fn start(dir: &Path, config: &Path, n: usize) -> Start {
     );
     p.wait_line("listening: ", Duration::from_secs(600));
     let listening = t0.elapsed();
+    let metrics = p
+        .wait_line("metrics: ", Duration::from_secs(60))
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
     let mut all_ready = None;
     while t0.elapsed() < Duration::from_secs(600) {
         if p.stdout_text().matches("\nready: ").count() >= n {
@@ -99,6 +109,14 @@ fn start(dir: &Path, config: &Path, n: usize) -> Start {
     }
     std::thread::sleep(Duration::from_millis(500));
     let (rss_kib, peak_kib) = rss(p.pid());
+    let scrape = (0..3)
+        .filter_map(|_| {
+            let t = Instant::now();
+            let (code, body) = http_get(&metrics, "/metrics", Duration::from_secs(30)).ok()?;
+            (code == 200 && body.contains("uringseed_torrent_peers"))
+                .then(|| (t.elapsed(), body.len()))
+        })
+        .min();
     let (mut good, mut pieces) = (0, 0);
     for l in p.stdout_text().lines().filter(|l| l.starts_with("ready: ")) {
         // "ready: HEX NAME (G of P pieces good)"
@@ -122,13 +140,14 @@ fn start(dir: &Path, config: &Path, n: usize) -> Start {
         stop: t1.elapsed(),
         good,
         pieces,
+        scrape,
     }
 }
 
 fn show(label: &str, s: &Start) {
     println!(
         "{label}: listening {:.2?}, all ready {}, RSS {} KiB (peak {} KiB), SIGTERM to exit \
-         {:.2?}; {} of {} pieces good",
+         {:.2?}; {} of {} pieces good; /metrics (per torrent) {}",
         s.listening,
         s.all_ready
             .map_or("NOT within 600 s".to_string(), |d| format!("{d:.2?}")),
@@ -136,7 +155,11 @@ fn show(label: &str, s: &Start) {
         s.peak_kib,
         s.stop,
         s.good,
-        s.pieces
+        s.pieces,
+        s.scrape.map_or("failed".to_string(), |(t, n)| format!(
+            "in {t:.2?}, {} KiB",
+            n / 1024
+        ))
     );
 }
 
