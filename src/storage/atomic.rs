@@ -5,29 +5,41 @@
 
 use std::path::Path;
 
-/// Writes `bytes` to `out` atomically (temporary file, fsync, rename). The caller fsyncs the
-/// directory where the rename must survive a power loss.
-pub fn write_atomic(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+/// The temporary file beside `out` that this process writes before putting it in place:
+/// `NAME.TAG<pid>` in `out`'s directory.
+fn beside(out: &Path, tag: &str) -> std::path::PathBuf {
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp_name = out.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{tag}{}", std::process::id()));
+    dir.join(name)
+}
+
+/// Writes `bytes` to a temporary file beside `out` (fsynced if `sync`) and renames it over
+/// `out`; the temporary file is removed if anything fails.
+fn replace(out: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = beside(out, "tmp");
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()
+        if sync {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, out)
     })();
-    if let Err(e) = written {
+    if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e);
     }
-    std::fs::rename(&tmp, out).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    written
+}
+
+/// Writes `bytes` to `out` atomically (temporary file, fsync, rename). The caller fsyncs the
+/// directory where the rename must survive a power loss.
+pub fn write_atomic(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(out, bytes, true)
 }
 
 /// Writes `bytes` to `out` through a temporary file renamed over it, without fsyncs: readers
@@ -35,20 +47,7 @@ pub fn write_atomic(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// (on file systems that do not order the data before the rename) a torn file. Only for files
 /// whose loss or damage is detected and costs nothing but work (fast-resume records).
 pub fn replace_unsynced(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp_name = out.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    if let Err(e) = std::fs::write(&tmp, bytes) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, out).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    replace(out, bytes, false)
 }
 
 /// Writes `bytes` to `out`, which must not exist yet: the whole file appears at once (a
@@ -56,13 +55,7 @@ pub fn replace_unsynced(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// at all. An existing `out` is an `AlreadyExists` error and is left alone.
 pub fn write_new(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp_name = out.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".new{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp = beside(out, "new");
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
