@@ -34,8 +34,9 @@ fn two_thousand_files_serve_byte_exact_under_ulimit_256() {
     let root = dir.path().join("many");
     let mut all = Vec::new();
     for i in 0..FILES {
-        // 1..=12,000 bytes: most pieces span several files.
-        let len = 1 + (i * 7919) % 12_000;
+        // 1..=40,000 bytes: many pieces span several files (read), others lie in one (sent
+        // from its mapping).
+        let len = 1 + (i * 7919) % 40_000;
         let bytes = pseudo_random(len, i as u64 + 1);
         let path = root
             .join(format!("d{}", i % 37))
@@ -82,14 +83,19 @@ fn two_thousand_files_serve_byte_exact_under_ulimit_256() {
     );
     let pid = s.pid();
     let stop = Arc::new(AtomicBool::new(false));
-    let max_fds = Arc::new(AtomicUsize::new(0));
+    let (max_fds, max_maps) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let sampler = {
-        let (stop, max) = (stop.clone(), max_fds.clone());
+        let (stop, fds, maps) = (stop.clone(), max_fds.clone(), max_maps.clone());
+        let data = root.display().to_string();
         std::thread::spawn(move || {
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(120) {
                 let n = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-                max.fetch_max(n, Ordering::Relaxed);
+                fds.fetch_max(n, Ordering::Relaxed);
+                // Mappings of data files (zero-copy sends map the file they send from).
+                let m = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                    .map_or(0, |m| m.lines().filter(|l| l.contains(&data)).count());
+                maps.fetch_max(m, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(5));
             }
         })
@@ -146,15 +152,24 @@ fn two_thousand_files_serve_byte_exact_under_ulimit_256() {
     let evicted = s.metric(r#"uringseed_data_file_opens_total{event="evicted"}"#);
     stop.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
-    let fds = max_fds.load(Ordering::Relaxed);
+    let (fds, maps) = (
+        max_fds.load(Ordering::Relaxed),
+        max_maps.load(Ordering::Relaxed),
+    );
     eprintln!(
-        "{FILES} files under ulimit -n {NOFILE}: max {fds} descriptors; cache {open} of {limit}; \
-         {opened} opens, {evicted} evictions"
+        "{FILES} files under ulimit -n {NOFILE}: max {fds} descriptors, {maps} data-file \
+         mappings; cache {open} of {limit}; {opened} opens, {evicted} evictions"
     );
     assert_eq!(limit, (NOFILE / 4) as f64, "the default follows ulimit -n");
     assert!(open <= limit, "{open} files open over the limit {limit}");
     // Loading opened each file once; serving out of order reopened many of them.
     assert!(opened > FILES as f64 && evicted > 0.0, "{opened} {evicted}");
     assert!(fds > 0 && fds < NOFILE, "{fds} descriptors");
+    // Each mapping lives with its cached descriptor (or a send in flight from it).
+    assert!(
+        maps > 0 && maps <= (NOFILE / 4) + 8,
+        "{maps} data files mapped at once (zero-copy sends happened: {})",
+        maps > 0
+    );
     s.stop();
 }
