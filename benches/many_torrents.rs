@@ -10,17 +10,24 @@
 //! same torrents go through `benches/lt_many.py` in the same run: added to a session, checked,
 //! resume data saved, then a fresh session adds all with that resume data; the time to all
 //! seeding and its RSS are printed beside ours (URINGSEED_BENCH_LT=0: not).
-//! URINGSEED_BENCH_PARALLEL sets `hashing.parallel_torrents`. Each start also times a
+//! Then a SIGHUP removes URINGSEED_BENCH_SWAP (1,000) of the small torrents and adds as many
+//! new ones while one leecher downloads a large torrent over and over: its throughput during
+//! the reload against just before. URINGSEED_BENCH_PARALLEL sets `hashing.parallel_torrents`. Each start also times a
 //! /metrics scrape with `metrics.per_torrent` on (the quickest of 3) and reports its size.
 //!
 //! `cargo bench --bench many_torrents` (about 3 minutes; release build, ~2 GB of disk).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+/// The benchmarks' simulated leecher.
+#[path = "common/mod.rs"]
+mod load;
 
 use common::{http_get, pseudo_random, uringseed, Proc};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uringseed::make::{make, MakeOptions};
 
@@ -60,7 +67,7 @@ struct Start {
 /// Writes a config with `torrents` (torrent, data) pairs and state under `state`.
 fn config(dir: &Path, name: &str, torrents: &[(PathBuf, PathBuf)]) -> PathBuf {
     let mut c = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\nstate_dir = \"{}\"\n\
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\nupload_slots = 0\nstate_dir = \"{}\"\n\
          [tracker]\nannounce = false\n[metrics]\nlisten = \"127.0.0.1:0\"\nper_torrent = true\n",
         dir.join("state").display()
     );
@@ -163,7 +170,80 @@ fn show(label: &str, s: &Start) {
     );
 }
 
-fn made(path: &Path, piece_length: u64, out: &Path) -> usize {
+/// A SIGHUP that removes `swap` torrents and adds `swap` others (the config rewritten from
+/// `before` to `after`) while one leecher downloads `large` over and over: the leecher's MB/s
+/// over the 3 s before the SIGHUP and from the SIGHUP until every added torrent is ready (at
+/// least 1 s), and how long that took.
+fn reload(
+    dir: &Path,
+    before: &[(PathBuf, PathBuf)],
+    after: &[(PathBuf, PathBuf)],
+    large: &uringseed::metainfo::Torrent,
+) -> Option<(f64, f64, Duration)> {
+    let config_path = config(dir, "reload.toml", before);
+    let mut p = Proc::spawn(
+        "uringseed",
+        uringseed()
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--log-level", "warn"]),
+        dir,
+    );
+    let addr: std::net::SocketAddr = p
+        .wait_line("listening: ", Duration::from_secs(600))
+        .trim()
+        .parse()
+        .ok()?;
+    let ready = |p: &Proc| p.stdout_text().matches("\nready: ").count();
+    let t0 = Instant::now();
+    while ready(&p) < before.len() && t0.elapsed() < Duration::from_secs(600) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let done: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
+    let leecher = {
+        let (stop, done) = (stop.clone(), done.clone());
+        let (ih, pl, total) = (large.info_hash.0, large.piece_length, large.total_length);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                load::leech(addr, ih, pl, total, 64);
+                done.lock().unwrap().push((Instant::now(), total));
+            }
+        })
+    };
+    let rate = |from: Instant, to: Instant| {
+        let bytes: u64 = done
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t > from && *t <= to)
+            .map(|(_, b)| b)
+            .sum();
+        bytes as f64 / 1e6 / (to - from).as_secs_f64()
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let warm = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let hup = Instant::now();
+    let seen = ready(&p);
+    config(dir, "reload.toml", after);
+    p.signal("HUP");
+    let added = after.iter().filter(|t| !before.contains(t)).count();
+    while ready(&p) < seen + added && hup.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = hup.elapsed();
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(took));
+    let end = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    leecher.join().ok()?;
+    let all_added = ready(&p) >= seen + added;
+    p.terminate(Duration::from_secs(60));
+    all_added.then(|| (rate(warm, hup), rate(hup, end), took))
+}
+
+fn made(path: &Path, piece_length: u64, out: &Path) -> uringseed::metainfo::Torrent {
     let (bytes, t) = make(&MakeOptions {
         path: path.to_path_buf(),
         piece_length: Some(piece_length),
@@ -173,7 +253,7 @@ fn made(path: &Path, piece_length: u64, out: &Path) -> usize {
     })
     .unwrap();
     std::fs::write(out, bytes).unwrap();
-    t.num_pieces()
+    t
 }
 
 fn main() {
@@ -188,7 +268,9 @@ fn main() {
     let t_make = Instant::now();
     let mut torrents = Vec::new();
     let mut pieces = 0;
-    for i in 0..small {
+    let swap = env("URINGSEED_BENCH_SWAP", 1000).min(small);
+    let mut extra = Vec::new();
+    for i in 0..small + swap {
         let root = data.join(format!("s{i:05}"));
         std::fs::create_dir_all(root.join("sub")).unwrap();
         for (j, (rel, len)) in [("a.bin", 1024), ("sub/b.bin", 3072), ("c.bin", 10240)]
@@ -198,9 +280,15 @@ fn main() {
             std::fs::write(root.join(rel), pseudo_random(*len, (i * 3 + j) as u64)).unwrap();
         }
         let t = tdir.join(format!("s{i:05}.torrent"));
-        pieces += made(&root, 16384, &t);
-        torrents.push((t, data.clone()));
+        let n = made(&root, 16384, &t).num_pieces();
+        if i < small {
+            pieces += n;
+            torrents.push((t, data.clone()));
+        } else {
+            extra.push((t, data.clone()));
+        }
     }
+    let mut first_large = None;
     let block = pseudo_random(1 << 20, 77);
     for i in 0..large {
         let file = data.join(format!("large{i:03}.bin"));
@@ -212,7 +300,9 @@ fn main() {
         }
         drop(f);
         let t = tdir.join(format!("large{i:03}.torrent"));
-        pieces += made(&file, 1 << 20, &t);
+        let made = made(&file, 1 << 20, &t);
+        pieces += made.num_pieces();
+        first_large.get_or_insert(made);
         torrents.push((t, data.clone()));
     }
     let n = torrents.len();
@@ -238,6 +328,23 @@ fn main() {
         per(&first),
         per(&again)
     );
+
+    if let Some(large) = first_large.as_ref().filter(|_| swap > 0) {
+        let after: Vec<_> = torrents[swap..].iter().chain(&extra).cloned().collect();
+        match reload(dir.path(), &torrents, &after, large) {
+            Some((before, during, took)) => println!(
+                "SIGHUP removing {swap} and adding {swap} torrents: all added ready {took:.2?} \
+                 after it; one leecher of {} MiB downloads over and over: {before:.0} MB/s \
+                 before, {during:.0} MB/s from the SIGHUP until then ({:.2}x)",
+                large.total_length >> 20,
+                during / before
+            ),
+            None => {
+                eprintln!("FAILED: the reload did not bring every added torrent up");
+                std::process::exit(1);
+            }
+        }
+    }
 
     let lt_ok = std::env::var("URINGSEED_BENCH_LT").as_deref() != Ok("0")
         && Command::new("/usr/bin/python3")
