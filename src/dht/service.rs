@@ -454,7 +454,8 @@ fn schedule(
         .filter(|t| t.view.pex)
         .map(|t| t.view.info_hash)
         .collect();
-    due.retain(|ih, _| live.contains(ih));
+    let wanted: std::collections::HashSet<InfoHash> = live.iter().copied().collect();
+    due.retain(|ih, _| wanted.contains(ih));
     let port = shared.listen_port.load(Ordering::Relaxed);
     for ih in live {
         let at = due.entry(ih).or_insert(now);
