@@ -231,7 +231,7 @@ impl Control<'_> {
         let outcome = self.apply_reload();
         self.notify.ready(&format!(
             "{outcome}; seeding {} torrent(s)",
-            self.handle.shared.live_torrents().len()
+            self.handle.shared.torrents.live_count()
         ));
     }
 

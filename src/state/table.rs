@@ -79,6 +79,8 @@ pub struct StateCounts {
 pub struct TorrentTable {
     map: RwLock<HashMap<InfoHash, TorrentState>>,
     next_id: AtomicU64,
+    /// Torrents in `Live`, kept beside the map (changed only under its write lock).
+    live: std::sync::atomic::AtomicUsize,
     /// Bumped on every change, for parts that follow the table (the announcer).
     changed: tokio::sync::watch::Sender<u64>,
 }
@@ -88,6 +90,7 @@ impl Default for TorrentTable {
         TorrentTable {
             map: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            live: Default::default(),
             changed: tokio::sync::watch::channel(0).0,
         }
     }
@@ -151,6 +154,9 @@ impl TorrentTable {
                 reason,
             })),
         };
+        if matches!(state, TorrentState::Live(_)) {
+            self.live.fetch_add(1, Ordering::Relaxed);
+        }
         map.insert(*info_hash, state);
         drop(map);
         self.bump();
@@ -160,7 +166,14 @@ impl TorrentTable {
     /// Removes a torrent in any state: a check is cancelled, a live torrent's connections are
     /// told to close. Returns the state it was in.
     pub fn remove(&self, info_hash: &InfoHash) -> Option<TorrentState> {
-        let removed = self.write().remove(info_hash);
+        let removed = {
+            let mut map = self.write();
+            let removed = map.remove(info_hash);
+            if matches!(removed, Some(TorrentState::Live(_))) {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+            }
+            removed
+        };
         match &removed {
             Some(TorrentState::Checking(c)) => c.cancel.store(true, Ordering::Release),
             Some(TorrentState::Live(t)) => t.close(),
@@ -192,6 +205,9 @@ impl TorrentTable {
             pieces,
             pieces_good,
         };
+        if matches!(old, TorrentState::Live(_)) {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
         map.insert(*info_hash, TorrentState::Paused(Arc::new(paused)));
         drop(map);
         // Closed after the lock is released (closing takes the torrent's own locks).
@@ -243,12 +259,9 @@ impl TorrentTable {
         }
     }
 
-    /// How many torrents are live (without cloning them).
+    /// How many torrents are live (a counter: O(1)).
     pub fn live_count(&self) -> usize {
-        self.read()
-            .values()
-            .filter(|s| matches!(s, TorrentState::Live(_)))
-            .count()
+        self.live.load(Ordering::Relaxed)
     }
 
     /// Every live torrent.
@@ -338,8 +351,10 @@ mod tests {
         let second = table.begin_check(&t).unwrap();
         assert!(!table.finish_check(&ih, &first, Ok(ctx(&t))));
         assert!(matches!(table.get(&ih), Some(TorrentState::Checking(_))));
+        assert_eq!(table.live_count(), 0, "a stale check is not counted");
         assert!(table.finish_check(&ih, &second, Ok(ctx(&t))));
         let live = table.live(&ih).expect("live");
+        assert_eq!(table.live_count(), 1);
         assert_eq!(
             table.counts(),
             StateCounts {
@@ -354,11 +369,13 @@ mod tests {
         assert!(matches!(table.remove(&ih), Some(TorrentState::Live(_))));
         assert!(live.is_closed());
         assert!(table.is_empty());
+        assert_eq!(table.live_count(), 0);
         // A failed check is visible as an error.
         let c = table.begin_check(&t).unwrap();
         assert!(table.finish_check(&ih, &c, Err("boom".into())));
         assert_eq!(table.counts().error, 1);
         assert!(table.live(&ih).is_none());
+        assert_eq!(table.live_count(), 0, "an error is not live");
     }
 
     #[test]
@@ -377,6 +394,7 @@ mod tests {
         ));
         assert!(live.is_closed(), "its connections end");
         assert!(table.live(&ih).is_none(), "not served while paused");
+        assert_eq!(table.live_count(), 0);
         assert_eq!(table.counts().paused, 1);
         match table.get(&ih) {
             Some(TorrentState::Paused(p)) => assert_eq!(p.pieces_good, t.num_pieces()),
@@ -394,5 +412,6 @@ mod tests {
         assert!(c.cancel.load(Ordering::Acquire));
         assert!(!table.finish_check(&ih, &c, Ok(ctx(&t))));
         assert!(matches!(table.get(&ih), Some(TorrentState::Paused(_))));
+        assert_eq!(table.live_count(), 0);
     }
 }
