@@ -25,8 +25,25 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-/// Bytes read from the socket per read.
-const READ_BUF: usize = 4 << 10;
+/// The socket read buffer's range. A read that fills a small buffer takes what else is waiting
+/// into the largest one at once (without waiting); after a read, a buffer that was filled
+/// doubles (up to the most) and one used under a quarter halves (down to the least), so a
+/// peer that only sends keep-alives and haves holds the least while its read waits, and one
+/// streaming requests reads up to 4 KiB at a time (requests are 17 bytes; larger messages
+/// accumulate in the state machine over several reads).
+const READ_BUF_MIN: usize = 256;
+const READ_BUF_MAX: usize = 4 << 10;
+
+/// The next read buffer's size after a read of `n` bytes into one of `len`.
+fn next_read_len(len: usize, n: usize) -> usize {
+    if n >= len {
+        (len * 2).min(READ_BUF_MAX)
+    } else if n < len / 4 {
+        (len / 2).max(READ_BUF_MIN)
+    } else {
+        len
+    }
+}
 
 pub use super::stream::now;
 
@@ -145,9 +162,13 @@ async fn connected<S: Stream, D: Disk>(
         addr,
         pex_flags,
     };
+    // The writer first: when a send completes and the peer's close arrives together (a
+    // leecher that got its last block and left), the send is counted before the reader ends
+    // the connection.
     let end = tokio::select! {
-        end = reader(stream, inbound, rx, leftover) => end,
+        biased;
         end = writer(shared, stream, disk, &peer, &ctx, key, &handle, tx) => end,
+        end = reader(stream, inbound, rx, leftover) => end,
     };
     ctx.unshare_peer(key);
     ctx.super_seed_saw(key, Seen::Left, self::now());
@@ -267,19 +288,31 @@ async fn reader<S: Stream>(
     if let Err(end) = inbound.deliver(&leftover) {
         return end;
     }
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = vec![0u8; READ_BUF_MIN];
     loop {
         let (res, b) = stream.read(buf).await;
         buf = b;
-        let n = match res {
+        let mut n = match res {
             Ok(0) | Err(_) => return End::Closed,
             Ok(n) => n,
         };
+        if n == buf.len() && n < READ_BUF_MAX {
+            // A burst into a small buffer: what else is already waiting joins it, so a batch
+            // of requests reaches the state machine (and the writer's next run) together.
+            let mut big = vec![0u8; READ_BUF_MAX];
+            big[..n].copy_from_slice(&buf[..n]);
+            n += stream.try_read(&mut big[n..]).unwrap_or(0);
+            buf = big;
+        }
         if let Some(rx) = &mut rx {
             rx.apply(&mut buf[..n]);
         }
         if let Err(end) = inbound.deliver(&buf[..n]) {
             return end;
+        }
+        let next = next_read_len(buf.len(), n);
+        if next != buf.len() {
+            buf = vec![0u8; next];
         }
     }
 }
@@ -376,5 +409,29 @@ async fn writer<S: Stream, D: Disk>(
         let sent = self::now();
         peer.borrow_mut().on_sent(sent);
         up.account(&out, sent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{next_read_len, READ_BUF_MAX, READ_BUF_MIN};
+
+    #[test]
+    fn read_buffer_grows_when_full_and_shrinks_when_mostly_empty() {
+        assert_eq!(next_read_len(READ_BUF_MIN, READ_BUF_MIN), 2 * READ_BUF_MIN);
+        assert_eq!(next_read_len(READ_BUF_MAX, READ_BUF_MAX), READ_BUF_MAX);
+        assert_eq!(next_read_len(1024, 17), 512);
+        assert_eq!(next_read_len(READ_BUF_MIN, 4), READ_BUF_MIN);
+        assert_eq!(next_read_len(1024, 600), 1024);
+        // A streaming peer reaches the largest buffer in a few reads, an idle one the least.
+        let mut len = READ_BUF_MIN;
+        for _ in 0..8 {
+            len = next_read_len(len, len);
+        }
+        assert_eq!(len, READ_BUF_MAX);
+        for _ in 0..8 {
+            len = next_read_len(len, 4);
+        }
+        assert_eq!(len, READ_BUF_MIN);
     }
 }

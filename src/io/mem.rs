@@ -42,6 +42,18 @@ impl Pipe {
         })
     }
 
+    /// Reads what is waiting, up to `buf`'s length, without waiting.
+    fn try_read(&self, buf: &mut [u8]) -> usize {
+        let mut st = self.state.borrow_mut();
+        let n = st.buf.len().min(buf.len());
+        if n > 0 {
+            buf[..n].copy_from_slice(&st.buf.split_to(n));
+            st.taken += n as u64;
+            self.writable.notify_one();
+        }
+        n
+    }
+
     /// Reads up to `max` bytes; empty once the pipe is closed and drained.
     async fn read(&self, max: usize) -> Vec<u8> {
         loop {
@@ -131,6 +143,10 @@ impl Stream for MemStream {
         let got = self.rx.read(buf.len()).await;
         buf[..got.len()].copy_from_slice(&got);
         (Ok(got.len()), buf)
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> Option<usize> {
+        Some(self.rx.try_read(buf)).filter(|&n| n > 0)
     }
 
     async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {

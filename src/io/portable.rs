@@ -26,6 +26,10 @@ impl Stream for TokioStream {
         }
     }
 
+    fn try_read(&self, buf: &mut [u8]) -> Option<usize> {
+        self.0.try_read(buf).ok().filter(|&n| n > 0)
+    }
+
     async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {
         loop {
             if let Err(e) = self.0.writable().await {

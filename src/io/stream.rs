@@ -26,6 +26,9 @@ pub const WRITE_CHUNK: usize = 256 << 10;
 pub trait Stream {
     /// Reads into `buf` (from index 0, up to its length); returns the count and the buffer.
     async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    /// Bytes already waiting, read into `buf` without waiting; None when there are none (or
+    /// the stream is closed: the next [`Stream::read`] tells).
+    fn try_read(&self, buf: &mut [u8]) -> Option<usize>;
     /// One vectored write of (a prefix of) `bufs`; returns the bytes written and the buffers.
     async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>);
     /// Shuts the stream down both ways (ends any read or write in flight).

@@ -44,6 +44,21 @@ impl Stream for UringStream {
         self.0.writev(bufs).await
     }
 
+    fn try_read(&self, buf: &mut [u8]) -> Option<usize> {
+        // SAFETY: recv into `buf`'s own memory, at most its length; MSG_DONTWAIT makes this one
+        // call non-blocking on the (blocking-mode) socket, and no io_uring read is in flight
+        // on it (the connection's one reader calls this between its reads).
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        (n > 0).then_some(n as usize)
+    }
+
     fn bytes_acked(&self) -> Option<u64> {
         tcp_bytes_acked(self.0.as_raw_fd())
     }

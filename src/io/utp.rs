@@ -213,6 +213,14 @@ impl Stream for UtpStream {
         (Ok(n), buf)
     }
 
+    fn try_read(&self, buf: &mut [u8]) -> Option<usize> {
+        let n = self.hub.core.borrow_mut().conn_mut(self.h)?.read(buf);
+        if n > 0 {
+            self.hub.flush(self.h);
+        }
+        (n > 0).then_some(n)
+    }
+
     async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {
         let r = std::future::poll_fn(|cx| {
             let mut core = self.hub.core.borrow_mut();

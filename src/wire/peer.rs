@@ -103,6 +103,10 @@ pub struct Run {
     pub blocks: Vec<Block>,
 }
 
+/// Capacity of an empty receive buffer that is kept for the next bytes; above it the buffer
+/// is freed.
+const INBUF_KEEP: usize = 1024;
+
 pub struct Peer {
     torrent: std::sync::Arc<TorrentView>,
     limits: Limits,
@@ -232,6 +236,10 @@ impl Peer {
             }
         };
         self.inbuf.drain(..at);
+        // An idle peer keeps no buffer grown by an earlier large message.
+        if self.inbuf.is_empty() && self.inbuf.capacity() > INBUF_KEEP {
+            self.inbuf = Vec::new();
+        }
         result?;
         if self.out.len() > self.limits.max_control_bytes {
             return Err(DropReason::OutputBacklog);
