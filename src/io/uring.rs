@@ -144,6 +144,7 @@ impl Disk for UringDisk {
                 continue;
             }
             let open = ctx.files.file(span.file).map_err(|_| not_open())?;
+            open.note_disk_read();
             let file = self.handle(open.file().as_raw_fd());
             buf._open.push(open);
             let (res, slice) = file

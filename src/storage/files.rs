@@ -166,7 +166,9 @@ impl DataFiles {
             return None;
         }
         let open = self.file(span.file).ok()?;
-        open.map()?.resident(open.file(), span.file_offset, len)
+        let probe = !open.reads_quiet();
+        open.map()?
+            .resident(open.file(), span.file_offset, len, probe)
     }
 
     /// Whether `len` bytes at `start` could ever go out from a mapping: they lie in one data
@@ -190,6 +192,7 @@ impl DataFiles {
                 dst.fill(0);
             } else {
                 let open = self.file(span.file).map_err(|_| not_open())?;
+                open.note_disk_read();
                 open.file().read_exact_at(dst, span.file_offset)?;
             }
             at += n;

@@ -34,6 +34,24 @@ pub struct OpenFile {
     file: File,
     /// Mapping for zero-copy sends, made on first use (None: mapping failed).
     map: OnceLock<Option<Arc<FileMap>>>,
+    /// When the server last read this file from disk (coarse monotonic seconds; a file just
+    /// opened counts as just read).
+    last_read: AtomicU64,
+}
+
+/// Seconds after the server's last disk read of a file during which readahead it started may
+/// still be in flight, so the file's cached pages are probed before a send from its mapping
+/// (see `super::resident`); once reads have been quiet this long, residency alone decides.
+pub const READ_QUIET_SECS: u64 = 5;
+
+fn coarse_secs() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64
 }
 
 impl OpenFile {
@@ -41,7 +59,18 @@ impl OpenFile {
         OpenFile {
             file,
             map: OnceLock::new(),
+            last_read: AtomicU64::new(coarse_secs()),
         }
+    }
+
+    /// A read of this file from disk is starting (its readahead may follow it).
+    pub fn note_disk_read(&self) {
+        self.last_read.store(coarse_secs(), Ordering::Relaxed);
+    }
+
+    /// No disk read of this file for [`READ_QUIET_SECS`].
+    pub fn reads_quiet(&self) -> bool {
+        coarse_secs().saturating_sub(self.last_read.load(Ordering::Relaxed)) >= READ_QUIET_SECS
     }
 
     pub fn file(&self) -> &File {
@@ -173,6 +202,16 @@ mod tests {
 
     fn file() -> Arc<OpenFile> {
         Arc::new(OpenFile::new(tempfile::tempfile().unwrap()))
+    }
+
+    #[test]
+    fn a_file_just_opened_or_read_is_not_quiet() {
+        let f = file();
+        assert!(!f.reads_quiet(), "what opened it may have read it");
+        f.note_disk_read();
+        assert!(!f.reads_quiet());
+        f.last_read.store(0, Ordering::Relaxed);
+        assert_eq!(f.reads_quiet(), coarse_secs() >= READ_QUIET_SECS);
     }
 
     #[test]
