@@ -14,6 +14,9 @@
 //! - with URINGSEED_BENCH_BASELINE_BIN=PATH, that other build of `uringseed` (e.g. the commit
 //!   before a change) under the same load in the same run, as a "baseline build" row.
 //!
+//! Each uringseed server runs URINGSEED_BENCH_SETTLE (default 6) seconds before its warm
+//! measurement, as a seed that has been up a while.
+//!
 //! `idle`: URINGSEED_BENCH_IDLE (default 10000) connections that handshake and stay silent;
 //! reports the server's RSS per peer and an active leecher's throughput beside them vs alone.
 //!
@@ -204,6 +207,10 @@ fn main() {
     let mb = env("URINGSEED_BENCH_MB", 1024);
     let depth = env("URINGSEED_BENCH_DEPTH", 128);
     let idle = env("URINGSEED_BENCH_IDLE", 10_000);
+    // Seconds a uringseed server runs before a warm measurement: a seed that has been up a
+    // while (for the first 5 s after it opened a file it probes cached pages before sending
+    // them from the mapping; see src/storage/resident.rs).
+    let settle = Duration::from_secs(env("URINGSEED_BENCH_SETTLE", 6) as u64);
     let scenarios =
         std::env::var("URINGSEED_BENCH_SCENARIOS").unwrap_or_else(|_| "warm,idle,cold".into());
     let conns: Vec<usize> = std::env::var("URINGSEED_BENCH_CONNS")
@@ -248,6 +255,7 @@ fn main() {
                 "listening: ",
                 Some("ready: "),
             );
+            std::thread::sleep(settle);
             group.push(measure(
                 format!("uringseed, {n} leecher(s)"),
                 &mut child,
@@ -260,6 +268,7 @@ fn main() {
                     "listening: ",
                     Some("ready: "),
                 );
+                std::thread::sleep(settle);
                 group.push(measure(
                     format!("baseline build, {n} leecher(s)"),
                     &mut child,
