@@ -42,15 +42,6 @@ fn nofile() -> (u64, u64) {
     (1024, 1024)
 }
 
-fn status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The kernel's TCP memory in KiB (pages of /proc/net/sockstat's `TCP: ... mem N`).
 fn tcp_mem_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();

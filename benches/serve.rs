@@ -112,16 +112,6 @@ fn streams(n: usize, addr: SocketAddr, total: u64) -> (u64, Vec<u32>) {
     (total * n as u64, Vec::new())
 }
 
-/// A field of /proc/PID/status in KiB (VmRSS, RssAnon, RssFile).
-fn status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
 }

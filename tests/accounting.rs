@@ -5,11 +5,9 @@
 
 mod common;
 
+use common::inproc::single_file_server;
 use common::raw::RawPeer;
-use common::*;
 use std::time::{Duration, Instant};
-use uringseed::config::Config;
-use uringseed::server::{self, TorrentSpec};
 use uringseed::stats::Stats;
 use uringseed::wire::message::{self, Block, Message};
 
@@ -18,33 +16,8 @@ const BLOCKS: u32 = 4;
 
 fn leave_after_last_block(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("one.bin");
-    let data = pseudo_random(16 * PIECE as usize, 5);
-    std::fs::write(&path, &data).unwrap();
-    let opts = uringseed::make::MakeOptions {
-        path: path.clone(),
-        piece_length: Some(PIECE),
-        quiet: true,
-        ..Default::default()
-    };
-    let (_, torrent) = uringseed::make::make(&opts).unwrap();
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.workers = 1;
-    config.server.upload_slots = 0;
-    config.server.io_backend = backend.into();
-    config.hashing.resume = false;
-    config.dht.enabled = false;
-    let spec = TorrentSpec {
-        torrent: torrent.clone(),
-        data_dir: dir.path().to_path_buf(),
-        just_hashed: false,
-        limits: Default::default(),
-        origin: Default::default(),
-        force_check: false,
-    };
-    let server = server::start(config, vec![spec]).unwrap();
-    assert!(server.wait_ready(Duration::from_secs(30)));
+    let (server, torrent, _, data) =
+        single_file_server(dir.path(), backend, 16 * PIECE as usize, PIECE);
     let addr = server.local_addrs[0];
     let mut received = 0u64;
     let peers = 150u32;

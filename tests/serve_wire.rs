@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::inproc::single_file_server;
 use common::raw::RawPeer;
 use common::*;
 use std::io::{Read, Write};
@@ -380,51 +381,6 @@ fn encryption_policies_over_real_sockets() {
         let stats = f.server.as_ref().unwrap().stats();
         assert_eq!(stats.dropped(DropReason::BadHandshake), 1, "{backend}");
     }
-}
-
-/// A server (1 worker, `backend`) seeding one file of `len` pseudo-random bytes in pieces of
-/// `piece_length`, written back to disk first (so its pages can be dropped from the cache).
-/// Returns the server, the torrent, the file's path and bytes; keep `dir` alive.
-fn single_file_server(
-    dir: &std::path::Path,
-    backend: &str,
-    len: usize,
-    piece_length: u64,
-) -> (
-    ServerHandle,
-    uringseed::metainfo::Torrent,
-    std::path::PathBuf,
-    Vec<u8>,
-) {
-    let path = dir.join("one.bin");
-    let data = pseudo_random(len, 77);
-    std::fs::write(&path, &data).unwrap();
-    std::fs::File::open(&path).unwrap().sync_all().unwrap();
-    let opts = uringseed::make::MakeOptions {
-        path: path.clone(),
-        piece_length: Some(piece_length),
-        quiet: true,
-        ..Default::default()
-    };
-    let (_, torrent) = uringseed::make::make(&opts).unwrap();
-    let mut config = Config::default();
-    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.server.workers = 1;
-    config.server.io_backend = backend.into();
-    config.hashing.resume = false;
-    let spec = TorrentSpec {
-        torrent: torrent.clone(),
-        data_dir: dir.to_path_buf(),
-        just_hashed: false,
-        limits: Default::default(),
-        origin: Default::default(),
-        force_check: false,
-    };
-    // The DHT is not under test here (and would bootstrap off the machine).
-    config.dht.enabled = false;
-    let server = server::start(config, vec![spec]).unwrap();
-    assert!(server.wait_ready(Duration::from_secs(30)));
-    (server, torrent, path, data)
 }
 
 /// Drops `path`'s pages from the page cache (those the server has mapped stay). False, with a
