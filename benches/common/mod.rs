@@ -1,6 +1,7 @@
 //! What the benchmarks share: simulated leechers (a handshake, then the whole torrent with
 //! `depth` requests in flight), starting a server and reading its address from its stdout,
-//! stopping it, a process's CPU seconds, and numbers from the environment.
+//! stopping it (or killing it if the bench panics), a process's CPU seconds, and numbers from
+//! the environment.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -169,6 +170,7 @@ pub fn spawn_server(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    reap_on_panic(child.id());
     let out = child.stdout.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -192,6 +194,43 @@ pub fn spawn_server(
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, addr.expect("server printed no address"))
+}
+
+/// Servers started here, killed if the bench panics (a leecher's assertion, say) instead of
+/// being left running: by PID, and only while that PID is still a child of this process.
+static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn reap_on_panic(pid: u32) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let pids = STARTED.lock().map(|p| p.clone()).unwrap_or_default();
+            for pid in pids.into_iter().filter(|&p| is_my_child(p)) {
+                // SAFETY: a signal to a process this one started and has not reaped.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+            default(info);
+        }));
+    });
+    if let Ok(mut p) = STARTED.lock() {
+        p.push(pid);
+    }
+}
+
+/// True while `pid` is a child of this process not yet reaped (waitid needs no descriptor, so
+/// this holds even when the panic was running out of them).
+fn is_my_child(pid: u32) -> bool {
+    // SAFETY: waitid writes one siginfo_t, which `info` is; WNOWAIT leaves the child as it is.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        ) == 0
+    }
 }
 
 pub fn stop(mut child: Child) {
@@ -230,6 +269,7 @@ pub fn spawn_until(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    reap_on_panic(child.id());
     let out = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
