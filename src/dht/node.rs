@@ -273,12 +273,18 @@ impl Node {
         }
     }
 
-    /// Starts a lookup of peers for `info_hash` (ignored while one for it runs, or when
+    /// Starts a lookup of peers for `info_hash` (none while one for it runs, or when
     /// [`MAX_LOOKUPS`] run); `Some(port)`: announce that port to the closest nodes when done.
-    pub fn get_peers(&mut self, info_hash: [u8; 20], announce_port: Option<u16>, now: Instant) {
+    /// False when it was refused (no room): ask again later.
+    pub fn get_peers(
+        &mut self,
+        info_hash: [u8; 20],
+        announce_port: Option<u16>,
+        now: Instant,
+    ) -> bool {
         self.now = now;
         if self.peer_lookups.contains_key(&info_hash) {
-            return;
+            return true;
         }
         let Some(key) = self.start_lookup(
             NodeId(info_hash),
@@ -286,10 +292,16 @@ impl Node {
             false,
             now,
         ) else {
-            return;
+            return false;
         };
         self.peer_lookups.insert(info_hash, key);
         self.drive(key, now);
+        true
+    }
+
+    /// Lookups that may still start before [`MAX_LOOKUPS`] run.
+    pub fn lookups_free(&self) -> usize {
+        MAX_LOOKUPS.saturating_sub(self.lookups.len())
     }
 
     fn start_lookup(

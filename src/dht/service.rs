@@ -454,15 +454,36 @@ fn schedule(
         .filter(|t| t.view.pex)
         .map(|t| t.view.info_hash)
         .collect();
+    let port = shared.listen_port.load(Ordering::Relaxed);
+    start_due(node, due, &live, port, interval, now);
+}
+
+/// Lookups kept free for the node's own (bootstrap, table refresh) when torrents are started.
+const LOOKUPS_RESERVED: usize = 8;
+
+/// Forgets torrents not in `live`, then starts lookups (announcing `port`) for those of `live`
+/// that are new or due, as long as the node has room, so that thousands of torrents start a
+/// few dozen at a time, each tick, instead of at once; one refused or not reached stays due
+/// (it is not put off for a whole `interval` without having been looked up).
+fn start_due(
+    node: &mut Node,
+    due: &mut HashMap<InfoHash, Instant>,
+    live: &[InfoHash],
+    port: u16,
+    interval: Duration,
+    now: Instant,
+) {
     let wanted: std::collections::HashSet<InfoHash> = live.iter().copied().collect();
     due.retain(|ih, _| wanted.contains(ih));
-    let port = shared.listen_port.load(Ordering::Relaxed);
-    for ih in live {
+    for &ih in live {
         let at = due.entry(ih).or_insert(now);
-        if *at <= now {
-            *at = now + interval;
-            node.get_peers(ih.0, Some(port), now);
+        if *at > now {
+            continue;
         }
+        if node.lookups_free() <= LOOKUPS_RESERVED || !node.get_peers(ih.0, Some(port), now) {
+            continue;
+        }
+        *at = now + interval;
     }
 }
 
@@ -492,5 +513,58 @@ fn save(shared: &Shared, family: Family, node: &Node, saved: &Mutex<SavedFile>) 
     }
     if let Err(e) = crate::storage::atomic::write_atomic(&path, &json) {
         tracing::warn!("dht: cannot save {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dht::node::MAX_LOOKUPS;
+
+    #[test]
+    fn thousands_of_torrents_start_a_few_dozen_at_a_time_and_none_is_put_off_unlooked_up() {
+        let t0 = Instant::now();
+        let mut node = Node::new(NodeId([7; 20]), NodeConfig::default(), 1, t0);
+        node.bootstrap(&["127.0.0.1:6881".parse().unwrap()], t0);
+        let live: Vec<InfoHash> = (0..1000u32)
+            .map(|i| {
+                let mut h = [0u8; 20];
+                h[..4].copy_from_slice(&i.to_be_bytes());
+                InfoHash(h)
+            })
+            .collect();
+        let interval = Duration::from_secs(1800);
+        let mut due = HashMap::new();
+        let mut now = t0;
+        let started = |due: &HashMap<InfoHash, Instant>| due.values().filter(|&&a| a > t0).count();
+        for round in 0..200 {
+            let before = started(&due);
+            start_due(&mut node, &mut due, &live, 6881, interval, now);
+            let this_round = started(&due) - before;
+            assert!(
+                this_round <= MAX_LOOKUPS - LOOKUPS_RESERVED,
+                "round {round}: {this_round}"
+            );
+            if round == 0 {
+                assert!(this_round > 0);
+                assert!(this_round < live.len(), "not all at once");
+            }
+            if started(&due) == live.len() {
+                break;
+            }
+            // No answers on loopback here: the lookups time out and make room.
+            now += Duration::from_secs(30);
+            node.handle_timeout(now);
+            while node.poll_transmit().is_some() {}
+        }
+        assert_eq!(started(&due), live.len(), "every torrent got its lookup");
+        assert_eq!(
+            node.stats().lookups_refused,
+            0,
+            "none was refused and put off"
+        );
+        // Forgotten when no longer live.
+        start_due(&mut node, &mut due, &live[..10], 6881, interval, now);
+        assert_eq!(due.len(), 10);
     }
 }
