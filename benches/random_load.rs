@@ -384,40 +384,31 @@ fn main() {
                     "\ncold: server and fio in memory cgroup {} limited to {mem_mb} MiB",
                     group.describe()
                 );
+                // One row: a fresh server in the group, the files out of the page cache.
+                let cold_row = |bin: &str, name: String, leechers: usize, rate| {
+                    drop_cache(&paths);
+                    let server = start_server(bin, &torrent, &dir, workers, Some(&group));
+                    drop_cache(&paths);
+                    let load = Load {
+                        leechers,
+                        rate,
+                        addr: server.addr,
+                        ..base.clone()
+                    };
+                    measure(name, &server, &load)
+                };
                 if has("cold-limited") {
                     let n = env("URINGSEED_BENCH_LEECHERS", 500);
                     for (label, bin) in &builds {
-                        drop_cache(&paths);
-                        let server = start_server(bin, &torrent, &dir, workers, Some(&group));
-                        drop_cache(&paths);
-                        let load = Load {
-                            leechers: n,
-                            rate: Some((1e6, 4e6)),
-                            addr: server.addr,
-                            ..base.clone()
-                        };
-                        rows.push(measure(
-                            format!("{label}{n} leechers at 1-4 MB/s, cold"),
-                            &server,
-                            &load,
-                        ));
-                        drop(server);
+                        let name = format!("{label}{n} leechers at 1-4 MB/s, cold");
+                        rows.push(cold_row(bin, name, n, Some((1e6, 4e6))));
                     }
                 }
                 for &q in qds.iter().filter(|_| has("cold")) {
                     let first = rows.len();
                     for (label, bin) in &builds {
-                        drop_cache(&paths);
-                        let server = start_server(bin, &torrent, &dir, workers, Some(&group));
-                        drop_cache(&paths);
-                        let load = Load {
-                            leechers: q * workers,
-                            addr: server.addr,
-                            ..base.clone()
-                        };
                         let name = format!("{label}cold, {q} connection(s) per worker");
-                        rows.push(measure(name, &server, &load));
-                        drop(server);
+                        rows.push(cold_row(bin, name, q * workers, None));
                     }
                     drop_cache(&paths);
                     let fio = group.fio(&paths, PIECE, q, workers, warmup, secs);
