@@ -34,7 +34,8 @@
 //!
 //! Reported per row: payload MB/s received by the leechers, server CPU seconds per GiB, latency
 //! p50/p99, the server's own `uringseed_uploaded_bytes_total{type="payload"}` against what the
-//! leechers received, and for `cold` fio's MB/s and the ratio. URINGSEED_BENCH_BIN picks the
+//! leechers received, the machine's block-device reads (`pgpgin`) over what the leechers
+//! received ("disk/rx"), and for `cold` fio's MB/s and the ratio. URINGSEED_BENCH_BIN picks the
 //! build measured (default: the one cargo built for the bench).
 
 #[path = "random_load/cgroup.rs"]
@@ -62,6 +63,9 @@ struct Row {
     reported_ratio: f64,
     /// The load generator's CPU in the window, in cores.
     gen_cores: f64,
+    /// Bytes read from block devices in the window (the whole machine's `pgpgin`) over the
+    /// bytes the leechers received: above 1, the kernel read data nobody asked for.
+    disk_ratio: f64,
     fio_mbps: Option<f64>,
 }
 
@@ -209,10 +213,13 @@ fn measure(name: String, server: &Server, load: &Load) -> Row {
     let before = payload_uploaded(server.metrics);
     let pid = server.child.id();
     // Server and load-generator CPU seconds at the window's start and end.
-    let mut cpu: Vec<(f64, f64)> = Vec::new();
+    let mut cpu: Vec<(f64, f64, f64)> = Vec::new();
     let me = std::process::id();
-    let tally: Tally = leecher::run(load, || cpu.push((cpu_secs(pid), cpu_secs(me))));
+    let tally: Tally = leecher::run(load, || {
+        cpu.push((cpu_secs(pid), cpu_secs(me), paged_in_bytes()))
+    });
     let (server_cpu, gen_cpu) = (cpu[1].0 - cpu[0].0, cpu[1].1 - cpu[0].1);
+    let disk = cpu[1].2 - cpu[0].2;
     // Bytes the server had sent while the leechers were still connected, counted once they
     // are gone (all of it was received: each leecher reads what it asked for).
     std::thread::sleep(Duration::from_millis(300));
@@ -242,6 +249,7 @@ fn measure(name: String, server: &Server, load: &Load) -> Row {
         mbps: tally.window_bytes as f64 / load.secs as f64 / 1e6,
         cpu_per_gib: server_cpu / (tally.window_bytes as f64 / (1u64 << 30) as f64),
         gen_cores: gen_cpu / load.secs as f64,
+        disk_ratio: disk / tally.window_bytes.max(1) as f64,
         p50_ms: p50,
         p99_ms: p99,
         reported_ratio: (after - before) / tally.total_bytes.max(1) as f64,
@@ -249,9 +257,18 @@ fn measure(name: String, server: &Server, load: &Load) -> Row {
     }
 }
 
+/// Bytes this machine has read from block devices since boot (`pgpgin`, in KiB, /proc/vmstat).
+fn paged_in_bytes() -> f64 {
+    let text = std::fs::read_to_string("/proc/vmstat").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("pgpgin "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib * 1024.0)
+}
+
 fn print_rows(rows: &[Row]) {
     println!(
-        "\n{:<40} {:>8} {:>8} {:>10} {:>8} {:>8} {:>12} {:>9} {:>8} {:>7}",
+        "\n{:<40} {:>8} {:>8} {:>10} {:>8} {:>8} {:>12} {:>9} {:>8} {:>8} {:>7}",
         "what",
         "leechers",
         "MB/s",
@@ -260,6 +277,7 @@ fn print_rows(rows: &[Row]) {
         "p99 ms",
         "reported/rx",
         "gen cores",
+        "disk/rx",
         "fio MB/s",
         "x fio"
     );
@@ -269,7 +287,7 @@ fn print_rows(rows: &[Row]) {
             None => ("-".into(), "-".into()),
         };
         println!(
-            "{:<40} {:>8} {:>8.0} {:>10.2} {:>8.1} {:>8.1} {:>12.3} {:>9.2} {:>8} {:>7}",
+            "{:<40} {:>8} {:>8.0} {:>10.2} {:>8.1} {:>8.1} {:>12.3} {:>9.2} {:>8.2} {:>8} {:>7}",
             r.name,
             r.leechers,
             r.mbps,
@@ -278,6 +296,7 @@ fn print_rows(rows: &[Row]) {
             r.p99_ms,
             r.reported_ratio,
             r.gen_cores,
+            r.disk_ratio,
             fio,
             x
         );
