@@ -1,7 +1,9 @@
 //! Bencode decoding with byte spans, and a small canonical encoder.
 //!
 //! The decoder is strict and bounded: it rejects trailing bytes, integers with leading zeros or
-//! `-0`, duplicate dictionary keys and nesting deeper than [`MAX_DEPTH`]. It does *not* require
+//! `-0`, duplicate dictionary keys, nesting deeper than [`MAX_DEPTH`] and more than [`MAX_NODES`]
+//! values in one input (so the decoded tree's memory is bounded, not only the input's size).
+//! It does *not* require
 //! dictionary keys to be sorted, because real torrents in the wild are not always canonical and the
 //! info-hash must be computed over the bytes exactly as written. Every value records the byte range
 //! it came from, so `metainfo` can hash the raw `info` dictionary.
@@ -13,6 +15,9 @@ use std::ops::Range;
 
 /// Deepest nesting of lists and dictionaries accepted. Real torrents need about 5.
 pub const MAX_DEPTH: usize = 64;
+/// Most values (integers, strings, lists, dictionaries) decoded from one input: libtorrent's
+/// default `max_decode_tokens` is 3,000,000 too. A torrent needs about 4 per file.
+pub const MAX_NODES: usize = 3_000_000;
 
 /// A decoded bencode value borrowing from the input buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +80,11 @@ impl std::error::Error for DecodeError {}
 
 /// Decodes exactly one value that must fill the whole of `input`.
 pub fn decode(input: &[u8]) -> Result<Node<'_>, DecodeError> {
-    let mut parser = Parser { input, pos: 0 };
+    let mut parser = Parser {
+        input,
+        pos: 0,
+        nodes_left: MAX_NODES,
+    };
     let node = parser.value(0)?;
     if parser.pos != input.len() {
         return Err(parser.err(format!(
@@ -89,7 +98,11 @@ pub fn decode(input: &[u8]) -> Result<Node<'_>, DecodeError> {
 /// Decodes one value at the start of `input` and returns it with the number of bytes it used.
 /// Used for framed data (e.g. tracker replies, extension messages) where more may follow.
 pub fn decode_prefix(input: &[u8]) -> Result<(Node<'_>, usize), DecodeError> {
-    let mut parser = Parser { input, pos: 0 };
+    let mut parser = Parser {
+        input,
+        pos: 0,
+        nodes_left: MAX_NODES,
+    };
     let node = parser.value(0)?;
     Ok((node, parser.pos))
 }
@@ -97,6 +110,7 @@ pub fn decode_prefix(input: &[u8]) -> Result<(Node<'_>, usize), DecodeError> {
 struct Parser<'a> {
     input: &'a [u8],
     pos: usize,
+    nodes_left: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -116,6 +130,10 @@ impl<'a> Parser<'a> {
 
     fn value(&mut self, depth: usize) -> Result<Node<'a>, DecodeError> {
         let start = self.pos;
+        self.nodes_left = self
+            .nodes_left
+            .checked_sub(1)
+            .ok_or_else(|| self.err(format!("more than {MAX_NODES} values")))?;
         let value = match self.peek()? {
             b'i' => {
                 self.pos += 1;
@@ -132,6 +150,9 @@ impl<'a> Parser<'a> {
                     items.push(self.value(depth + 1)?);
                 }
                 self.pos += 1;
+                // Growth leaves up to half a list unused (and 4 slots for a list of 1): with a
+                // million small lists in a torrent that is most of its tree.
+                items.shrink_to_fit();
                 Value::List(items)
             }
             b'd' => {
@@ -172,6 +193,7 @@ impl<'a> Parser<'a> {
                     entries.push((key, v));
                 }
                 self.pos += 1;
+                entries.shrink_to_fit();
                 Value::Dict(entries)
             }
             other => return Err(self.err(format!("unexpected byte 0x{other:02x}"))),
@@ -300,6 +322,20 @@ mod tests {
         assert!(err.reason.contains("nesting"), "{err}");
         // Far deeper input must fail cleanly rather than overflow the stack.
         assert!(decode(&deep(1_000_000)).is_err());
+    }
+
+    #[test]
+    fn bounds_the_number_of_values() {
+        let list = |n: usize| {
+            let mut v = b"l".to_vec();
+            v.extend(b"i0e".repeat(n));
+            v.push(b'e');
+            v
+        };
+        // The list itself is one value.
+        assert!(decode(&list(MAX_NODES - 1)).is_ok());
+        let err = decode(&list(MAX_NODES)).unwrap_err();
+        assert!(err.reason.contains("more than 3000000 values"), "{err}");
     }
 
     #[test]

@@ -101,11 +101,8 @@ impl Blocklist {
             line: 0,
             reason,
         };
-        let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(fail(format!("larger than {MAX_FILE_BYTES} bytes")));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let text = crate::fsread::read_regular_string(path, MAX_FILE_BYTES)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
         Blocklist::parse(&text, &file)
     }
 

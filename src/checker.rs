@@ -14,6 +14,7 @@ use crate::metainfo::{InfoHash, Torrent};
 use crate::progress::Progress;
 use crate::state::{Checking, Shared, TorrentCtx, TorrentSpec};
 use crate::storage::files::DataFiles;
+use crate::storage::layout::DataProblem;
 use crate::storage::resume::ResumeRecord;
 use crate::storage::{verify, Layout};
 use std::collections::VecDeque;
@@ -218,16 +219,18 @@ fn check_and_open(
     let files = Arc::new(DataFiles::open(&layout, &spec.data_dir));
     let have = if spec.just_hashed && !spec.force_check {
         // Hashed moments ago by `make`; the files it opened are the ones served.
-        for p in files.problems() {
-            tracing::warn!(torrent = %t.name, "data: {p}; its pieces will not be served");
+        let problems = files.problems();
+        warn_problems(&t.name, &problems);
+        let mut unusable = vec![false; layout.files().len()];
+        for p in &problems {
+            unusable[p.file] = true;
         }
-        let unusable: Vec<usize> = files.problems().iter().map(|p| p.file).collect();
         let mut have = vec![0u8; t.num_pieces().div_ceil(8)];
         for piece in 0..t.num_pieces() {
             let r = layout.piece_range(piece).expect("piece in range");
             if !layout
                 .spans(r.start, r.end - r.start)
-                .any(|s| unusable.contains(&s.file))
+                .any(|s| unusable[s.file])
             {
                 crate::bitfield::set(&mut have, piece);
             }
@@ -259,6 +262,20 @@ fn check_and_open(
         ctx.set_paused(true, Instant::now());
     }
     ctx
+}
+
+/// Most lines of one kind a torrent's check logs; the rest are counted in one more line, so a
+/// torrent of a million missing files writes a dozen lines, not millions.
+const MAX_LINES: usize = 10;
+
+/// The data problems (missing or wrong-sized files) of one torrent, at most [`MAX_LINES`].
+fn warn_problems(torrent: &str, problems: &[DataProblem]) {
+    for p in problems.iter().take(MAX_LINES) {
+        tracing::warn!(torrent = %torrent, "data: {p}; its pieces will not be served");
+    }
+    if problems.len() > MAX_LINES {
+        tracing::warn!(torrent = %torrent, "and {} more files missing or of the wrong size; their pieces will not be served (`uringseed verify` lists them all)", problems.len() - MAX_LINES);
+    }
 }
 
 fn check(
@@ -314,11 +331,22 @@ fn check(
     stats
         .hash_failed_pieces
         .fetch_add(report.bad_pieces.len() as u64, Ordering::Relaxed);
-    for problem in &report.problems {
-        tracing::warn!(torrent = %t.name, "data: {problem}; its pieces will not be served");
+    warn_problems(&t.name, &report.problems);
+    // Files with a problem were named above; their pieces are bad without being hashed.
+    let mut named = vec![false; layout.files().len()];
+    for p in &report.problems {
+        named[p.file] = true;
     }
-    for (file, bad) in report.bad_files(layout) {
-        tracing::warn!(torrent = %t.name, "{}: {bad} bad piece(s), not served", files.path(file).display());
+    let bad: Vec<(usize, usize)> = report
+        .bad_files(layout)
+        .into_iter()
+        .filter(|(f, _)| !named[*f])
+        .collect();
+    for (file, n) in bad.iter().take(MAX_LINES) {
+        tracing::warn!(torrent = %t.name, "{}: {n} bad piece(s), not served", files.path(*file).display());
+    }
+    if bad.len() > MAX_LINES {
+        tracing::warn!(torrent = %t.name, "and {} more files with bad pieces (`uringseed verify` lists them all)", bad.len() - MAX_LINES);
     }
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(

@@ -27,6 +27,11 @@ use std::path::{Path, PathBuf};
 
 /// Hard ceiling for `server.max_request_bytes` (larger requests are never served).
 pub const MAX_REQUEST_CEILING: u32 = 128 << 10;
+/// Largest configuration file read (tens of thousands of `[[torrent]]` tables fit; a larger
+/// file is refused before it is parsed, so parsing time and memory stay bounded).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Most addresses in `server.listen` (each is a socket per worker).
+pub const MAX_LISTEN: usize = 64;
 /// Shortest `tracker.scrape_interval_secs` accepted (other than 0, no scrapes).
 pub const MIN_SCRAPE_INTERVAL_SECS: u64 = 10;
 /// The standard block size; requests up to this size must always be served.
@@ -223,10 +228,12 @@ impl Config {
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            key: String::new(),
-            reason: format!("cannot read: {e}"),
+        let text = crate::fsread::read_regular_string(path, MAX_CONFIG_BYTES).map_err(|e| {
+            ConfigError {
+                file: file.clone(),
+                key: String::new(),
+                reason: format!("cannot read: {e}"),
+            }
         })?;
         let mut config = Config::parse(&text, &file)?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -272,6 +279,15 @@ impl Config {
             reason,
         };
         let s = &self.server;
+        if s.listen.len() > MAX_LISTEN {
+            return Err(err(
+                "server.listen",
+                format!(
+                    "{} addresses, more than the {MAX_LISTEN} accepted",
+                    s.listen.len()
+                ),
+            ));
+        }
         if let (Some(a), Some(m)) = (self.api.listen, self.metrics.listen) {
             if a != m {
                 return Err(err(

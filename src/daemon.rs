@@ -11,13 +11,17 @@ use crate::config::Config;
 use crate::metainfo::InfoHash;
 use crate::notify::Notifier;
 use crate::server::{self, ServerHandle, TorrentSpec};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often the watch directory is scanned.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest one scan spends loading new .torrent files, so signals are never kept waiting
+/// behind a directory of thousands of new files; the files it did not reach are loaded by the
+/// scans after it.
+pub const SCAN_BUDGET: Duration = Duration::from_millis(250);
 
 /// Sets up `tracing` on stderr: text (colours on a terminal) or one JSON object per line.
 pub fn init_logging(level: tracing::Level, json: bool) {
@@ -265,15 +269,21 @@ impl Control<'_> {
                 .collect::<Vec<_>>(),
         );
         let wanted: Vec<InfoHash> = new.iter().map(|s| s.torrent.info_hash).collect();
-        for ih in self.from_config.iter().filter(|ih| !wanted.contains(ih)) {
+        let (wanted_set, had): (HashSet<&InfoHash>, HashSet<InfoHash>) = (
+            wanted.iter().collect(),
+            self.from_config.iter().copied().collect(),
+        );
+        for ih in self
+            .from_config
+            .iter()
+            .filter(|ih| !wanted_set.contains(ih))
+        {
             if self.handle.remove_torrent(ih) {
                 tracing::info!(info_hash = %ih, "reload: torrent removed");
             }
         }
         for spec in new {
-            if !self.from_config.contains(&spec.torrent.info_hash)
-                && self.handle.add_torrent(spec.clone())
-            {
+            if !had.contains(&spec.torrent.info_hash) && self.handle.add_torrent(spec.clone()) {
                 tracing::info!(torrent = %spec.torrent.name, "reload: torrent added");
             }
         }
@@ -285,22 +295,43 @@ impl Control<'_> {
     }
 
     /// Seeds new .torrent files in the watch directory and stops those whose file went away.
+    /// Linear in the directory's entries; only regular files (or links to them) are opened, and
+    /// anything else named `*.torrent` is reported once and left alone.
     fn scan(&mut self, dir: &Path, data: &Path) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             tracing::warn!("watch directory {} cannot be read", dir.display());
             return;
         };
-        let mut present = Vec::new();
+        let started = Instant::now();
+        let mut present = HashSet::new();
         for e in entries.flatten() {
             let path = e.path();
             if path.extension().is_none_or(|x| x != "torrent") {
                 continue;
             }
+            // The entry's own time (a link's, not its target's): a symbolic-link loop has one.
             let Ok(mtime) = e.metadata().and_then(|m| m.modified()) else {
                 continue;
             };
-            present.push(path.clone());
+            present.insert(path.clone());
             if self.watched.get(&path).is_some_and(|(t, _)| *t == mtime) {
+                continue;
+            }
+            match crate::fsread::is_regular(&path) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!("watch: {}: not a regular file, ignored", path.display());
+                    self.watched.insert(path, (mtime, None));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("watch: {}: {e}, ignored", path.display());
+                    self.watched.insert(path, (mtime, None));
+                    continue;
+                }
+            }
+            if started.elapsed() > SCAN_BUDGET {
+                // Left for the next scan, still counted as present.
                 continue;
             }
             // New or rewritten: (re)load it; a half-copied file fails now and is retried
@@ -330,7 +361,7 @@ impl Control<'_> {
         let gone: Vec<PathBuf> = self
             .watched
             .keys()
-            .filter(|p| !present.contains(p))
+            .filter(|p| !present.contains(*p))
             .cloned()
             .collect();
         for path in gone {

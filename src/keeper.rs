@@ -51,7 +51,7 @@ fn parse_hex(hex: &str) -> Option<InfoHash> {
 
 fn load(shared: &Shared, path: &Path) {
     let (start, _) = shared.upload.period.get();
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::fsread::read_regular(path, 1 << 20) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
         Err(e) => {

@@ -39,6 +39,7 @@
 //! - [`storage`]: a torrent's data files ([`storage::files::DataFiles`]) and the process's
 //!   bounded cache of their descriptors ([`storage::pool`]), parallel hashing, checks with fast
 //!   resume, zero-copy mappings, atomic file writes.
+//! - [`fsread`]: bounded reads of operator and state files (regular files only, never a FIFO).
 //! - [`checker`]: the service that checks torrents and brings them live; [`keeper`]: the quota
 //!   keeper (saves the counts, rolls periods over, pauses chokers on a used-up quota).
 //! - [`io`]: the only module that uses the tokio-uring crate: listeners, worker threads,
@@ -91,6 +92,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dht;
+pub mod fsread;
 pub mod http;
 pub mod io;
 pub mod keeper;

@@ -484,17 +484,18 @@ fn verify(
     progress.finish();
     let bad_by_file: std::collections::HashMap<usize, usize> =
         report.bad_files(&layout).into_iter().collect();
+    let problem_of: std::collections::HashMap<usize, &str> = report
+        .problems
+        .iter()
+        .map(|p| (p.file, p.reason.as_str()))
+        .collect();
     let files: Vec<serde_json::Value> = layout
         .files()
         .iter()
         .enumerate()
         .filter(|(_, f)| !f.pad)
         .map(|(i, f)| {
-            let problem = report
-                .problems
-                .iter()
-                .find(|p| p.file == i)
-                .map(|p| p.reason.clone());
+            let problem = problem_of.get(&i).copied();
             serde_json::json!({
                 "path": f.rel_path.display().to_string(),
                 "length": f.length,
@@ -545,7 +546,12 @@ fn verify(
                 p.reason
             );
         }
-        for (i, bad) in report.bad_files(&layout) {
+        // A missing or wrong-sized file's pieces are all bad: it was named above.
+        for (i, bad) in report
+            .bad_files(&layout)
+            .into_iter()
+            .filter(|(i, _)| !problem_of.contains_key(i))
+        {
             println!(
                 "file {}: {bad} bad piece(s)",
                 layout.files()[i].rel_path.display()

@@ -17,6 +17,9 @@ use std::path::Path;
 pub const MAX_TORRENT_FILE_BYTES: u64 = 64 << 20;
 /// Largest piece length accepted (the verifier holds whole pieces in memory).
 pub const MAX_PIECE_LENGTH: u64 = 256 << 20;
+/// Most files in one torrent. Each costs about 1 KiB while served (paths, descriptors' slots,
+/// stamps); libtorrent's default decode limits refuse torrents of this size too.
+pub const MAX_TORRENT_FILES: usize = 500_000;
 
 /// A 20-byte SHA-1 info-hash.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,15 +189,7 @@ pub fn load(path: &Path) -> Result<Torrent, MetainfoError> {
         field: String::new(),
         reason: format!("cannot read: {e}"),
     };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    if meta.len() > MAX_TORRENT_FILE_BYTES {
-        return Err(MetainfoError {
-            file,
-            field: String::new(),
-            reason: format!("file is larger than {MAX_TORRENT_FILE_BYTES} bytes"),
-        });
-    }
-    let bytes = std::fs::read(path).map_err(io_err)?;
+    let bytes = crate::fsread::read_regular(path, MAX_TORRENT_FILE_BYTES).map_err(io_err)?;
     parse(&bytes, &file)
 }
 
@@ -342,6 +337,15 @@ impl Ctx<'_> {
         };
         if items.is_empty() {
             return Err(self.err("info.files", "list is empty"));
+        }
+        if items.len() > MAX_TORRENT_FILES {
+            return Err(self.err(
+                "info.files",
+                format!(
+                    "{} files, more than the {MAX_TORRENT_FILES} supported",
+                    items.len()
+                ),
+            ));
         }
         let mut files = Vec::with_capacity(items.len());
         let mut seen = std::collections::HashSet::new();

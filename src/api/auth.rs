@@ -115,7 +115,7 @@ fn read(path: &Path) -> Result<Token, String> {
             meta.permissions().mode() & 0o777
         );
     }
-    let text = std::fs::read_to_string(path)
+    let text = crate::fsread::read_regular_string(path, 64 << 10)
         .map_err(|e| format!("api.token_file {}: {e}", path.display()))?;
     let token = text.trim();
     if token.len() < 16 {

@@ -122,7 +122,7 @@ impl Api {
         let totals_path = state_dir.as_ref().map(|d| d.join("uploaded.json"));
         let totals_before = totals_path
             .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|p| crate::fsread::read_regular(p, 64 << 20).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let api = Arc::new(Api {

@@ -8,6 +8,9 @@ use crate::metainfo::InfoHash;
 use crate::state::TorrentLimits;
 use crate::storage::atomic::write_atomic;
 use serde::{Deserialize, Serialize};
+
+/// Largest saved record read back (records are a few hundred bytes).
+const MAX_RECORD_BYTES: u64 = 1 << 20;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,7 +88,7 @@ impl Store {
 
     pub fn record(&self, ih: &InfoHash) -> Option<Record> {
         let (_, r) = self.paths(ih);
-        serde_json::from_slice(&std::fs::read(r).ok()?).ok()
+        serde_json::from_slice(&crate::fsread::read_regular(&r, MAX_RECORD_BYTES).ok()?).ok()
     }
 
     /// Every saved torrent: (torrent file, record). Unreadable records are logged and skipped.
@@ -98,7 +101,7 @@ impl Store {
             let path = e.path();
             if path.extension().is_some_and(|x| x == "json") {
                 let torrent = path.with_extension("torrent");
-                match std::fs::read(&path)
+                match crate::fsread::read_regular(&path, MAX_RECORD_BYTES)
                     .map_err(|e| e.to_string())
                     .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()))
                 {

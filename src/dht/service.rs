@@ -183,7 +183,7 @@ pub fn spawn(
     }
     let status = Arc::new(DhtStatus::default());
     let saved: SavedFile = state_path(shared)
-        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|p| crate::fsread::read_regular(&p, 16 << 20).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let saved = Arc::new(Mutex::new(saved));

@@ -17,6 +17,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const VERSION: i64 = 1;
+/// Largest record read back (a torrent of a million files needs some tens of MiB).
+const MAX_RECORD_BYTES: u64 = 256 << 20;
 
 /// What identifies one version of a file's contents, cheaply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,7 +174,7 @@ impl ResumeRecord {
         num_pieces: usize,
     ) -> Result<Option<ResumeRecord>, String> {
         let path = record_path(dir, info_hash);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match crate::fsread::read_regular(&path, MAX_RECORD_BYTES) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", path.display())),
             Ok(b) => b,

@@ -31,13 +31,15 @@ pub struct CheckReport {
 
 impl CheckReport {
     /// For each file with bad pieces: (file index, number of its pieces that are bad).
+    /// Linear in the files (a binary search of the ascending bad pieces per file).
     pub fn bad_files(&self, layout: &Layout) -> Vec<(usize, usize)> {
+        let bad = &self.bad_pieces;
         (0..layout.files().len())
             .filter(|&i| !layout.files()[i].pad)
             .filter_map(|i| {
                 let r = layout.file_pieces(i);
-                let bad = self.bad_pieces.iter().filter(|p| r.contains(p)).count();
-                (bad > 0).then_some((i, bad))
+                let n = bad.partition_point(|&p| p < r.end) - bad.partition_point(|&p| p < r.start);
+                (n > 0).then_some((i, n))
             })
             .collect()
     }
