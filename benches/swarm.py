@@ -186,7 +186,9 @@ class UringSeed:
         state = os.path.join(work, "seed-state")
         with open(cfg, "w") as f:
             f.write('[server]\nstate_dir = "%s"\n[dht]\nenabled = false\n[utp]\nenabled = false\n'
-                    '[api]\nenabled = false\n[hashing]\nresume = false\n' % state)
+                    '[api]\nenabled = false\n[hashing]\nresume = false\n'
+                    # The local tracker's 10 s interval, as before the 300 s default floor.
+                    '[tracker]\nmin_announce_interval_secs = 10\n' % state)
         env = dict(os.environ, URINGSEED_DHT_BOOTSTRAP="", XDG_STATE_HOME=state)
         self.proc = Proc([binary, "serve", "--config", cfg, "--torrent", torrent, "--data", data_dir,
                           "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0",

@@ -100,6 +100,9 @@ pub struct ServerConfig {
     /// Outgoing connections started per second, at most (peers from trackers and, later,
     /// other sources); 0 = never connect out.
     pub max_dials_per_sec: u32,
+    /// Connect out to peers on ports below 1024 too (off: such addresses, which a poisoned
+    /// peer list uses to aim seeds at other services, are never dialled).
+    pub dial_privileged_ports: bool,
     /// Upload cap for the whole server in bytes per second (0 = unlimited).
     pub upload_rate_limit: ByteRate,
     /// Bytes the server may upload per quota period (0 = no quota).
@@ -163,6 +166,7 @@ impl Default for ServerConfig {
             blocklist: PathBuf::new(),
             encryption: Encryption::Enabled,
             max_dials_per_sec: 30,
+            dial_privileged_ports: false,
             upload_rate_limit: ByteRate(0),
             upload_quota: ByteSize(0),
             upload_quota_period: QuotaPeriod::Month,
@@ -406,6 +410,12 @@ impl Config {
             return Err(err(
                 "tracker.scrape_interval_secs",
                 format!("{scrape} is less than {MIN_SCRAPE_INTERVAL_SECS}; use 0 for no scrapes"),
+            ));
+        }
+        if self.tracker.min_announce_interval_secs == 0 {
+            return Err(err(
+                "tracker.min_announce_interval_secs",
+                "must be at least 1".to_string(),
             ));
         }
         for (key, value, allowed) in [

@@ -2,8 +2,10 @@
 //! the control API later), sans I/O: time and the server's current room are passed in.
 //!
 //! [`PeerIntake::handle_offer`] decides at once what can be decided from the address alone:
-//! not one of our own listen addresses, not port 0 or an unspecified, broadcast or multicast
-//! address, not blocklisted, not already waiting, not tried for this torrent within
+//! not one of our own addresses (peer listeners, and the metrics/API, web seed and built-in
+//! tracker listeners; on loopback or, for a wildcard listener, any local address, at that
+//! port), not port 0 or an unspecified, broadcast or multicast address, not a port below 1024
+//! unless allowed, not blocklisted, not already waiting, not tried for this torrent within
 //! [`IntakeLimits::redial_after`], and room in the bounded queue. [`PeerIntake::poll_dial`]
 //! then hands out queued addresses at no more than [`IntakeLimits::dials_per_sec`] (a token
 //! bucket), dropping those whose torrent or server has no room for another connection at that
@@ -35,6 +37,8 @@ pub struct IntakeLimits {
     pub max_queued: usize,
     /// Addresses remembered as recently tried.
     pub max_recent: usize,
+    /// Dial ports below 1024 too.
+    pub dial_privileged_ports: bool,
 }
 
 impl Default for IntakeLimits {
@@ -44,6 +48,7 @@ impl Default for IntakeLimits {
             dials_per_sec: 30,
             max_queued: 2048,
             max_recent: 65_536,
+            dial_privileged_ports: false,
         }
     }
 }
@@ -67,6 +72,10 @@ pub struct PeerIntake {
     limits: IntakeLimits,
     /// Addresses we listen on (a port on an unspecified address means every local address).
     own: Vec<SocketAddr>,
+    /// Listeners of our other services (HTTP, web seed, tracker), same rule.
+    services: Vec<SocketAddr>,
+    /// This machine's interface addresses (what a wildcard listener covers).
+    local_ips: HashSet<IpAddr>,
     queue: VecDeque<Candidate>,
     queued: HashSet<(InfoHash, SocketAddr)>,
     recent: HashMap<(InfoHash, SocketAddr), Instant>,
@@ -80,6 +89,8 @@ impl PeerIntake {
             tokens: f64::from(limits.dials_per_sec),
             limits,
             own: Vec::new(),
+            services: Vec::new(),
+            local_ips: HashSet::new(),
             queue: VecDeque::new(),
             queued: HashSet::new(),
             recent: HashMap::new(),
@@ -92,6 +103,17 @@ impl PeerIntake {
         self.own = addrs.to_vec();
     }
 
+    /// The listeners of our other services (metrics/API, web seed, built-in tracker): a peer
+    /// list naming them would have us send a BitTorrent handshake to ourselves.
+    pub fn set_service_addrs(&mut self, addrs: &[SocketAddr]) {
+        self.services = addrs.to_vec();
+    }
+
+    /// This machine's interface addresses, which a listener on 0.0.0.0 or [::] also answers on.
+    pub fn set_local_ips(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
+        self.local_ips = ips.into_iter().map(|ip| ip.to_canonical()).collect();
+    }
+
     /// Addresses waiting for a dial slot.
     pub fn queued(&self) -> usize {
         self.queue.len()
@@ -100,10 +122,15 @@ impl PeerIntake {
     fn is_own(&self, addr: SocketAddr) -> bool {
         let ip = addr.ip().to_canonical();
         // Our port on loopback is us whichever address we listen on (a wildcard listener
-        // covers loopback; a specific one is still this machine).
-        self.own
-            .iter()
-            .any(|o| o.port() == addr.port() && (o.ip().to_canonical() == ip || ip.is_loopback()))
+        // covers loopback; a specific one is still this machine), and so is a wildcard
+        // listener's port on any of this machine's addresses.
+        self.own.iter().chain(&self.services).any(|o| {
+            let o_ip = o.ip().to_canonical();
+            o.port() == addr.port()
+                && (o_ip == ip
+                    || ip.is_loopback()
+                    || (o_ip.is_unspecified() && self.local_ips.contains(&ip)))
+        })
     }
 
     /// Takes an address offered by a source; Ok if it is queued, else why not.
@@ -119,6 +146,9 @@ impl PeerIntake {
         }
         if self.is_own(cand.addr) {
             return Err(CandidateResult::OwnAddress);
+        }
+        if cand.addr.port() < 1024 && !self.limits.dial_privileged_ports {
+            return Err(CandidateResult::PrivilegedPort);
         }
         if blocked(ip) {
             return Err(CandidateResult::Blocked);
@@ -222,6 +252,7 @@ mod tests {
         let mut i = PeerIntake::new(IntakeLimits {
             dials_per_sec: rate,
             max_queued: 4,
+            dial_privileged_ports: true,
             ..IntakeLimits::default()
         });
         i.set_own_addrs(&[
@@ -266,6 +297,34 @@ mod tests {
             i.handle_offer(t0, cand("10.0.0.5:1"), none),
             Err(CandidateResult::QueueFull)
         );
+    }
+
+    #[test]
+    fn our_other_services_local_addresses_and_privileged_ports_are_never_dialled() {
+        let t0 = Instant::now();
+        let mut i = PeerIntake::new(IntakeLimits::default());
+        i.set_own_addrs(&["0.0.0.0:6881".parse().unwrap()]);
+        i.set_service_addrs(&[
+            "127.0.0.1:9437".parse().unwrap(),
+            "[::]:8080".parse().unwrap(),
+        ]);
+        i.set_local_ips(["192.168.1.5".parse().unwrap(), "fe80::1".parse().unwrap()]);
+        let none = |_: IpAddr| false;
+        for (addr, want) in [
+            ("127.0.0.1:9437", CandidateResult::OwnAddress),
+            ("[::1]:9437", CandidateResult::OwnAddress),
+            ("192.168.1.5:6881", CandidateResult::OwnAddress),
+            ("[::ffff:192.168.1.5]:6881", CandidateResult::OwnAddress),
+            ("[fe80::1]:8080", CandidateResult::OwnAddress),
+            ("10.0.0.1:22", CandidateResult::PrivilegedPort),
+            ("10.0.0.1:1023", CandidateResult::PrivilegedPort),
+        ] {
+            assert_eq!(i.handle_offer(t0, cand(addr), none), Err(want), "{addr}");
+        }
+        // The same ports elsewhere, and another machine's 6881, are peers like any other.
+        for addr in ["192.168.1.6:6881", "10.0.0.1:9437", "10.0.0.1:1024"] {
+            assert_eq!(i.handle_offer(t0, cand(addr), none), Ok(()), "{addr}");
+        }
     }
 
     #[test]

@@ -175,10 +175,12 @@ labels! {
     pub enum CandidateResult("result") {
         /// Queued and then dialled.
         Dialed = "dialed",
-        /// One of our own listen addresses.
+        /// One of our own addresses (peer listeners, metrics/API, web seed, built-in tracker).
         OwnAddress = "own_address",
         /// Port 0, or an unspecified, broadcast or multicast address.
         Invalid = "invalid",
+        /// A port below 1024 (`server.dial_privileged_ports` is off).
+        PrivilegedPort = "privileged_port",
         Blocked = "blocked",
         /// Already queued, or tried within the redial window.
         Duplicate = "duplicate",

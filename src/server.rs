@@ -186,6 +186,13 @@ pub fn start(config: Config, specs: Vec<TorrentSpec>) -> Result<ServerHandle, St
     };
     let http = crate::api::service::spawn(&control, backend, udp, &mut services)?;
     let metrics_addr = http.addr;
+    let services_at: Vec<SocketAddr> = webseed_addrs
+        .iter()
+        .chain(&tracker_addrs)
+        .chain(&metrics_addr)
+        .copied()
+        .collect();
+    shared.set_service_addrs(&services_at, local_ips());
     Ok(ServerHandle {
         shared,
         local_addrs,
@@ -235,4 +242,39 @@ fn spawn_dialer(shared: Arc<Shared>, services: &mut Services) -> std::io::Result
             }
         }
     })
+}
+
+/// This machine's interface addresses (getifaddrs); empty if they cannot be listed.
+fn local_ips() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below; every node and its
+    // address are read only while the list is alive, with the family checked before the cast.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut at = list;
+        while !at.is_null() {
+            let a = (*at).ifa_addr;
+            if !a.is_null() {
+                match i32::from((*a).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(a as *const libc::sockaddr_in);
+                        out.push(std::net::IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(a as *const libc::sockaddr_in6);
+                        out.push(std::net::IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            at = (*at).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out
 }

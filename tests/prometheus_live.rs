@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 const EMPTY_WITHOUT_A_FAULT: &[(&str, &str)] = &[];
 
 /// A tracker on loopback that answers every announce with no peers and a 5 s interval (the
-/// server's floor), so announces, and their latency histogram, keep coming during the test;
+/// floor the server is configured with here), so announces, and their latency histogram, keep coming during the test;
 /// and scrapes with no torrents.
 struct FastTracker {
     url: String,
@@ -323,7 +323,8 @@ fn every_dashboard_query_and_alert_has_data_in_a_real_prometheus() {
         &limits,
         format!(
             "[server]\nupload_rate_limit = \"100MiB\"\nupload_quota = \"100GiB\"\nstate_dir = \"{}\"\n\
-             [webseed]\nlisten = [\"127.0.0.1:0\"]\n[tracker_server]\nlisten = [\"127.0.0.1:0\"]\n",
+             [webseed]\nlisten = [\"127.0.0.1:0\"]\n[tracker_server]\nlisten = [\"127.0.0.1:0\"]\n\
+             [tracker]\nmin_announce_interval_secs = 5\n",
             dir.path().join("state").display()
         ),
     )

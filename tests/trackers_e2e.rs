@@ -74,7 +74,17 @@ impl TestSeed {
             proc.wait_line("ready ", Duration::from_secs(30));
             return TestSeed { proc, port };
         }
-        let Seed { proc, port, .. } = Seed::start(torrent, data, dir, Duration::from_secs(30));
+        // tracker.js asks for a 10 s interval; the default floor (300 s) would stretch it.
+        let config = dir.join("floor.toml");
+        std::fs::write(&config, "[tracker]\nmin_announce_interval_secs = 10\n").unwrap();
+        let Seed { proc, port, .. } = Seed::start_with(
+            torrent,
+            data,
+            dir,
+            Duration::from_secs(30),
+            "127.0.0.1",
+            &["--config", config.to_str().unwrap()],
+        );
         TestSeed { proc, port }
     }
 

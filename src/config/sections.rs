@@ -89,6 +89,9 @@ pub struct TrackerConfig {
     /// Seconds between scrapes of a tracker (the swarm counts of all its torrents at once);
     /// a tracker's `min_request_interval` wins when longer. 0 = never scrape.
     pub scrape_interval_secs: u64,
+    /// Shortest re-announce interval accepted from a tracker, whatever its `interval` says
+    /// (libtorrent's `min_announce_interval` is 300 too).
+    pub min_announce_interval_secs: u64,
 }
 
 impl Default for TrackerConfig {
@@ -101,6 +104,7 @@ impl Default for TrackerConfig {
             connect_out: true,
             stop_timeout_secs: 5,
             scrape_interval_secs: 1800,
+            min_announce_interval_secs: 300,
         }
     }
 }

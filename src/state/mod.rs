@@ -110,6 +110,7 @@ impl Shared {
         };
         let intake = PeerIntake::new(IntakeLimits {
             dials_per_sec: s.max_dials_per_sec,
+            dial_privileged_ports: s.dial_privileged_ports,
             ..IntakeLimits::default()
         });
         let upload = UploadLimits::new(
@@ -300,6 +301,14 @@ impl Shared {
         self.listen_port
             .store(addrs.first().map_or(0, |a| a.port()), Ordering::Relaxed);
         self.intake().set_own_addrs(addrs);
+    }
+
+    /// Our other listeners (metrics/API, web seed, built-in tracker) and this machine's
+    /// interface addresses (what a wildcard listener answers on): never dialled either.
+    pub fn set_service_addrs(&self, addrs: &[SocketAddr], local_ips: Vec<std::net::IpAddr>) {
+        let mut intake = self.intake();
+        intake.set_service_addrs(addrs);
+        intake.set_local_ips(local_ips);
     }
 
     /// The workers' queues of connections to make (set once, at start).

@@ -27,8 +27,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Shortest re-announce interval accepted from a tracker.
-pub const MIN_INTERVAL_FLOOR: Duration = Duration::from_secs(5);
+/// Shortest re-announce interval accepted from a tracker unless configured otherwise
+/// (`tracker.min_announce_interval_secs`; libtorrent's `min_announce_interval` is 300 s too).
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(300);
 /// First retry after a tier failed; doubles per failure up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(15);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
@@ -127,6 +128,8 @@ pub struct Tier {
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub tiers: Vec<Tier>,
+    /// Shortest wait after a successful announce, whatever the tracker's interval says.
+    pub floor: Duration,
 }
 
 impl Schedule {
@@ -152,7 +155,16 @@ impl Schedule {
                 }
             })
             .collect();
-        Schedule { tiers }
+        Schedule {
+            tiers,
+            floor: DEFAULT_MIN_INTERVAL,
+        }
+    }
+
+    /// The same schedule with another shortest re-announce interval.
+    pub fn with_floor(mut self, floor: Duration) -> Schedule {
+        self.floor = floor;
+        self
     }
 
     /// Tiers due for an announce that are not already announcing.
@@ -207,7 +219,7 @@ impl Schedule {
         let wait = resp
             .interval
             .max(resp.min_interval.unwrap_or_default())
-            .max(MIN_INTERVAL_FLOOR);
+            .max(self.floor);
         // Spread: up to a tenth of the interval later, so torrents started together do not
         // announce together for ever.
         let extra = wait.as_nanos() * u128::from(spread) / u128::from(u32::MAX) / 10;
@@ -365,7 +377,7 @@ mod tests {
             vec!["c".to_string()],
             vec![],
         ];
-        let mut s = Schedule::new(&tiers, t0, |_| {});
+        let mut s = Schedule::new(&tiers, t0, |_| {}).with_floor(Duration::from_secs(5));
         assert_eq!(s.due(t0), vec![0, 1]);
         let (urls, ev) = s.begin(0);
         assert_eq!(
@@ -379,7 +391,12 @@ mod tests {
         assert_eq!(s.tiers[0].next, t0 + Duration::from_secs(120));
         assert_eq!(s.begin(0).1, Event::None);
         s.succeeded(0, "b", &reply(1, None), 0, t0);
-        assert_eq!(s.tiers[0].next, t0 + MIN_INTERVAL_FLOOR);
+        assert_eq!(s.tiers[0].next, t0 + Duration::from_secs(5));
+        // At the default floor, `interval 1` waits libtorrent's 300 s.
+        let mut d = Schedule::new(&tiers, t0, |_| {});
+        d.begin(0);
+        d.succeeded(0, "b", &reply(1, None), 0, t0);
+        assert_eq!(d.tiers[0].next, t0 + DEFAULT_MIN_INTERVAL);
         s.begin(0);
         s.succeeded(0, "b", &reply(1000, None), u32::MAX, t0);
         assert_eq!(

@@ -307,7 +307,9 @@ fn track_table(
     for ctx in torrents {
         let ih = ctx.view.info_hash;
         if let Entry::Vacant(slot) = schedules.entry(ih) {
-            let s = Schedule::new(&ctx.trackers, now, |u| shuffle(u));
+            let s = Schedule::new(&ctx.trackers, now, |u| shuffle(u)).with_floor(
+                Duration::from_secs(shared.config.tracker.min_announce_interval_secs),
+            );
             due.set(ih, s.next_due());
             slot.insert((s, ctx));
         }
