@@ -14,6 +14,14 @@
 //! for at least [`TICK`], and equally ranked peers rotate as in round robin. The optimistic
 //! slot is the same in both modes.
 //!
+//! In both modes a regular slot is taken back, at the first tick a peer waits for it, from a
+//! holder that starved it for a whole round (between two ticks): took no payload at all, or had
+//! one send in flight all round that never completed (it stopped reading, or reads far slower
+//! than it asks). [`Choker::set_activity`] reports what each peer took before each tick. Such a
+//! peer, and every peer of its address group ([`Choker::add_in`]: one IPv4 address or IPv6
+//! /64), then waits behind all others for [`STARVED_PENALTY`], so a few addresses holding many
+//! connections cannot pass slots among themselves while an honest newcomer waits.
+//!
 //! It owns the decisions only: no I/O, no clock, no knowledge of connections (`state::torrent`
 //! applies its changes).
 
@@ -26,6 +34,8 @@ pub const TICK: Duration = Duration::from_secs(10);
 pub const ROTATE_AFTER: Duration = Duration::from_secs(30);
 /// The optimistic slot moves this often.
 pub const OPTIMISTIC_EVERY: Duration = Duration::from_secs(30);
+/// How long the address group of a peer that starved its slot waits behind every other peer.
+pub const STARVED_PENALTY: Duration = Duration::from_secs(60);
 
 /// A connection's id, unique in the process.
 pub type PeerKey = u64;
@@ -68,6 +78,13 @@ struct Entry {
     since: Instant,
     /// Pieces the peer has, as far as we know (anti-leech ranking).
     pieces: u32,
+    /// Payload bytes sent to it and sends completed, at the last tick while unchoked (None
+    /// until a round has started).
+    last: Option<(u64, u64)>,
+    /// The last whole round it held a slot, it took nothing or one send never completed.
+    starving: bool,
+    /// Its address group.
+    group: u64,
 }
 
 /// A change to apply to a peer: `true` = choke, `false` = unchoke.
@@ -83,6 +100,8 @@ pub struct Choker {
     /// Nobody is unchoked while paused (a used-up quota with no rate left).
     paused: bool,
     peers: BTreeMap<PeerKey, Entry>,
+    /// Address groups whose peers starved a slot, and when (the penalty runs from then).
+    starved: std::collections::HashMap<u64, Instant>,
     optimistic: Option<PeerKey>,
     last_optimistic: Option<Instant>,
 }
@@ -101,12 +120,19 @@ impl Choker {
             slots,
             paused: false,
             peers: BTreeMap::new(),
+            starved: std::collections::HashMap::new(),
             optimistic: None,
             last_optimistic: None,
         }
     }
 
+    /// A peer in an address group of its own.
     pub fn add(&mut self, key: PeerKey, now: Instant) {
+        self.add_in(key, key | 1 << 63, now);
+    }
+
+    /// A peer from address group `group` (peers of one group share a starved slot's penalty).
+    pub fn add_in(&mut self, key: PeerKey, group: u64, now: Instant) {
         self.peers.insert(
             key,
             Entry {
@@ -114,6 +140,9 @@ impl Choker {
                 unchoked: false,
                 since: now,
                 pieces: 0,
+                last: None,
+                starving: false,
+                group,
             },
         );
     }
@@ -127,6 +156,24 @@ impl Choker {
     pub fn set_progress(&mut self, key: PeerKey, pieces: u32) {
         if let Some(e) = self.peers.get_mut(&key) {
             e.pieces = pieces.min(self.total);
+        }
+    }
+
+    /// What `key` has taken so far: payload bytes sent to it, sends completed, and whether a
+    /// send is in flight now. Called for every peer before each [`Choker::tick`]: between two
+    /// calls while it held a slot, no new byte, or a send in flight throughout with none
+    /// completed, marks it as starving its slot.
+    pub fn set_activity(&mut self, key: PeerKey, uploaded: u64, sends_done: u64, sending: bool) {
+        if let Some(e) = self.peers.get_mut(&key) {
+            if !e.unchoked {
+                e.last = None;
+                e.starving = false;
+                return;
+            }
+            e.starving = e
+                .last
+                .is_some_and(|(u, d)| uploaded == u || (sending && sends_done == d));
+            e.last = Some((uploaded, sends_done));
         }
     }
 
@@ -224,13 +271,38 @@ impl Choker {
     /// Hands regular slots on: to the best-ranked waiting peers, from the worst-ranked holders
     /// that may lose theirs (held [`ROTATE_AFTER`] for an equal rank, [`TICK`] for a worse one).
     fn rotate(&mut self, now: Instant, changes: &mut Vec<Change>) {
+        // The groups of this round's starving holders wait last from now on (their peers
+        // already waiting included).
+        self.starved
+            .retain(|_, at| now.saturating_duration_since(*at) < STARVED_PENALTY);
+        let groups: Vec<u64> = self
+            .peers
+            .values()
+            .filter(|e| e.unchoked && e.starving)
+            .map(|e| e.group)
+            .collect();
+        for g in groups {
+            self.starved.insert(g, now);
+        }
         let mut waiting: Vec<(PeerKey, u64)> = self
-            .waiting()
+            .waiting(now)
             .into_iter()
             .filter(|k| Some(*k) != self.optimistic)
             .map(|k| (k, self.rank(&self.peers[&k])))
             .collect();
         waiting.truncate(self.slots);
+        // Slots starved for a whole round go first, to the best waiting peers, whatever rank.
+        let starving: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(k, e)| e.unchoked && e.starving && Some(**k) != self.optimistic)
+            .map(|(k, _)| *k)
+            .collect();
+        let taken = starving.len().min(waiting.len());
+        for (out, (incoming, _)) in starving.into_iter().zip(waiting.drain(..taken)) {
+            self.set(out, false, now, changes);
+            self.set(incoming, true, now, changes);
+        }
         let mut holders: Vec<(u64, Instant, PeerKey)> = self
             .peers
             .iter()
@@ -261,7 +333,7 @@ impl Choker {
             return;
         }
         let Some(next) = self
-            .waiting()
+            .waiting(now)
             .into_iter()
             .find(|k| Some(*k) != self.optimistic)
         else {
@@ -275,16 +347,37 @@ impl Choker {
         self.last_optimistic = Some(now);
     }
 
-    /// Interested, choked peers, best-ranked first, then longest-waiting first.
-    fn waiting(&self) -> Vec<PeerKey> {
-        let mut w: Vec<(std::cmp::Reverse<u64>, Instant, PeerKey)> = self
+    /// Interested, choked peers: those of groups that starved a slot within
+    /// [`STARVED_PENALTY`] last; before that, those whose group holds fewer slots first (one
+    /// address with many connections does not take turns ahead of others), then best-ranked,
+    /// then longest-waiting.
+    fn waiting(&self, now: Instant) -> Vec<PeerKey> {
+        let penalized = |e: &Entry| {
+            self.starved
+                .get(&e.group)
+                .is_some_and(|at| now.saturating_duration_since(*at) < STARVED_PENALTY)
+        };
+        let mut held: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        for e in self.peers.values().filter(|e| e.unchoked) {
+            *held.entry(e.group).or_default() += 1;
+        }
+        let mut w: Vec<_> = self
             .peers
             .iter()
             .filter(|(_, e)| e.interested && !e.unchoked)
-            .map(|(k, e)| (std::cmp::Reverse(self.rank(e)), e.since, *k))
+            .map(|(k, e)| {
+                let holds = held.get(&e.group).copied().unwrap_or(0);
+                (
+                    penalized(e),
+                    holds,
+                    std::cmp::Reverse(self.rank(e)),
+                    e.since,
+                    *k,
+                )
+            })
             .collect();
         w.sort();
-        w.into_iter().map(|(_, _, k)| k).collect()
+        w.into_iter().map(|(_, _, _, _, k)| k).collect()
     }
 
     fn regular_unchoked(&self) -> usize {
@@ -304,7 +397,7 @@ impl Choker {
         } else {
             self.slots.saturating_sub(self.regular_unchoked())
         };
-        for k in self.waiting().into_iter().take(free) {
+        for k in self.waiting(now).into_iter().take(free) {
             self.set(k, true, now, changes);
         }
     }
@@ -314,6 +407,8 @@ impl Choker {
             if e.unchoked != unchoke {
                 e.unchoked = unchoke;
                 e.since = now;
+                e.last = None;
+                e.starving = false;
                 // A peer leaving the optimistic slot by being choked is no longer optimistic.
                 if !unchoke && self.optimistic == Some(key) {
                     self.optimistic = None;
@@ -333,151 +428,5 @@ impl Choker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn unchoked(c: &Choker) -> Vec<PeerKey> {
-        c.peers
-            .iter()
-            .filter(|(_, e)| e.unchoked)
-            .map(|(k, _)| *k)
-            .collect()
-    }
-
-    #[test]
-    fn fills_free_slots_at_once_and_refills_on_leave() {
-        let t0 = Instant::now();
-        let mut c = Choker::new(2);
-        for k in 1..=4 {
-            c.add(k, t0);
-        }
-        assert_eq!(c.set_interested(1, true, t0), vec![(1, false)]);
-        assert_eq!(c.set_interested(2, true, t0), vec![(2, false)]);
-        assert_eq!(c.set_interested(3, true, t0), vec![]);
-        assert_eq!(c.set_interested(1, false, t0), vec![(1, true), (3, false)]);
-        assert_eq!(c.remove(2, t0), vec![]);
-        assert_eq!(unchoked(&c), vec![3]);
-    }
-
-    #[test]
-    fn rotates_round_robin_with_one_optimistic_slot() {
-        let t0 = Instant::now();
-        let mut c = Choker::new(1);
-        for k in 1..=3 {
-            c.add(k, t0);
-            c.set_interested(k, true, t0);
-        }
-        assert_eq!(unchoked(&c), vec![1]);
-        // First tick: the optimistic slot goes to the longest-waiting peer.
-        c.tick(t0 + TICK);
-        assert_eq!(unchoked(&c), vec![1, 2]);
-        assert_eq!(c.optimistic, Some(2));
-        // After ROTATE_AFTER peer 1 hands its slot to 3; the optimistic slot is not yet due.
-        c.tick(t0 + ROTATE_AFTER);
-        assert_eq!(unchoked(&c), vec![2, 3]);
-        // Optimistic moves on: 2 is choked, the longest waiting (1) takes the extra slot.
-        c.tick(t0 + TICK + OPTIMISTIC_EVERY);
-        assert_eq!(unchoked(&c), vec![1, 3]);
-        assert!(c.unchoked_count() <= 2);
-    }
-
-    #[test]
-    fn pausing_chokes_everyone_until_resumed() {
-        let t0 = Instant::now();
-        let mut c = Choker::new(2);
-        for k in 1..=3 {
-            c.add(k, t0);
-            c.set_interested(k, true, t0);
-        }
-        c.tick(t0 + TICK);
-        assert_eq!(
-            unchoked(&c),
-            vec![1, 2, 3],
-            "two slots and the optimistic one"
-        );
-        let changes = c.set_paused(true, t0 + TICK);
-        assert_eq!(changes, vec![(1, true), (2, true), (3, true)]);
-        assert!(c.set_interested(4, true, t0).is_empty());
-        c.add(5, t0);
-        assert!(c.set_interested(5, true, t0).is_empty());
-        assert!(c.tick(t0 + ROTATE_AFTER * 3).is_empty());
-        assert_eq!(c.unchoked_count(), 0);
-        let resumed = c.set_paused(false, t0 + ROTATE_AFTER * 3);
-        assert_eq!(
-            resumed.len(),
-            2,
-            "the free slots filled at once: {resumed:?}"
-        );
-        assert!(resumed.iter().all(|(_, choke)| !choke));
-    }
-
-    #[test]
-    fn unlimited_slots_unchoke_everyone_interested() {
-        let t0 = Instant::now();
-        let mut c = Choker::new(0);
-        for k in 1..=50 {
-            c.add(k, t0);
-            assert_eq!(c.set_interested(k, true, t0), vec![(k, false)]);
-        }
-        assert!(c.tick(t0 + ROTATE_AFTER * 2).is_empty());
-        assert_eq!(c.unchoked_count(), 50);
-    }
-
-    #[test]
-    fn anti_leech_serves_new_and_nearly_done_peers_before_the_middle() {
-        let t0 = Instant::now();
-        let mut c = Choker::with_mode(1, Mode::AntiLeech, 100);
-        for k in 1..=3 {
-            c.add(k, t0);
-        }
-        c.set_progress(1, 50);
-        c.set_progress(2, 97);
-        c.set_progress(3, 0);
-        // 1 waited longest, but is halfway: the free slot goes to the best-ranked peer.
-        c.set_interested(1, true, t0);
-        assert_eq!(
-            c.set_interested(2, true, t0),
-            vec![],
-            "the one slot is held by 1"
-        );
-        c.set_interested(3, true, t0);
-        assert_eq!(unchoked(&c), vec![1]);
-        // Before TICK nobody is moved but the optimistic slot fills (best rank: 3, then 2).
-        c.tick(t0 + TICK / 2);
-        assert_eq!(unchoked(&c), vec![1, 3]);
-        assert_eq!(c.optimistic, Some(3));
-        // After TICK the halfway holder yields to the waiting peer that ranks better (2).
-        c.tick(t0 + TICK);
-        assert_eq!(unchoked(&c), vec![2, 3]);
-        // 2 is now halfway too, 1 is still halfway: equal ranks rotate only after ROTATE_AFTER.
-        c.set_progress(2, 50);
-        c.tick(t0 + TICK * 2);
-        assert_eq!(unchoked(&c), vec![2, 3]);
-        c.tick(t0 + TICK + ROTATE_AFTER);
-        // 1 took 2's regular slot; the optimistic slot, due again, moved from 3 to 2.
-        assert_eq!(unchoked(&c), vec![1, 2]);
-        assert_eq!(c.optimistic, Some(2));
-    }
-
-    #[test]
-    fn anti_leech_with_unknown_progress_is_round_robin() {
-        let t0 = Instant::now();
-        let (mut rr, mut al) = (Choker::new(2), Choker::with_mode(2, Mode::AntiLeech, 64));
-        for k in 1..=6 {
-            for c in [&mut rr, &mut al] {
-                c.add(k, t0);
-                c.set_interested(k, true, t0 + Duration::from_millis(k));
-            }
-        }
-        for step in 1..=8 {
-            let now = t0 + TICK * step;
-            assert_eq!(rr.tick(now), al.tick(now), "tick {step}");
-        }
-        assert_eq!(Mode::from_name("anti_leech"), Some(Mode::AntiLeech));
-        assert_eq!(
-            Mode::from_name(Mode::RoundRobin.name()),
-            Some(Mode::RoundRobin)
-        );
-        assert_eq!(Mode::from_name("fastest"), None);
-    }
-}
+#[path = "choke_tests.rs"]
+mod tests;

@@ -275,7 +275,12 @@ fn auto_mode_ends_super_seeding_when_another_seed_connects() {
     let torrent = dir.path().join("t.torrent");
     let ih = hex_hash(&make_torrent(&file, &torrent, &["--piece-length", "16384"]));
     let config = dir.path().join("auto.toml");
-    std::fs::write(&config, "[seeding]\nsuper_seed = \"auto\"\n").unwrap();
+    // tracker.js asks for 10 s; the default floor (300 s) would put the next announce off.
+    std::fs::write(
+        &config,
+        "[seeding]\nsuper_seed = \"auto\"\n[tracker]\nmin_announce_interval_secs = 10\n",
+    )
+    .unwrap();
     let c = config.to_str().unwrap();
     let mut s = serve("serve", &torrent, &data, &["--config", c], &[], dir.path());
     s.ready();
@@ -336,7 +341,12 @@ fn auto_mode_ends_super_seeding_when_the_tracker_counts_another_seed() {
     let hex = make_torrent(&file, &torrent, &["--piece-length", "16384", "-t", &url]);
     let ih = hex_hash(&hex);
     let config = dir.path().join("auto.toml");
-    std::fs::write(&config, "[seeding]\nsuper_seed = \"auto\"\n").unwrap();
+    // tracker.js asks for 10 s; the default floor (300 s) would put the next announce off.
+    std::fs::write(
+        &config,
+        "[seeding]\nsuper_seed = \"auto\"\n[tracker]\nmin_announce_interval_secs = 10\n",
+    )
+    .unwrap();
     let c = config.to_str().unwrap();
     let mut s = serve("serve", &torrent, &data, &["--config", c], &[], dir.path());
     s.ready();

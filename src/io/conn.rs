@@ -86,7 +86,12 @@ pub async fn serve<S: Stream, D: Disk>(
         }
         End::Closed | End::Shutdown => tracing::trace!(%addr, "peer closed"),
     }
-    stream.shutdown();
+    if matches!(end, End::Dropped(DropReason::WriteStall)) {
+        // What it did not read is thrown away with the socket, not kept for minutes.
+        stream.abort();
+    } else {
+        stream.shutdown();
+    }
 }
 
 async fn connected<S: Stream, D: Disk>(
@@ -403,7 +408,10 @@ async fn writer<S: Stream, D: Disk>(
             }
         }
         shared.stats.hist.write_bytes.observe(out.len() as f64);
-        if let Err(e) = send_all(stream, std::mem::take(&mut out.bufs), stall).await {
+        handle.sends_started.fetch_add(1, Ordering::AcqRel);
+        let sent = send_all(stream, std::mem::take(&mut out.bufs), stall).await;
+        handle.sends_done.fetch_add(1, Ordering::AcqRel);
+        if let Err(e) = sent {
             return e.into();
         }
         let sent = self::now();

@@ -51,6 +51,12 @@ impl Stream for TokioStream {
     fn shutdown(&self) {
         let _ = socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Both);
     }
+
+    fn abort(&self) {
+        use std::os::fd::AsRawFd;
+        super::stream::discard_unsent(self.0.as_raw_fd());
+        self.shutdown();
+    }
 }
 
 /// Reads with `pread` on the torrent's own descriptors (blocking the worker while it lasts).

@@ -147,16 +147,16 @@ pub async fn send_file<S: Stream>(
     }
 }
 
-/// Waits for the socket to take bytes again; a whole `stall` without any byte acknowledged
-/// by the peer is [`SendError::Stalled`].
+/// Waits for the socket to take bytes again; `stall` since the peer last acknowledged a byte
+/// is [`SendError::Stalled`].
 async fn wait_writable<S: Stream>(
     stream: &S,
     fd: &tokio::io::unix::AsyncFd<Borrowed>,
     stall: Duration,
 ) -> Result<(), SendError> {
-    let mut acked = stream.bytes_acked();
+    let mut watch = super::stream::StallWatch::new(stream, stall);
     loop {
-        match tokio::time::timeout(stall, fd.writable()).await {
+        match tokio::time::timeout(watch.every(), fd.writable()).await {
             Ok(Ok(mut ready)) => {
                 // The next call finds out whether there is room; readiness is re-armed.
                 ready.clear_ready();
@@ -164,11 +164,9 @@ async fn wait_writable<S: Stream>(
             }
             Ok(Err(_)) => return Err(SendError::Closed),
             Err(_) => {
-                let now = stream.bytes_acked();
-                if now.is_none() || now == acked {
+                if watch.stalled(stream) {
                     return Err(SendError::Stalled);
                 }
-                acked = now;
             }
         }
     }

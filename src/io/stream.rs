@@ -33,6 +33,12 @@ pub trait Stream {
     async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>);
     /// Shuts the stream down both ways (ends any read or write in flight).
     fn shutdown(&self);
+    /// Shuts it down and has the close discard whatever is still unsent (a TCP reset:
+    /// `SO_LINGER` 0), for a peer dropped because it stopped reading: otherwise the kernel
+    /// keeps its megabytes and retries them for minutes.
+    fn abort(&self) {
+        self.shutdown();
+    }
     /// Bytes of ours the other side has taken so far (TCP_INFO `tcpi_bytes_acked` for a
     /// socket), if known: tells a peer that reads slowly from one that stopped reading.
     fn bytes_acked(&self) -> Option<u64>;
@@ -86,18 +92,16 @@ pub async fn send_all<S: Stream>(
             rest.insert(0, last.split_off(keep));
         }
         // Waiting longer than `stall` is fine while the peer acknowledges data (a slow reader);
-        // a whole `stall` without any byte acknowledged is a peer that stopped reading.
+        // `stall` since the last byte it acknowledged is a peer that stopped reading.
         let mut op = std::pin::pin!(stream.writev(bufs));
-        let mut acked = stream.bytes_acked();
+        let mut watch = StallWatch::new(stream, stall);
         let (res, mut head) = loop {
             tokio::select! {
                 r = &mut op => break r,
-                _ = tokio::time::sleep(stall) => {
-                    let now = stream.bytes_acked();
-                    if now.is_none() || now == acked {
+                _ = tokio::time::sleep(watch.every()) => {
+                    if watch.stalled(stream) {
                         return Err(SendError::Stalled);
                     }
-                    acked = now;
                 }
             }
         };
@@ -109,6 +113,59 @@ pub async fn send_all<S: Stream>(
         bufs = head;
     }
     Ok(())
+}
+
+/// The write-stall rule for one blocked write: stalled once `stall` has passed since the peer
+/// last acknowledged a byte (or since the write began, if it never did meanwhile). Checked every
+/// tenth of `stall`, so the drop comes within 10% of it, not after a whole extra period.
+pub struct StallWatch {
+    acked: Option<u64>,
+    since: std::time::Instant,
+    stall: Duration,
+}
+
+impl StallWatch {
+    pub fn new<S: Stream>(stream: &S, stall: Duration) -> StallWatch {
+        StallWatch {
+            acked: stream.bytes_acked(),
+            since: now(),
+            stall,
+        }
+    }
+
+    /// How long to wait between checks.
+    pub fn every(&self) -> Duration {
+        (self.stall / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Whether the peer has taken nothing for `stall`.
+    pub fn stalled<S: Stream>(&mut self, stream: &S) -> bool {
+        let acked = stream.bytes_acked();
+        if acked.is_some() && acked != self.acked {
+            self.acked = acked;
+            self.since = now();
+            return false;
+        }
+        now().saturating_duration_since(self.since) >= self.stall
+    }
+}
+
+/// Makes the close of TCP socket `fd` a reset that discards unsent data (`SO_LINGER` 0).
+pub fn discard_unsent(fd: std::os::fd::RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads a live linger struct of the size given.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 /// Bytes of ours the peer has acknowledged on TCP socket `fd` (TCP_INFO), if the kernel says.

@@ -67,6 +67,11 @@ impl Stream for UringStream {
         let _ = self.0.shutdown(std::net::Shutdown::Both);
     }
 
+    fn abort(&self) {
+        super::stream::discard_unsent(self.0.as_raw_fd());
+        self.shutdown();
+    }
+
     fn sendfile_fd(&self) -> Option<RawFd> {
         Some(self.0.as_raw_fd())
     }

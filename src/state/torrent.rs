@@ -111,6 +111,10 @@ pub struct PeerHandle {
     pub wake: tokio::sync::Notify,
     /// Payload bytes sent to this peer.
     pub uploaded: AtomicU64,
+    /// Sends of payload runs started and completed (the choker tells a peer that stopped
+    /// reading by a send that never completes).
+    pub sends_started: AtomicU64,
+    pub sends_done: AtomicU64,
     /// Its upload rate over the last seconds.
     pub meter: RateMeter,
     /// The choker's last decision: unchoked.
@@ -133,6 +137,8 @@ impl PeerHandle {
             choke: PendingChoke::default(),
             wake: tokio::sync::Notify::new(),
             uploaded: AtomicU64::new(0),
+            sends_started: AtomicU64::new(0),
+            sends_done: AtomicU64::new(0),
             meter: RateMeter::default(),
             unchoked: AtomicBool::new(false),
             interested: AtomicBool::new(false),
@@ -290,6 +296,7 @@ impl TorrentCtx {
 
     /// Registers a connection with the choker; returns its handle.
     pub fn join(&self, key: PeerKey, info: PeerInfo, now: Instant) -> Arc<PeerHandle> {
+        let group = address_group(info.addr.ip());
         let h = Arc::new(PeerHandle::new(info));
         self.handles
             .lock()
@@ -298,7 +305,7 @@ impl TorrentCtx {
         self.choker
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .add(key, now);
+            .add_in(key, group, now);
         h
     }
 
@@ -380,10 +387,25 @@ impl TorrentCtx {
         } else {
             Vec::new()
         };
+        // What each took this round (handles first, then the choker: never both locks).
+        let activity: Vec<(PeerKey, u64, u64, bool)> = self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, h)| {
+                let done = h.sends_done.load(Ordering::Acquire);
+                let started = h.sends_started.load(Ordering::Acquire);
+                (*k, h.uploaded.load(Ordering::Relaxed), done, started > done)
+            })
+            .collect();
         let changes = {
             let mut choker = self.choker.lock().unwrap_or_else(|e| e.into_inner());
             for (k, pieces) in progress {
                 choker.set_progress(k, pieces);
+            }
+            for (k, uploaded, done, sending) in activity {
+                choker.set_activity(k, uploaded, done, sending);
             }
             choker.tick(now)
         };
@@ -471,5 +493,13 @@ impl TorrentCtx {
             }
         }
         n
+    }
+}
+
+/// The choker's address group of a peer: its IPv4 address, or its IPv6 /64.
+fn address_group(ip: std::net::IpAddr) -> u64 {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => (u128::from(v6) >> 64) as u64 | 1 << 62,
     }
 }
