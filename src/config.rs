@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Connected peers per torrent.
     pub max_connections_per_torrent: usize,
+    /// Connections that have not completed their handshake, at most; one more evicts the
+    /// oldest of them.
+    pub max_half_open: usize,
     /// Requests a peer may have queued; more are rejected.
     pub max_queued_requests: usize,
     /// Bytes of unsent output a peer may hold before it is dropped.
@@ -154,6 +157,7 @@ impl Default for ServerConfig {
             upload_slots: 8,
             max_connections: 4096,
             max_connections_per_torrent: 1024,
+            max_half_open: 512,
             max_queued_requests: 500,
             max_send_buffer_bytes: 4 << 20,
             handshake_timeout_secs: 10,
@@ -340,6 +344,7 @@ impl Config {
         }
         let positive = [
             ("server.max_connections", s.max_connections as u64),
+            ("server.max_half_open", s.max_half_open as u64),
             (
                 "server.max_connections_per_torrent",
                 s.max_connections_per_torrent as u64,

@@ -78,6 +78,9 @@ labels! {
         Blocked = "blocked",
         /// `server.max_connections_per_torrent` reached.
         TorrentConnectionCap = "torrent_connection_cap",
+        /// Made room for a newcomer at a full cap: it was half-open past its grace or beyond
+        /// `server.max_half_open`, or handshaken and uninterested the longest.
+        Evicted = "evicted",
         /// A second connection from a peer id already connected.
         DuplicatePeer = "duplicate_peer",
         /// We connected to ourselves.
@@ -298,7 +301,7 @@ mod tests {
         distinct::<PeerSourceKind>();
         distinct::<CandidateResult>();
         distinct::<ThrottleScope>();
-        assert_eq!(DropReason::ALL.len(), 33);
+        assert_eq!(DropReason::ALL.len(), 34);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Admission of a connection (incoming or outgoing, TCP or uTP): blocklist and connection caps,
-//! O(1) on the serving thread, and the guard that keeps it counted (and wakes a worker's
+//! Admission of a connection (incoming or outgoing, TCP or uTP): blocklist and connection caps
+//! (an incoming connection at a full server cap, or beyond the half-open budget, evicts another
+//! as `state::evict` chooses, instead of being refused), and the guard that keeps it counted (and wakes a worker's
 //! shutdown drain when the last one goes).
 
 use crate::peer_source::Candidate;
@@ -44,8 +45,9 @@ impl Drop for ConnGuard {
 }
 
 /// Counts a connection in; refuses it (None, counted) for a blocked address, above
-/// `server.max_connections`, above the per-IP cap, and (for outgoing ones) above the torrent's
-/// cap. Cheap and non-blocking: it runs on the accept path of the serving threads.
+/// `server.max_connections` when nobody may be evicted for it (outgoing ones never evict),
+/// above the per-IP cap, and (for outgoing ones) above the torrent's cap. Non-blocking: it runs
+/// on the accept path of the serving threads (an eviction scans the connections' records).
 pub(super) fn admit(
     shared: &Arc<Shared>,
     active: &Rc<Active>,
@@ -70,11 +72,16 @@ pub(super) fn admit(
             stats.connections_dialed.fetch_add(1, Ordering::Relaxed)
         }
     };
+    let now = super::stream::now();
     if stats.peers_connected.fetch_add(1, Ordering::AcqRel) >= shared.config.server.max_connections
+        && (dialing.is_some() || !shared.evictor.evict_for(None, now))
     {
         stats.peers_connected.fetch_sub(1, Ordering::AcqRel);
         stats.count_dropped(DropReason::ConnectionCap);
         return None;
+    }
+    if shared.evictor.half_open() >= shared.config.server.max_half_open {
+        shared.evictor.evict_half_open();
     }
     let per_ip = (!ip.is_loopback() || shared.config.server.limit_loopback).then_some(ip);
     if let Some(ip) = per_ip {

@@ -72,10 +72,23 @@ pub async fn serve<S: Stream, D: Disk>(
     addr: SocketAddr,
     dialed: Option<InfoHash>,
 ) {
+    // Known to the evictor (a full cap may take this connection's place for a newcomer)
+    // from now until it ends.
+    let key = shared.next_peer_key();
+    let slot = shared.evictor.register(key, now());
+    let _registered = Registered(&shared, key);
     // Boxed: the handshake's state (MSE keys, buffers) is freed once it is over instead of
     // staying part of every connection's future.
-    let end = match Box::pin(super::handshake::open(&shared, &stream, dialed)).await {
-        Ok(opened) => connected(&shared, &stream, disk, opened, addr, dialed.is_some()).await,
+    let opened = tokio::select! {
+        r = Box::pin(super::handshake::open(&shared, &stream, dialed, key)) => r,
+        _ = slot.evicted() => Err(DropReason::Evicted),
+    };
+    let end = match opened {
+        Ok(opened) => {
+            shared.evictor.handshaken(key, opened.hs.info_hash, now());
+            let outgoing = dialed.is_some();
+            connected(&shared, &stream, disk, opened, addr, outgoing, (key, &slot)).await
+        }
         Err(reason) => End::Dropped(reason),
     };
     // Counted before the socket closes, so whoever sees the close also sees the count.
@@ -94,6 +107,15 @@ pub async fn serve<S: Stream, D: Disk>(
     }
 }
 
+/// Unregisters a connection from the evictor when it ends.
+struct Registered<'a>(&'a Shared, u64);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.evictor.unregister(self.1);
+    }
+}
+
 async fn connected<S: Stream, D: Disk>(
     shared: &Shared,
     stream: &S,
@@ -101,6 +123,7 @@ async fn connected<S: Stream, D: Disk>(
     opened: Opened,
     addr: SocketAddr,
     outgoing: bool,
+    (key, slot): (u64, &crate::state::evict::Slot),
 ) -> End {
     let Opened {
         hs,
@@ -117,7 +140,6 @@ async fn connected<S: Stream, D: Disk>(
     shared.stats.peers.add(outgoing, ipv6);
     shared.stats.count_handshake(kind);
     tracing::debug!(%addr, handshake = %kind, outgoing, "peer connected");
-    let key = shared.next_peer_key();
     let now = now();
     let encrypted = kind != HandshakeKind::Plaintext;
     let pex_flags = if encrypted { pex::FLAG_ENCRYPTION } else { 0 }
@@ -170,10 +192,12 @@ async fn connected<S: Stream, D: Disk>(
     // The writer first: when a send completes and the peer's close arrives together (a
     // leecher that got its last block and left), the send is counted before the reader ends
     // the connection.
+    // Evicted (a full cap made room for a newcomer): ends here, cleaned up like any other end.
     let end = tokio::select! {
         biased;
         end = writer(shared, stream, disk, &peer, &ctx, key, &handle, tx) => end,
         end = reader(stream, inbound, rx, leftover) => end,
+        _ = slot.evicted() => End::Dropped(DropReason::Evicted),
     };
     ctx.unshare_peer(key);
     ctx.super_seed_saw(key, Seen::Left, self::now());
@@ -217,8 +241,14 @@ impl Inbound<'_> {
         };
         for ev in events {
             match ev {
-                Event::Interested => self.ctx.set_interested(self.key, true, now),
-                Event::NotInterested => self.ctx.set_interested(self.key, false, now),
+                Event::Interested => {
+                    self.shared.evictor.set_interested(self.key, true, now);
+                    self.ctx.set_interested(self.key, true, now)
+                }
+                Event::NotInterested => {
+                    self.shared.evictor.set_interested(self.key, false, now);
+                    self.ctx.set_interested(self.key, false, now)
+                }
                 Event::Rejected(reason) => self.shared.stats.count_rejected(reason),
                 Event::PeerBitfield(bits) => {
                     self.count_pieces(bits.iter().map(|b| b.count_ones()).sum());

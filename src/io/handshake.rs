@@ -39,6 +39,8 @@ pub struct Opened {
 
 struct Opening<'a, S> {
     stream: &'a S,
+    /// The evictor and this connection's key, told once the peer has sent anything.
+    talking: Option<(&'a crate::state::evict::Evictor, u64)>,
     stall: Duration,
     rx: Option<Box<Rc4>>,
     /// Received bytes not consumed yet (decrypted once the payload is encrypted).
@@ -53,6 +55,9 @@ impl<S: Stream> Opening<'_, S> {
             Ok(0) | Err(_) => Err(DropReason::ClosedInHandshake),
             Ok(n) => {
                 chunk.truncate(n);
+                if let Some((evictor, key)) = self.talking.take() {
+                    evictor.talking(key);
+                }
                 Ok(chunk)
             }
         }
@@ -182,10 +187,12 @@ pub async fn open<S: Stream>(
     shared: &Shared,
     stream: &S,
     dialed: Option<InfoHash>,
+    key: u64,
 ) -> Result<Opened, DropReason> {
     let policy = shared.config.server.encryption;
     let mut o = Opening {
         stream,
+        talking: Some((&shared.evictor, key)),
         stall: Duration::from_secs(shared.config.server.write_stall_secs),
         rx: None,
         buf: Vec::new(),
@@ -237,7 +244,12 @@ pub async fn open<S: Stream>(
     let ctx = shared
         .torrent(&hs.info_hash)
         .ok_or(DropReason::UnknownInfoHash)?;
-    if ctx.peers.load(Ordering::Relaxed) >= shared.config.server.max_connections_per_torrent {
+    if ctx.peers.load(Ordering::Relaxed) >= shared.config.server.max_connections_per_torrent
+        && (dialed.is_some()
+            || !shared
+                .evictor
+                .evict_for(Some(&hs.info_hash), super::stream::now()))
+    {
         return Err(DropReason::TorrentConnectionCap);
     }
     Ok(Opened {

@@ -3,6 +3,7 @@
 //! This module may not start threads, open sockets or files, or name `io`, `metrics`,
 //! `tracker` or `server`: those use it.
 
+pub mod evict;
 pub mod limits;
 pub mod superseed;
 mod table;
@@ -69,6 +70,8 @@ pub struct Shared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     blocklist: RwLock<Blocklist>,
     intake: Mutex<PeerIntake>,
+    /// Every admitted connection, and whom to evict when a cap is full.
+    pub evictor: evict::Evictor,
     /// Wakes the dialer when addresses are offered.
     dial_wake: tokio::sync::Notify,
     /// The server's upload limit and quota.
@@ -143,6 +146,7 @@ impl Shared {
             per_ip: Mutex::new(HashMap::new()),
             blocklist: RwLock::new(blocklist),
             intake: Mutex::new(intake),
+            evictor: evict::Evictor::default(),
             dial_wake: tokio::sync::Notify::new(),
             upload,
             quota_carry: Mutex::new(HashMap::new()),
