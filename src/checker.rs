@@ -198,12 +198,8 @@ impl Checker {
     }
 }
 
-/// Makes this thread (and threads it starts) yield the CPU to the serving threads.
 fn lower_priority() {
-    // SAFETY: setpriority on this thread's own id has no memory effects.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
-    }
+    crate::lifecycle::lower_thread_priority(10);
 }
 
 /// Opens a torrent's files, checks its data against them (trusting its resume record where the

@@ -1,7 +1,8 @@
 //! The server's own HTTP endpoints (metrics, health, the control API and its page): an HTTP/1.1
 //! server on hyper, run inside an async service's tokio runtime, with the limits an endpoint on
 //! a possibly hostile network needs. At most [`Limits::max_connections`] connections are
-//! answered at once (more are closed at once); request heads larger than
+//! answered at once, and at most [`Limits::max_per_ip`] from one address (more are closed at
+//! once, so slow clients from one address cannot hold every slot); request heads larger than
 //! [`Limits::max_header_bytes`] get 431, and a head not complete within
 //! [`Limits::header_timeout`] closes the connection; bodies larger than
 //! [`Limits::max_body_bytes`] get 413 (at once when `Content-Length` says so, else when the
@@ -27,6 +28,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections answered at once from one IP address (loopback ones only with
+    /// `per_ip_on_loopback`: local tools are trusted, as `server.limit_loopback` says for peers).
+    pub max_per_ip: usize,
+    pub per_ip_on_loopback: bool,
     /// Largest request head (request line and headers); at least 8192 (hyper's floor).
     pub max_header_bytes: usize,
     /// Time for the whole exchange: request in, reply out.
@@ -93,11 +98,19 @@ type PrefixHandler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
 pub struct Router {
     routes: Vec<(&'static str, Handler)>,
     prefixes: Vec<(&'static str, PrefixHandler)>,
+    /// Connections being answered now (kept by [`serve`]).
+    open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Router {
     pub fn new() -> Router {
         Router::default()
+    }
+
+    /// How many connections [`serve`] is answering at the moment (routes may shed work when
+    /// many are).
+    pub fn open_connections(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.open.clone()
     }
 
     /// Answers GET and HEAD on `path` (the query is the handler's to read) with `handler`.
@@ -236,7 +249,10 @@ pub async fn serve(
     shutdown: Shutdown,
     name: &'static str,
 ) {
+    use std::sync::atomic::Ordering;
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+        Arc::default();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -252,11 +268,25 @@ pub async fn serve(
                 }
             }
         };
-        // Over the cap: closed at once.
+        // Over the cap, or over the address's share of it: closed at once.
+        let ip = peer.ip().to_canonical();
+        let leave = if ip.is_loopback() && !limits.per_ip_on_loopback {
+            None
+        } else {
+            let mut m = per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = m.entry(ip).or_default();
+            if *n >= limits.max_per_ip {
+                continue;
+            }
+            *n += 1;
+            Some(IpLeave(per_ip.clone(), ip))
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             continue;
         };
         let router = router.clone();
+        let open = router.open.clone();
+        open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let router = router.clone();
@@ -270,8 +300,27 @@ pub async fn serve(
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             // Dropping the connection at the deadline closes it, whatever state it is in.
             let _ = tokio::time::timeout(limits.deadline, conn).await;
-            drop(permit);
+            open.fetch_sub(1, Ordering::Relaxed);
+            drop((permit, leave));
         });
+    }
+}
+
+/// Takes a connection off its address's count when it ends.
+struct IpLeave(
+    Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    std::net::IpAddr,
+);
+
+impl Drop for IpLeave {
+    fn drop(&mut self) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
     }
 }
 

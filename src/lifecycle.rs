@@ -297,6 +297,15 @@ impl Drop for Services {
     }
 }
 
+/// Makes this thread (and the threads it starts after) yield the CPU to the serving threads:
+/// nice `n` for it alone.
+pub fn lower_thread_priority(n: i32) {
+    // SAFETY: setpriority on this thread's own id has no memory effects.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

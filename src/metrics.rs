@@ -393,18 +393,38 @@ fn resident_memory() -> Vec<(&'static str, i64)> {
     ]
 }
 
+/// HTTP connections open at once above which /metrics answers with a recent page.
+const BUSY: usize = 8;
+/// How old a page /metrics may answer with while busy.
+const REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The metrics routes: /metrics, /healthz, /readyz (GET and HEAD), served by
 /// [`crate::api::service`].
 pub fn routes(shared: Arc<Shared>, backend: &'static str, udp: UdpStatus) -> crate::http::Router {
     use crate::http::Reply;
     use hyper::StatusCode;
     let (health, ready) = (shared.clone(), shared.clone());
-    crate::http::Router::new()
+    let router = crate::http::Router::new();
+    let open = router.open_connections();
+    let page: std::sync::Mutex<Option<(std::time::Instant, bytes::Bytes)>> = Default::default();
+    router
         .get("/metrics", move |_| {
+            // Many scrapers at once (more than BUSY connections open): the page rendered less
+            // than REUSE ago serves them all; one at a time, every scrape is rendered fresh.
+            let busy = open.load(std::sync::atomic::Ordering::Relaxed) > BUSY;
+            let mut last = page.lock().unwrap_or_else(|e| e.into_inner());
+            let body = match &*last {
+                Some((at, body)) if busy && at.elapsed() < REUSE => body.clone(),
+                _ => {
+                    let body = bytes::Bytes::from(render_with(&shared, backend, &udp));
+                    *last = Some((std::time::Instant::now(), body.clone()));
+                    body
+                }
+            };
             Reply::new(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                render_with(&shared, backend, &udp),
+                body,
             )
         })
         .get("/healthz", move |_| match health.shutdown.is_triggered() {

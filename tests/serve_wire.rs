@@ -250,9 +250,14 @@ fn misbehaving_peers_are_dropped_without_harming_others() {
 
 #[test]
 fn connection_cap_refuses_extra_peers() {
+    // Both held peers interested: neither may be evicted for the third (tests/eviction.rs has
+    // the idle ones that are).
     let f = fixture("io_uring", |c| c.server.max_connections = 2);
-    let (_a, _) = RawPeer::handshake(f.addr, f.info_hash, true);
-    let (_b, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+    let (mut a, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+    let (mut b, _) = RawPeer::handshake(f.addr, f.info_hash, true);
+    a.send(&[Message::Interested]);
+    b.send(&[Message::Interested]);
+    std::thread::sleep(Duration::from_millis(200));
     let mut c = RawPeer::connect(f.addr);
     c.expect_closed();
     assert_eq!(

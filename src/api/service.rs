@@ -14,6 +14,8 @@ use std::time::Duration;
 /// large info dictionary); 30 s per exchange in all.
 pub const LIMITS: crate::http::Limits = crate::http::Limits {
     max_connections: 256,
+    max_per_ip: 32,
+    per_ip_on_loopback: false,
     max_header_bytes: 16 << 10,
     deadline: Duration::from_secs(30),
     header_timeout: Duration::from_secs(2),
@@ -84,7 +86,11 @@ pub fn spawn(
         None
     };
     let saver = api.clone();
+    let limit_loopback = config.server.limit_loopback;
     services.spawn_async("http", move |shutdown| async move {
+        // Scrapes and API calls, however many, yield the CPU to serving (its pool's threads,
+        // started from this one, inherit it).
+        crate::lifecycle::lower_thread_priority(5);
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
@@ -105,7 +111,11 @@ pub fn spawn(
                 }
             });
         }
-        crate::http::serve(listener, Arc::new(router), LIMITS, shutdown, "http").await;
+        let limits = crate::http::Limits {
+            per_ip_on_loopback: limit_loopback,
+            ..LIMITS
+        };
+        crate::http::serve(listener, Arc::new(router), limits, shutdown, "http").await;
         if let Some(api) = saver {
             api.save_totals();
         }

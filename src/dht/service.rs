@@ -253,10 +253,7 @@ fn state_path(shared: &Shared) -> Option<std::path::PathBuf> {
 }
 
 fn lower_priority() {
-    // SAFETY: setpriority on this thread's own id has no memory effects.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 5);
-    }
+    crate::lifecycle::lower_thread_priority(5);
 }
 
 /// Bytes from the kernel (getrandom(2)).

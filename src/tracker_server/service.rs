@@ -28,6 +28,9 @@ const UDP_POLL: Duration = Duration::from_millis(500);
 /// What one HTTP tracker connection may use: requests are one short GET.
 const LIMITS: Limits = Limits {
     max_connections: 512,
+    // Announces from one address (a NAT, a load test) may use every slot.
+    max_per_ip: 512,
+    per_ip_on_loopback: false,
     max_header_bytes: 8192,
     deadline: Duration::from_secs(10),
     header_timeout: Duration::from_secs(5),

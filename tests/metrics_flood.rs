@@ -1,0 +1,179 @@
+//! /metrics under a flood (issue 21, item 5), against the real binary: 64 clients from four
+//! addresses scraping as fast as they can and 300 slow ones from a fifth that send half a
+//! request line and wait. An honest scraper from its own address still gets its page promptly,
+//! and an honest leecher keeps most of its throughput: busy scrapes share a page at most 1 s
+//! old instead of rendering one each, one address holds at most 32 of the endpoint's 256
+//! connections, and the endpoint's thread yields the CPU to serving.
+
+mod common;
+
+use common::raw::RawPeer;
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uringseed::metainfo::InfoHash;
+use uringseed::wire::message::{Block, Message};
+
+const LEN: usize = 16 << 20;
+const PIECE_LEN: u32 = 1 << 18;
+
+fn connect_from(ip: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    sock.bind(&format!("{ip}:0").parse::<SocketAddr>().unwrap().into())?;
+    sock.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    Ok(sock.into())
+}
+
+/// Downloads the whole torrent with 64 requests in flight; MB/s.
+fn download(addr: SocketAddr, ih: InfoHash) -> f64 {
+    let (mut p, _) = RawPeer::handshake(addr, ih, true);
+    p.send(&[Message::HaveNone, Message::Interested]);
+    while p.recv().map(|(id, _)| id) != Some(1) {}
+    let blocks: Vec<Block> = (0..(LEN / 16384) as u32)
+        .map(|i| Block {
+            index: i * 16384 / PIECE_LEN,
+            begin: i * 16384 % PIECE_LEN,
+            length: 16384,
+        })
+        .collect();
+    let t = Instant::now();
+    let (mut sent, mut got) = (0, 0);
+    while got < blocks.len() {
+        while sent < blocks.len() && sent - got < 64 {
+            p.send(&[Message::Request(blocks[sent])]);
+            sent += 1;
+        }
+        if let Some((7, _)) = p.recv() {
+            got += 1;
+        }
+    }
+    LEN as f64 / t.elapsed().as_secs_f64() / 1e6
+}
+
+fn get(
+    from: &str,
+    metrics: SocketAddr,
+    path: &str,
+    limit: Duration,
+) -> Result<(u16, usize), String> {
+    let mut s = connect_from(from, metrics).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(limit)).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut text = Vec::new();
+    s.read_to_end(&mut text).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&text);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status")?;
+    Ok((code, text.len()))
+}
+
+/// 300 slow clients from 127.0.0.2 holding half a request each, and 64 from 127.0.0.3-6
+/// fetching `path` as fast as they can, while the leecher downloads three times and an honest
+/// scraper from 127.0.0.1 fetches /metrics: the leecher's MB/s, the answers the flood got, and
+/// the honest scrape with its time.
+fn flood(
+    addr: SocketAddr,
+    ih: InfoHash,
+    metrics: SocketAddr,
+    path: &'static str,
+) -> (Vec<f64>, usize, Result<(u16, usize), String>, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow: Vec<TcpStream> = (0..300)
+        .filter_map(|_| {
+            let mut c = connect_from("127.0.0.2", metrics).ok()?;
+            let _ = c.write_all(b"GET /metr");
+            Some(c)
+        })
+        .collect();
+    let pages = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..64)
+        .map(|i| {
+            let (stop, pages) = (stop.clone(), pages.clone());
+            let from = format!("127.0.0.{}", 3 + i % 4);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((200, _)) = get(&from, metrics, path, Duration::from_secs(5)) {
+                        pages.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    let honest = get("127.0.0.1", metrics, "/metrics", Duration::from_secs(5));
+    let honest_s = t.elapsed();
+    let mbps: Vec<f64> = (0..3).map(|_| download(addr, ih)).collect();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    drop(slow);
+    (mbps, pages.load(Ordering::Relaxed), honest, honest_s)
+}
+
+#[test]
+fn a_scrape_flood_neither_locks_out_an_honest_scraper_nor_starves_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join("f.bin");
+    std::fs::write(&file, pseudo_random(LEN, 4)).unwrap();
+    let torrent = dir.path().join("t.torrent");
+    let piece = PIECE_LEN.to_string();
+    let ih = hex_hash(&make_torrent(&file, &torrent, &["--piece-length", &piece]));
+    // Every client here is on loopback: the per-address cap counts it too.
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[server]\nlimit_loopback = true\n").unwrap();
+    let mut s = serve(
+        "serve",
+        &torrent,
+        &data,
+        &["--upload-slots", "0", "--config", config.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    s.ready();
+    let metrics: SocketAddr = s.metrics.parse().unwrap();
+    download(s.addr, ih);
+    let alone: Vec<f64> = (0..3).map(|_| download(s.addr, ih)).collect();
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+
+    // The same load generator against /healthz (a few bytes, nothing to render) and against
+    // /metrics: the leecher's throughput under each, so what is compared is the server's work
+    // for the page, not the cost of the clients, which share this machine.
+    let (health, health_pages, _, _) = flood(s.addr, ih, metrics, "/healthz");
+    let (flooded, pages, honest, honest_s) = flood(s.addr, ih, metrics, "/metrics");
+    let (h, f) = (median(&health), median(&flooded));
+    eprintln!(
+        "leecher alone {alone:.0?} MB/s; during a /healthz flood {health:.0?} ({health_pages} \
+         answers); during a /metrics flood {flooded:.0?} ({pages} pages): {:.2} of the \
+         /healthz figure; honest scrape {honest:?} in {honest_s:?}",
+        f / h
+    );
+    let (code, len) = honest.unwrap_or_else(|e| panic!("honest scrape failed: {e}"));
+    assert_eq!(code, 200);
+    assert!(len > 1000);
+    assert!(
+        honest_s < Duration::from_secs(2),
+        "honest scrape took {honest_s:?}"
+    );
+    assert!(
+        f / h >= 0.8,
+        "the leecher kept {:.2} of its throughput",
+        f / h
+    );
+    s.stop();
+}
