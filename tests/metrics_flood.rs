@@ -75,16 +75,15 @@ fn get(
     Ok((code, text.len()))
 }
 
+/// What [`flood`] measured: the leecher's MB/s, the answers the flood got, the honest scrape
+/// (status and length) and its time.
+type Flood = (Vec<f64>, usize, Result<(u16, usize), String>, Duration);
+
 /// 300 slow clients from 127.0.0.2 holding half a request each, and 64 from 127.0.0.3-6
 /// fetching `path` as fast as they can, while the leecher downloads three times and an honest
 /// scraper from 127.0.0.1 fetches /metrics: the leecher's MB/s, the answers the flood got, and
 /// the honest scrape with its time.
-fn flood(
-    addr: SocketAddr,
-    ih: InfoHash,
-    metrics: SocketAddr,
-    path: &'static str,
-) -> (Vec<f64>, usize, Result<(u16, usize), String>, Duration) {
+fn flood(addr: SocketAddr, ih: InfoHash, metrics: SocketAddr, path: &'static str) -> Flood {
     let stop = Arc::new(AtomicBool::new(false));
     let slow: Vec<TcpStream> = (0..300)
         .filter_map(|_| {
