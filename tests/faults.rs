@@ -116,21 +116,6 @@ fn answers_handshake(addr: SocketAddr, ih: InfoHash) -> bool {
     c.write_all(&hs.encode()).is_ok() && c.read_exact(&mut theirs).is_ok()
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
-}
-
 // ---------------------------------------------------------------------------------------------
 // Data files failing under the server, and at restart.
 
@@ -606,9 +591,9 @@ fn out_of_file_descriptors_does_not_spin_and_recovers() {
     wait_for(Duration::from_secs(5), "the EMFILE warning", || {
         s.proc.stderr_text().contains("Too many open files")
     });
-    let cpu0 = cpu_seconds(s.pid());
+    let cpu0 = cpu_secs(s.pid());
     std::thread::sleep(Duration::from_secs(2));
-    let cpu = cpu_seconds(s.pid()) - cpu0;
+    let cpu = cpu_secs(s.pid()) - cpu0;
     let warnings = s.proc.stderr_text().matches("accept failed").count();
     eprintln!(
         "out of fds: {answered} connections accepted, then EMFILE; server CPU over 2 s held: \

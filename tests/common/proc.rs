@@ -495,3 +495,14 @@ pub fn http_get(addr: &str, path: &str, limit: Duration) -> Result<(u16, String)
         .unwrap_or_default();
     Ok((code, body))
 }
+
+/// utime + stime of process `pid` so far, in seconds (/proc/PID/stat).
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / hz
+}
