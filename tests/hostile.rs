@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use uringseed::config::Config;
 use uringseed::metainfo::InfoHash;
 use uringseed::reasons::DropReason;
-use uringseed::server::{self, ServerHandle, TorrentSpec};
+use uringseed::server::ServerHandle;
 use uringseed::stats::Stats;
 use uringseed::wire::handshake::Handshake;
 use uringseed::wire::message::{self, Block, Message};
@@ -172,18 +172,7 @@ impl Bench {
         config.metrics.enabled = false;
         config.tracker.announce = false;
         tweak(&mut config, dir.path());
-        let spec = TorrentSpec {
-            torrent: torrent.clone(),
-            data_dir: data,
-            just_hashed: false,
-            limits: Default::default(),
-            origin: Default::default(),
-            force_check: false,
-        };
-        // The DHT is not under test here (and would bootstrap off the machine).
-        config.dht.enabled = false;
-        let server = server::start(config, vec![spec]).unwrap();
-        assert!(server.wait_ready(Duration::from_secs(30)));
+        let server = common::inproc::start_one(config, &torrent, &data);
         let addr = server.local_addrs[0];
         let download = spawn_lt_download(
             &torrent_path,

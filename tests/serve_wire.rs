@@ -12,7 +12,7 @@ use std::time::Duration;
 use uringseed::config::Config;
 use uringseed::metainfo::InfoHash;
 use uringseed::reasons::{DropReason, HandshakeKind, RejectReason};
-use uringseed::server::{self, ServerHandle, TorrentSpec};
+use uringseed::server::ServerHandle;
 
 use uringseed::wire::handshake::{reserved, Handshake};
 use uringseed::wire::message::{self, Block, Message};
@@ -57,19 +57,8 @@ fn fixture(backend: &str, tweak: impl FnOnce(&mut Config)) -> Fixture {
     config.server.io_backend = backend.into();
     config.hashing.resume_dir = dir.path().join("resume");
     tweak(&mut config);
-    let spec = TorrentSpec {
-        torrent: torrent.clone(),
-        data_dir: dir.path().to_path_buf(),
-        just_hashed: false,
-        limits: Default::default(),
-        origin: Default::default(),
-        force_check: false,
-    };
-    // The DHT is not under test here (and would bootstrap off the machine).
-    config.dht.enabled = false;
-    let server = server::start(config, vec![spec]).unwrap();
+    let server = common::inproc::start_one(config, &torrent, dir.path());
     assert_eq!(server.backend, backend);
-    assert!(server.wait_ready(Duration::from_secs(30)));
     Fixture {
         addr: server.local_addrs[0],
         server: Some(server),

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use uringseed::config::Config;
 use uringseed::metainfo::Torrent;
 use uringseed::reasons::RejectReason;
-use uringseed::server::{self, ServerHandle, TorrentSpec};
+use uringseed::server::ServerHandle;
 use uringseed::storage::resume::record_path;
 use uringseed::storage::Layout;
 use uringseed::wire::message::{self, Block, Message};
@@ -56,19 +56,7 @@ impl Setup {
         config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
         config.server.workers = 1;
         config.hashing.resume_dir = self.resume_dir();
-        let spec = TorrentSpec {
-            torrent: self.torrent.clone(),
-            data_dir: self.dir.path().to_path_buf(),
-            just_hashed: false,
-            limits: Default::default(),
-            origin: Default::default(),
-            force_check: false,
-        };
-        // The DHT is not under test here (and would bootstrap off the machine).
-        config.dht.enabled = false;
-        let s = server::start(config, vec![spec]).unwrap();
-        assert!(s.wait_ready(Duration::from_secs(30)));
-        s
+        common::inproc::start_one(config, &self.torrent, self.dir.path())
     }
 
     /// Starts, waits for the check and returns (pieces hashed, pieces advertised), then stops.

@@ -35,17 +35,27 @@ pub fn single_file_server(
     config.server.workers = 1;
     config.server.io_backend = backend.into();
     config.hashing.resume = false;
+    let server = start_one(config, &torrent, dir);
+    (server, torrent, path, data)
+}
+
+/// Starts `config` seeding `torrent` from `data_dir` and waits for its check. The DHT is off:
+/// it is not under test here (and would bootstrap off the machine).
+pub fn start_one(
+    mut config: Config,
+    torrent: &uringseed::metainfo::Torrent,
+    data_dir: &std::path::Path,
+) -> ServerHandle {
     let spec = TorrentSpec {
         torrent: torrent.clone(),
-        data_dir: dir.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
         just_hashed: false,
         limits: Default::default(),
         origin: Default::default(),
         force_check: false,
     };
-    // The DHT is not under test here (and would bootstrap off the machine).
     config.dht.enabled = false;
     let server = server::start(config, vec![spec]).unwrap();
     assert!(server.wait_ready(Duration::from_secs(30)));
-    (server, torrent, path, data)
+    server
 }
