@@ -100,6 +100,12 @@ pub struct ServerConfig {
     pub blocklist: PathBuf,
     /// Message Stream Encryption (the obfuscated handshake clients call "encryption").
     pub encryption: Encryption,
+    /// Encrypted handshakes answered per second, at most, across the server (bursts of one
+    /// second's worth); more are closed before any key is made (`mse_budget`). 0 = unlimited.
+    pub mse_handshakes_per_sec: u32,
+    /// The same per address (an IPv4 address or an IPv6 /64; bursts of four seconds' worth;
+    /// loopback only with `limit_loopback`). 0 = unlimited.
+    pub mse_handshakes_per_ip_per_sec: u32,
     /// Outgoing connections started per second, at most (peers from trackers and, later,
     /// other sources); 0 = never connect out.
     pub max_dials_per_sec: u32,
@@ -169,6 +175,8 @@ impl Default for ServerConfig {
             write_stall_secs: 60,
             blocklist: PathBuf::new(),
             encryption: Encryption::Enabled,
+            mse_handshakes_per_sec: 200,
+            mse_handshakes_per_ip_per_sec: 2,
             max_dials_per_sec: 30,
             dial_privileged_ports: false,
             upload_rate_limit: ByteRate(0),

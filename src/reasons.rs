@@ -81,6 +81,9 @@ labels! {
         /// Made room for a newcomer at a full cap: it was half-open past its grace or beyond
         /// `server.max_half_open`, or handshaken and uninterested the longest.
         Evicted = "evicted",
+        /// An encrypted handshake beyond `server.mse_handshakes_per_sec` or
+        /// `server.mse_handshakes_per_ip_per_sec`, closed before any key was made.
+        MseBudget = "mse_budget",
         /// A second connection from a peer id already connected.
         DuplicatePeer = "duplicate_peer",
         /// We connected to ourselves.
@@ -301,7 +304,7 @@ mod tests {
         distinct::<PeerSourceKind>();
         distinct::<CandidateResult>();
         distinct::<ThrottleScope>();
-        assert_eq!(DropReason::ALL.len(), 34);
+        assert_eq!(DropReason::ALL.len(), 35);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::raw::RawPeer;
+use common::flood::{connect_from, median};
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,44 +16,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uringseed::metainfo::InfoHash;
-use uringseed::wire::message::{Block, Message};
+
+fn download(addr: SocketAddr, ih: InfoHash) -> f64 {
+    common::flood::download(addr, ih, LEN, PIECE_LEN)
+}
 
 const LEN: usize = 16 << 20;
 const PIECE_LEN: u32 = 1 << 18;
-
-fn connect_from(ip: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    use socket2::{Domain, Socket, Type};
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    sock.bind(&format!("{ip}:0").parse::<SocketAddr>().unwrap().into())?;
-    sock.connect_timeout(&to.into(), Duration::from_secs(2))?;
-    Ok(sock.into())
-}
-
-/// Downloads the whole torrent with 64 requests in flight; MB/s.
-fn download(addr: SocketAddr, ih: InfoHash) -> f64 {
-    let (mut p, _) = RawPeer::handshake(addr, ih, true);
-    p.send(&[Message::HaveNone, Message::Interested]);
-    while p.recv().map(|(id, _)| id) != Some(1) {}
-    let blocks: Vec<Block> = (0..(LEN / 16384) as u32)
-        .map(|i| Block {
-            index: i * 16384 / PIECE_LEN,
-            begin: i * 16384 % PIECE_LEN,
-            length: 16384,
-        })
-        .collect();
-    let t = Instant::now();
-    let (mut sent, mut got) = (0, 0);
-    while got < blocks.len() {
-        while sent < blocks.len() && sent - got < 64 {
-            p.send(&[Message::Request(blocks[sent])]);
-            sent += 1;
-        }
-        if let Some((7, _)) = p.recv() {
-            got += 1;
-        }
-    }
-    LEN as f64 / t.elapsed().as_secs_f64() / 1e6
-}
 
 fn get(
     from: &str,
@@ -162,11 +131,6 @@ fn a_scrape_flood_neither_locks_out_an_honest_scraper_nor_costs_more_than_a_heal
     let metrics: SocketAddr = s.metrics.parse().unwrap();
     download(s.addr, ih);
     let alone: Vec<f64> = (0..3).map(|_| download(s.addr, ih)).collect();
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
 
     // The same load generator against /healthz (a few bytes, nothing to render) and against
     // /metrics. The leecher's throughput beside them is printed, not judged: the 64 clients

@@ -80,7 +80,7 @@ pub async fn serve<S: Stream, D: Disk>(
     // Boxed: the handshake's state (MSE keys, buffers) is freed once it is over instead of
     // staying part of every connection's future.
     let opened = tokio::select! {
-        r = Box::pin(super::handshake::open(&shared, &stream, dialed, key)) => r,
+        r = Box::pin(super::handshake::open(&shared, &stream, dialed, key, addr.ip())) => r,
         _ = slot.evicted() => Err(DropReason::Evicted),
     };
     let end = match opened {

@@ -14,6 +14,7 @@ use crate::wire::handshake::{Handshake, HANDSHAKE_LEN, PROTOCOL};
 use crate::wire::mse::{self, Established, Initiator, Policy, Rc4, Responder};
 use bytes::Bytes;
 use std::io;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,7 @@ impl<S: Stream> Opening<'_, S> {
         &mut self,
         shared: &Shared,
         policy: Encryption,
+        peer: IpAddr,
     ) -> Result<Option<Established>, DropReason> {
         let mut plain = [0u8; 20];
         plain[0] = PROTOCOL.len() as u8;
@@ -106,6 +108,19 @@ impl<S: Stream> Opening<'_, S> {
         }
         if policy == Encryption::Disabled {
             return Err(DropReason::BadHandshake);
+        }
+        // Paid for before the key pair is made (see `state::mse_budget`).
+        let peer = peer.to_canonical();
+        let group = if peer.is_loopback() && !shared.config.server.limit_loopback {
+            None
+        } else {
+            Some(crate::state::address_group(peer))
+        };
+        if let Some(group) = group {
+            shared
+                .mse_budget
+                .take(group, super::stream::now())
+                .map_err(|_| DropReason::MseBudget)?;
         }
         let mut responder = Responder::new(
             random_bytes(),
@@ -127,6 +142,9 @@ impl<S: Stream> Opening<'_, S> {
             let done = responder.feed(&input, find).map_err(|e| e.reason())?;
             self.send(responder.take_output()).await?;
             if done.is_some() {
+                if let Some(group) = group {
+                    shared.mse_budget.proved(group);
+                }
                 return Ok(done);
             }
             input = self.read_raw().await?;
@@ -188,6 +206,7 @@ pub async fn open<S: Stream>(
     stream: &S,
     dialed: Option<InfoHash>,
     key: u64,
+    peer: IpAddr,
 ) -> Result<Opened, DropReason> {
     let policy = shared.config.server.encryption;
     let mut o = Opening {
@@ -205,7 +224,7 @@ pub async fn open<S: Stream>(
                 o.send(ours).await?;
                 None
             }
-            None => o.accept(shared, policy).await?,
+            None => o.accept(shared, policy, peer).await?,
         };
         let (tx, kind, skey) = match est {
             Some(e) => {

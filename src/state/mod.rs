@@ -5,11 +5,13 @@
 
 pub mod evict;
 pub mod limits;
+pub mod mse_budget;
 pub mod superseed;
 mod table;
 mod torrent;
 
 pub use table::{Checking, Failed, Paused, StateCounts, TorrentState, TorrentTable};
+pub(crate) use torrent::address_group;
 pub use torrent::{Origin, PeerHandle, PeerInfo, TorrentCtx, TorrentLimits, TorrentSpec};
 
 use limits::{TorrentUpload, UploadLimits};
@@ -72,6 +74,8 @@ pub struct Shared {
     intake: Mutex<PeerIntake>,
     /// Every admitted connection, and whom to evict when a cap is full.
     pub evictor: evict::Evictor,
+    /// What encrypted handshakes may still cost (`server.mse_handshakes_per_*`).
+    pub mse_budget: mse_budget::MseBudget,
     /// Wakes the dialer when addresses are offered.
     dial_wake: tokio::sync::Notify,
     /// The server's upload limit and quota.
@@ -127,6 +131,13 @@ impl Shared {
             s.upload_quota_reset_day,
         ));
         let upload_slots = config.server.upload_slots;
+        let mse_budget = mse_budget::MseBudget::new(
+            mse_budget::MseRates {
+                server: s.mse_handshakes_per_sec,
+                per_group: s.mse_handshakes_per_ip_per_sec,
+            },
+            std::time::Instant::now(),
+        );
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -147,6 +158,7 @@ impl Shared {
             blocklist: RwLock::new(blocklist),
             intake: Mutex::new(intake),
             evictor: evict::Evictor::default(),
+            mse_budget,
             dial_wake: tokio::sync::Notify::new(),
             upload,
             quota_carry: Mutex::new(HashMap::new()),

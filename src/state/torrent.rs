@@ -497,7 +497,7 @@ impl TorrentCtx {
 }
 
 /// The choker's address group of a peer: its IPv4 address, or its IPv6 /64.
-fn address_group(ip: std::net::IpAddr) -> u64 {
+pub(crate) fn address_group(ip: std::net::IpAddr) -> u64 {
     match ip.to_canonical() {
         std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
         std::net::IpAddr::V6(v6) => (u128::from(v6) >> 64) as u64 | 1 << 62,

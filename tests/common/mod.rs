@@ -10,6 +10,7 @@ pub mod announce_scale;
 pub mod api;
 pub mod clients;
 pub mod data;
+pub mod flood;
 pub mod harness;
 pub mod inproc;
 pub mod proc;
