@@ -97,6 +97,7 @@ pub mod http;
 pub mod io;
 pub mod keeper;
 pub mod lifecycle;
+pub mod lograte;
 pub mod make;
 pub mod metainfo;
 pub mod metrics;

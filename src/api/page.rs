@@ -77,7 +77,10 @@ fn login_redirect(api: &Api, token: &str) -> Reply {
             reply = reply.with_header(SET_COOKIE, v);
         }
     } else {
-        tracing::info!("api: page opened with a wrong token");
+        static LINE: crate::lograte::LogEvery = crate::lograte::LogEvery::new();
+        if let Some(more) = LINE.occur(crate::lograte::now_secs(), 60) {
+            tracing::info!("api: page opened with a wrong token ({more} more since the last line)");
+        }
     }
     reply
 }

@@ -159,6 +159,9 @@ pub struct DhtConfig {
     pub announce_interval_secs: u64,
     /// Queries answered per second per source address (more are dropped and counted).
     pub max_queries_per_ip_per_sec: u32,
+    /// Queries answered per second from all sources together (more are dropped and
+    /// counted); 0 = unlimited.
+    pub max_queries_per_sec: u32,
 }
 
 impl Default for DhtConfig {
@@ -169,6 +172,7 @@ impl Default for DhtConfig {
             bootstrap: None,
             announce_interval_secs: 1200,
             max_queries_per_ip_per_sec: 20,
+            max_queries_per_sec: 2000,
         }
     }
 }

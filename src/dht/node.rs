@@ -98,6 +98,7 @@ impl Node {
         let mut rng = Rng::new(seed);
         let tokens = Tokens::new(&mut rng, now);
         let rate = f64::from(config.max_queries_per_ip_per_sec);
+        let global_rate = f64::from(config.max_queries_per_sec);
         Node {
             id,
             config,
@@ -106,6 +107,8 @@ impl Node {
             tokens,
             limiter: Limiter {
                 rate,
+                global_rate,
+                global: (global_rate, now),
                 map: HashMap::new(),
                 order: VecDeque::new(),
             },

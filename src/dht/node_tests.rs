@@ -316,12 +316,44 @@ fn a_query_flood_from_one_ip_is_limited_while_another_ip_is_answered() {
 }
 
 #[test]
+fn queries_from_many_addresses_are_bounded_by_the_global_rate() {
+    let t0 = Instant::now();
+    let cfg = NodeConfig {
+        max_queries_per_sec: 100,
+        ..NodeConfig::default()
+    };
+    let mut n = Node::new(NodeId([1; 20]), cfg, 1, t0);
+    let from = |i: u32| SocketAddr::from(((0x0d00_0000 + i).to_be_bytes(), 1));
+    let mut answered = 0;
+    for i in 0..1000u32 {
+        n.handle_packet(t0, from(i), &query(b"g", NodeId([7; 20]), Query::Ping));
+        answered += replies(&mut n)
+            .iter()
+            .filter(|t| response_of(&t.bytes).is_some())
+            .count();
+    }
+    assert_eq!(answered, 100);
+    assert_eq!(n.stats().queries_refused_rate_limit, 900);
+    // Half a second later, half a second's worth more.
+    let t1 = t0 + Duration::from_millis(500);
+    for i in 1000..1100u32 {
+        n.handle_packet(t1, from(i), &query(b"g", NodeId([7; 20]), Query::Ping));
+        answered += replies(&mut n)
+            .iter()
+            .filter(|t| response_of(&t.bytes).is_some())
+            .count();
+    }
+    assert_eq!(answered, 150);
+}
+
+#[test]
 fn replies_stay_within_the_documented_bound() {
     for family in [Family::V4, Family::V6] {
         let t0 = Instant::now();
         let cfg = NodeConfig {
             family,
             max_queries_per_ip_per_sec: 1000,
+            max_queries_per_sec: 0,
             read_only: false,
         };
         let mut n = Node::new(NodeId([1; 20]), cfg, 1, t0);

@@ -350,6 +350,7 @@ fn run(
     let config = NodeConfig {
         family,
         max_queries_per_ip_per_sec: shared.config.dht.max_queries_per_ip_per_sec,
+        max_queries_per_sec: shared.config.dht.max_queries_per_sec,
         read_only: false,
     };
     let mut node = Node::new(id, config, random_seed(), now);

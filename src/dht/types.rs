@@ -1,6 +1,7 @@
 //! The node's public types: its configuration ([`NodeConfig`], [`Family`]), what it hands the
 //! driver ([`Transmit`], [`Event`]), its counters ([`NodeStats`]), and the per-source-IP query
-//! limiter (a token bucket per IP, at most [`MAX_LIMITER_IPS`] IPs, the oldest dropped first).
+//! limiter (a token bucket per IP, at most [`MAX_LIMITER_IPS`] IPs, the oldest dropped first, and
+//! one for all sources together).
 
 use super::node::MAX_LIMITER_IPS;
 use std::collections::{HashMap, VecDeque};
@@ -35,6 +36,10 @@ pub struct NodeConfig {
     pub family: Family,
     /// Token bucket per source IP (burst = one second's worth); 0 refuses every query.
     pub max_queries_per_ip_per_sec: u32,
+    /// Token bucket for all sources together (burst = one second's worth); 0 = unlimited. UDP
+    /// source addresses are cheap to vary (and to forge), so this bounds what the node spends
+    /// answering whatever the per-address buckets let through.
+    pub max_queries_per_sec: u32,
     /// BEP 43: we say `ro` in our queries and answer no queries.
     pub read_only: bool,
 }
@@ -44,6 +49,7 @@ impl Default for NodeConfig {
         NodeConfig {
             family: Family::V4,
             max_queries_per_ip_per_sec: 20,
+            max_queries_per_sec: 2000,
             read_only: false,
         }
     }
@@ -107,12 +113,34 @@ pub struct NodeStats {
 
 pub(super) struct Limiter {
     pub(super) rate: f64,
+    /// All sources together (0 = unlimited): tokens and when last looked at.
+    pub(super) global_rate: f64,
+    pub(super) global: (f64, Instant),
     pub(super) map: HashMap<IpAddr, (f64, Instant)>,
     pub(super) order: VecDeque<IpAddr>,
 }
 
 impl Limiter {
+    /// A query from `ip` may be answered: its address's bucket, then the global one.
     pub(super) fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if !self.allow_ip(ip, now) {
+            return false;
+        }
+        if self.global_rate == 0.0 {
+            return true;
+        }
+        let (tokens, last) = &mut self.global;
+        let dt = now.saturating_duration_since(*last).as_secs_f64();
+        *tokens = (*tokens + dt * self.global_rate).min(self.global_rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return true;
+        }
+        false
+    }
+
+    fn allow_ip(&mut self, ip: IpAddr, now: Instant) -> bool {
         if let Some((tokens, last)) = self.map.get_mut(&ip) {
             let dt = now.saturating_duration_since(*last).as_secs_f64();
             *tokens = (*tokens + dt * self.rate).min(self.rate);

@@ -86,7 +86,7 @@ pub(super) fn render(reg: &Registry, status: &DhtStatus) {
     counter_vec(
         reg,
         "uringseed_dht_query_results_total",
-        "What became of received DHT queries (answered; dropped over the per-address rate limit; announce_peer with a bad token).",
+        "What became of received DHT queries (answered; dropped over the per-address or global rate limit; announce_peer with a bad token).",
         &["family", "result"],
         results,
     );

@@ -176,7 +176,10 @@ fn login(api: &Api, params: &[(String, String)]) -> Reply {
     let user_ok = super::auth::Token::new(want_user.clone()).matches(user);
     let pass_ok = api.token.matches(pass);
     if !(user_ok && pass_ok) {
-        tracing::info!("api: qBittorrent login refused");
+        static LINE: crate::lograte::LogEvery = crate::lograte::LogEvery::new();
+        if let Some(more) = LINE.occur(crate::lograte::now_secs(), 60) {
+            tracing::info!("api: qBittorrent login refused ({more} more since the last line)");
+        }
         return text(StatusCode::OK, "Fails.");
     }
     let sid = new_session(api);
