@@ -468,6 +468,88 @@ fn unauthenticated_http_requests_cost_about_what_health_checks_do_and_log_little
     s.stop();
 }
 
+/// A connection from `from` past the BitTorrent and extension handshakes, ready to ask for
+/// metadata (our ut_metadata id is 3).
+fn metadata_peer(from: &str, to: SocketAddr, ih: InfoHash, seed: u64) -> Option<RawPeer> {
+    use uringseed::wire::message::Message;
+    let mut p = RawPeer::from_stream(connect_from(from, to).ok()?);
+    p.s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let ours = Handshake::ours(ih, pseudo_random(20, seed).try_into().unwrap());
+    p.s.write_all(&ours.encode()).ok()?;
+    let mut theirs = [0u8; 68];
+    p.s.read_exact(&mut theirs).ok()?;
+    p.send(&[Message::Extended {
+        id: 0,
+        payload: b"d1:md11:ut_metadatai3eee",
+    }]);
+    Some(p)
+}
+
+/// Asks for metadata piece `piece`; the answer's payload (a data or reject message), None if
+/// the connection closed.
+fn ask_metadata(p: &mut RawPeer, piece: u32) -> Option<Vec<u8>> {
+    use uringseed::wire::message::Message;
+    let ask = uringseed::wire::metadata::encode_request(piece);
+    p.send(&[Message::Extended {
+        id: 1,
+        payload: &ask,
+    }]);
+    loop {
+        match p.recv()? {
+            // An answer under our ut_metadata id; the server's handshake comes as id 0.
+            (20, m) if m.first() == Some(&3) => return Some(m[1..].to_vec()),
+            _ => continue,
+        }
+    }
+}
+
+/// A persistent connection from thread `i`'s address that asks for metadata piece `piece`
+/// once per unit and reads the answer (data, or a reject for a piece that does not exist).
+fn metadata_unit(i: usize, to: SocketAddr, ih: InfoHash, piece: u32) -> Unit {
+    let from = source(i);
+    let mut peer: Option<RawPeer> = None;
+    Box::new(move |_| {
+        if peer.is_none() {
+            peer = metadata_peer(&from, to, ih, i as u64);
+        }
+        if let Some(p) = peer.as_mut() {
+            if ask_metadata(p, piece).is_none() {
+                peer = None;
+            }
+        }
+    })
+}
+
+#[test]
+fn a_metadata_request_flood_costs_about_what_rejected_requests_do() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ih) = seed(dir.path(), "", &[]);
+    let to = s.addr;
+    let c = compare(
+        &s,
+        ih,
+        ("rejected request", &|i| metadata_unit(i, to, ih, 1000)),
+        ("metadata request", &|i| metadata_unit(i, to, ih, 0)),
+        // A newcomer from a magnet link gets the info dictionary.
+        &|| {
+            let mut p = metadata_peer("127.0.0.1", to, ih, 99).ok_or("no handshake")?;
+            let answer = ask_metadata(&mut p, 0).ok_or("closed")?;
+            match uringseed::wire::metadata::decode(&answer) {
+                Ok(uringseed::wire::metadata::MetadataMessage::Data { .. }) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
+    assert!(
+        c.cpu_ratio < 2.0,
+        "a metadata answer costs {:.2}x a reject",
+        c.cpu_ratio
+    );
+    c.check(Duration::from_millis(500));
+    s.stop();
+}
+
 /// The budget's refusal is what clients that encrypt by choice recover from: libtorrent with
 /// its default settings dials with an encrypted handshake first, and when that is closed on it
 /// tries again in plaintext. Here its address has spent its share (another connection from it
