@@ -2,7 +2,7 @@
 //! child processes), [`clients`] (real BitTorrent clients and tree checks), [`swarm`] (clients
 //! by magnet link and peer exchange, and a seed that may be the libtorrent reference seed),
 //! [`tracker`] (the npm tracker and its announce log), [`data`] (test data and metric parsing),
-//! [`raw`] (a raw peer over a socket), [`api`] (a server with its control API), [`harness`] (the in-process connection harness), [`inproc`] (an in-process server of one file) and [`webseed`] (the HTTP web seed and a raw HTTP client). Each
+//! [`raw`] (a raw peer over a socket), [`api`] (a server with its control API), [`harness`] (the in-process connection harness), [`inproc`] (an in-process server of one file), [`flood`] (floods beside an honest leecher) and [`webseed`] (the HTTP web seed and a raw HTTP client). Each
 //! test file uses what it needs; the rest is dead code there.
 #![allow(dead_code, unused_imports)]
 
