@@ -345,6 +345,100 @@ def webseed_http_seeds():
         b"GET /f HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", b"GET /f HTTP/2.0\r\n\r\n"]))
 
 
+# --- the HTTP server's routes (src/api, src/http.rs): `[flags, len_hi, len_lo, payload]` requests;
+# flags = method | credentials << 3 | content type << 5, payload = target, header lines, blank
+# line, body; \x7fT the token, \x7fS the last SID, \x7fR the data root, \x7f0..3 info-hashes,
+# \x7fN the fourth torrent's metainfo (see fuzz_targets/api_request.rs) ---
+def api_request_seeds():
+    meth = {"GET": 0, "HEAD": 1, "POST": 2, "PATCH": 3, "DELETE": 4, "PUT": 5, "OPTIONS": 6, "X": 7}
+    cred = {"none": 0, "bearer": 1, "cookie": 2, "sid": 3}
+    ctype = {None: 0, "json": 1, "form": 2, "multipart": 3, "torrent": 4}
+
+    def req(m, target, body=b"", auth="none", ct=None, headers=()):
+        payload = target.encode() + b"\n" + b"".join(h + b"\n" for h in headers) + b"\n" + body
+        return bytes([meth[m] | cred[auth] << 3 | ctype[ct] << 5]) + struct.pack(">H", len(payload)) + payload
+
+    def part(name, data, filename=None):
+        fn = b'; filename="%s"' % filename if filename else b""
+        return b'--B\r\nContent-Disposition: form-data; name="%s"%s\r\n\r\n%s\r\n' % (name, fn, data)
+
+    put("api_request", "native_outsider", b"".join([
+        req("GET", "/api/v1/status"),
+        req("GET", "/api/v1/openapi.json"),
+        req("POST", "/api/v1/login", b'{"token": "nope"}', ct="json"),
+        req("POST", "/api/v1/login", b"[1]", ct="json"),
+        req("DELETE", "/api/v1/torrents/\x7f1"),
+        req("GET", "/api/v1/status", headers=[b"Authorization: Bearer 0123456789abcdef"]),
+        req("GET", "/api/x"),
+        req("POST", "/api/v1/login", b'{"token": "\x7fT"}', ct="json"),
+        req("GET", "/api/v1/status", auth="cookie"),
+    ]))
+    put("api_request", "native_torrents", b"".join([
+        req("GET", "/api/v1/torrents", auth="bearer"),
+        req("GET", "/api/v1/torrents/\x7f0", auth="bearer"),
+        req("GET", "/api/v1/torrents/nothex", auth="bearer"),
+        req("PATCH", "/api/v1/torrents/\x7f1", b'{"upload_rate_limit": "10MiB", "upload_quota": 1000}',
+            auth="bearer", ct="json"),
+        req("PATCH", "/api/v1/torrents/\x7f1", b'{"upload_quota": -1}', auth="bearer", ct="json"),
+        req("POST", "/api/v1/torrents/\x7f1/pause", auth="bearer"),
+        req("POST", "/api/v1/torrents/\x7f1/pause", auth="bearer"),
+        req("POST", "/api/v1/torrents/\x7f1/resume", auth="bearer"),
+        req("POST", "/api/v1/torrents/\x7f2/recheck", auth="bearer"),
+        req("POST", "/api/v1/torrents/\x7f0/reannounce", auth="bearer"),
+        req("POST", "/api/v1/torrents/\x7f0/explode", auth="bearer"),
+        req("DELETE", "/api/v1/torrents/\x7f0", auth="bearer"),
+        req("DELETE", "/api/v1/torrents/\x7f1", auth="bearer"),
+        req("GET", "/api/v1/settings", auth="bearer"),
+        req("PATCH", "/api/v1/settings", b'{"upload_slots": 3, "upload_rate_limit": 1000, "upload_quota": "1G"}',
+            auth="bearer", ct="json"),
+        req("PATCH", "/api/v1/settings", b'{"upload_slots": 100000}', auth="bearer", ct="json"),
+        req("GET", "/api/v1/status", auth="bearer"),
+    ]))
+    put("api_request", "native_add", b"".join([
+        req("POST", "/api/v1/torrents?data=\x7fR", b"\x7fN", auth="bearer", ct="torrent"),
+        req("POST", "/api/v1/torrents?data=/etc", b"\x7fN", auth="bearer", ct="torrent"),
+        req("DELETE", "/api/v1/torrents/\x7f3", auth="bearer"),
+        req("POST", "/api/v1/torrents", part(b"torrent", b"\x7fN", b"b.torrent") + part(b"data", b"\x7fR")
+            + b"--B--\r\n", auth="bearer", ct="multipart"),
+        req("POST", "/api/v1/torrents", b'{"path": "\x7fR/d"}', auth="bearer", ct="json"),
+        req("POST", "/api/v1/torrents", b'{"path": "\x7fR/../.."}', auth="bearer", ct="json"),
+        req("GET", "/api/v1/torrents", auth="bearer"),
+    ]))
+    put("api_request", "qbt_session", b"".join([
+        req("POST", "/api/v2/auth/login", b"username=admin&password=\x7fT", ct="form"),
+        req("GET", "/api/v2/app/version", auth="sid"),
+        req("GET", "/api/v2/app/webapiVersion", auth="sid"),
+        req("GET", "/api/v2/app/defaultSavePath", auth="sid"),
+        req("GET", "/api/v2/transfer/info", auth="sid"),
+        req("GET", "/api/v2/torrents/info?filter=all&sort=name&reverse=true&limit=2&offset=1", auth="sid"),
+        req("GET", "/api/v2/torrents/info?hashes=\x7f0%7C\x7f1&filter=stopped", auth="sid"),
+        req("GET", "/api/v2/torrents/properties?hash=\x7f0", auth="sid"),
+        req("GET", "/api/v2/torrents/trackers?hash=\x7f2", auth="sid"),
+        req("POST", "/api/v2/torrents/stop", b"hashes=\x7f0|\x7f1", auth="sid", ct="form"),
+        req("POST", "/api/v2/torrents/start", b"hashes=all", auth="sid", ct="form"),
+        req("POST", "/api/v2/torrents/add", part(b"torrents", b"\x7fN", b"b.torrent")
+            + part(b"savepath", b"\x7fR") + part(b"stopped", b"true") + b"--B--\r\n", auth="sid", ct="multipart"),
+        req("POST", "/api/v2/torrents/add", b"urls=magnet:%3Fxt", auth="sid", ct="form"),
+        req("POST", "/api/v2/torrents/delete", b"hashes=all&deleteFiles=false", auth="sid", ct="form"),
+        req("POST", "/api/v2/auth/logout", auth="sid"),
+        req("GET", "/api/v2/app/version", auth="sid"),
+    ]))
+    put("api_request", "qbt_outsider", b"".join([
+        req("POST", "/api/v2/auth/login", b"username=admin&password=x", ct="form"),
+        req("GET", "/api/v2/auth/login"),
+        req("GET", "/api/v2/torrents/info"),
+        req("GET", "/api/v2/torrents/info?x=%zz"),
+        req("PUT", "/api/v2/app/version"),
+        req("GET", "/api/v2/app/version", auth="sid"),
+    ]))
+    put("api_request", "page_and_metrics", b"".join([
+        req("GET", "/"), req("HEAD", "/index.html"), req("GET", "/?token=\x7fT"), req("GET", "/?token=bad"),
+        req("GET", "/app.js"), req("GET", "/style.css"), req("GET", "/favicon.svg"), req("GET", "/favicon.ico"),
+        req("POST", "/"), req("GET", "/nothing"), req("GET", "/metrics"), req("HEAD", "/healthz"),
+        req("GET", "/readyz"), req("POST", "/metrics"), req("X", "http://h/api/v1/status"),
+    ]))
+
+
 wire_seeds()
 peer_seeds()
 tracker_seeds()
@@ -354,3 +448,4 @@ config_seeds()
 krpc_seeds()
 tracker_server_seeds()
 webseed_http_seeds()
+api_request_seeds()
