@@ -53,10 +53,25 @@ fn patch(pkt: &mut [u8], tid: Option<&Vec<u8>>) {
     }
 }
 
+/// Whether a response's `nodes6` holds an IPv4-mapped address: decoded as IPv6, but encoded as
+/// a 6-byte IPv4 address, which breaks the 38-byte records (2026-12-03 finding,
+/// fuzz/findings/krpc-nodes6-mapped). FUZZ_KNOWN_NODES6_MAPPED=1 skips the round trip of such
+/// messages, so a campaign can go on past it until it is fixed.
+fn known_mapped(m: &krpc::Message) -> bool {
+    static KNOWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let known = *KNOWN.get_or_init(|| std::env::var_os("FUZZ_KNOWN_NODES6_MAPPED").is_some());
+    known
+        && matches!(&m.body, Body::Response(r) if r.nodes6.iter().any(|(_, a)| {
+            a.ip().to_canonical().is_ipv4()
+        }))
+}
+
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = krpc::decode(data) {
         let again = krpc::encode(&m);
-        assert_eq!(krpc::decode(&again).as_ref(), Ok(&m));
+        if !known_mapped(&m) {
+            assert_eq!(krpc::decode(&again).as_ref(), Ok(&m));
+        }
     }
     let t0 = Instant::now();
     let mut now = t0;
