@@ -1,6 +1,7 @@
-//! Log lines that outsiders can make the server write (a refused login, a page opened with a
-//! wrong token): at most one per period for each, carrying how many were left out since, so a
-//! flood of bad requests cannot fill the journal. Sans I/O: the caller passes the time, in
+//! Log lines that outsiders (a refused login, a page opened with a wrong token) or a lasting
+//! fault (a full or read-only state directory) would repeat: at most one per period for each,
+//! carrying how many were left out since, so neither a flood of bad requests nor a disk that
+//! stays full fills the journal. Sans I/O: the caller passes the time, in
 //! seconds on any monotonic clock; lock-free (two atomics).
 
 use std::sync::atomic::{AtomicU64, Ordering};

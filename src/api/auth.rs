@@ -58,10 +58,13 @@ impl Token {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| format!("api: cannot create {}: {e}", tmp.display()))?;
-        writeln!(f, "{token}")
-            .and_then(|_| f.sync_all())
-            .map_err(|e| format!("api: cannot write {}: {e}", tmp.display()))?;
+        let written = writeln!(f, "{token}").and_then(|_| f.sync_all());
         drop(f);
+        if let Err(e) = written {
+            // A full disk: leave nothing behind.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("api: cannot write {}: {e}", tmp.display()));
+        }
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
         match linked {

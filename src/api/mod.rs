@@ -218,7 +218,14 @@ impl Api {
         }
         if let Ok(json) = serde_json::to_vec(&all) {
             if let Err(e) = crate::storage::atomic::write_atomic(path, &json) {
-                tracing::warn!("api: cannot save {}: {e}", path.display());
+                // Every 30 s on a full or read-only disk: said once an hour.
+                static LINE: crate::lograte::LogEvery = crate::lograte::LogEvery::new();
+                if let Some(more) = LINE.occur(crate::lograte::now_secs(), 3600) {
+                    tracing::warn!(
+                        "api: cannot save {}: {e} ({more} more failures since the last line)",
+                        path.display()
+                    );
+                }
             }
         }
     }

@@ -78,10 +78,24 @@ pub fn spawn(
         );
     }
     let api = if config.api.enabled && !exposed {
-        let api = Api::start(control.clone(), udp.clone()).map_err(StartError::new)?;
-        let a = api.clone();
-        router = router.prefix("/", move |req| a.handle(req));
-        Some(api)
+        match Api::start(control.clone(), udp.clone()) {
+            Ok(api) => {
+                let a = api.clone();
+                router = router.prefix("/", move |req| a.handle(req));
+                Some(api)
+            }
+            // A token the server makes lives in its state directory, which may be full or
+            // read-only: serving (and metrics) go on without the API. A token file the
+            // operator named is configuration: not reading it is an error at start.
+            Err(e) if config.api.token_file.as_os_str().is_empty() => {
+                tracing::error!(
+                    "api: not started: {e}; serving and metrics go on (make room in the state \
+                     directory and restart, or set api.token_file)"
+                );
+                None
+            }
+            Err(e) => return Err(StartError::new(e)),
+        }
     } else {
         None
     };

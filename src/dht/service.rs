@@ -510,7 +510,13 @@ fn save(shared: &Shared, family: Family, node: &Node, saved: &Mutex<SavedFile>) 
         let _ = std::fs::create_dir_all(dir);
     }
     if let Err(e) = crate::storage::atomic::write_atomic(&path, &json) {
-        tracing::warn!("dht: cannot save {}: {e}", path.display());
+        static LINE: crate::lograte::LogEvery = crate::lograte::LogEvery::new();
+        if let Some(more) = LINE.occur(crate::lograte::now_secs(), 3600) {
+            tracing::warn!(
+                "dht: cannot save {}: {e} ({more} more failures since the last line)",
+                path.display()
+            );
+        }
     }
 }
 
