@@ -39,17 +39,6 @@ fn seed(dir: &std::path::Path, config: &str, extra: &[&str]) -> (Serve, InfoHash
 /// The measurements share the machine: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn unknown_torrent(n: u64) -> Vec<u8> {
-    let mut ih = [0u8; 20];
-    ih[..8].copy_from_slice(&n.to_be_bytes());
-    ih[19] = 0xee;
-    Handshake::ours(InfoHash(ih), [7; 20]).encode().to_vec()
-}
-
-fn mse_key(n: u64) -> Vec<u8> {
-    pseudo_random(96, n)
-}
-
 #[test]
 fn an_encrypted_handshake_flood_costs_about_what_cheap_refusals_do() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,26 +74,6 @@ fn an_encrypted_handshake_flood_costs_about_what_cheap_refusals_do() {
     s.stop();
 }
 
-/// A DHT `get_peers` for a random torrent from a random node id.
-fn get_peers(n: u64) -> Vec<u8> {
-    let id = pseudo_random(20, n);
-    let ih = pseudo_random(20, !n);
-    [
-        &b"d1:ad2:id20:"[..],
-        &id,
-        b"9:info_hash20:",
-        &ih,
-        b"e1:q9:get_peers1:t2:",
-        &n.to_be_bytes()[6..],
-        b"1:y1:qe",
-    ]
-    .concat()
-}
-
-fn garbage(n: u64) -> Vec<u8> {
-    pseudo_random(16, n)
-}
-
 #[test]
 fn a_dht_query_flood_from_many_addresses_leaves_serving_alone() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -131,16 +100,6 @@ fn a_dht_query_flood_from_many_addresses_leaves_serving_alone() {
     s.stop();
 }
 
-/// A BEP 15 connect request.
-fn udp_connect(n: u64) -> Vec<u8> {
-    [
-        &0x41727101980u64.to_be_bytes()[..],
-        &0u32.to_be_bytes(),
-        &(n as u32).to_be_bytes(),
-    ]
-    .concat()
-}
-
 #[test]
 fn a_udp_tracker_flood_from_many_addresses_leaves_serving_alone() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -160,24 +119,6 @@ fn a_udp_tracker_flood_from_many_addresses_leaves_serving_alone() {
     assert!(connects > 1000.0, "the flood was not answered: {connects}");
     c.check(Duration::from_secs(1));
     s.stop();
-}
-
-fn http_healthz(_: u64) -> Vec<u8> {
-    b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()
-}
-
-/// What anyone who can reach the endpoint may send without the token: the page, the API (401),
-/// a qBittorrent login with a wrong password, a page with a wrong token.
-fn http_unauthenticated(n: u64) -> Vec<u8> {
-    match n % 4 {
-        0 => b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
-        1 => b"GET /api/v1/torrents HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
-        2 => b"POST /api/v2/auth/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-               Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 31\r\n\r\n\
-               username=admin&password=wrong00"
-            .to_vec(),
-        _ => b"GET /?token=wrong HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
-    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! that runs a flood at a paced rate beside the leecher and compares it with cheap churn.
 
 use super::raw::RawPeer;
-use super::{cpu_secs, Serve};
+use super::{cpu_secs, pseudo_random, Serve};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use uringseed::metainfo::InfoHash;
+use uringseed::wire::handshake::Handshake;
 use uringseed::wire::message::{Block, Message};
 
 /// A TCP connection to `to` from the loopback address `ip` (any port).
@@ -311,4 +312,65 @@ pub fn udp_probe(to: SocketAddr, query: &[u8]) -> Result<(), String> {
     sock.recv_from(&mut buf)
         .map(|_| ())
         .map_err(|e| format!("no answer: {e}"))
+}
+
+// Payloads of floods.
+
+pub fn unknown_torrent(n: u64) -> Vec<u8> {
+    let mut ih = [0u8; 20];
+    ih[..8].copy_from_slice(&n.to_be_bytes());
+    ih[19] = 0xee;
+    Handshake::ours(InfoHash(ih), [7; 20]).encode().to_vec()
+}
+
+pub fn mse_key(n: u64) -> Vec<u8> {
+    pseudo_random(96, n)
+}
+
+/// A DHT `get_peers` for a random torrent from a random node id.
+pub fn get_peers(n: u64) -> Vec<u8> {
+    let id = pseudo_random(20, n);
+    let ih = pseudo_random(20, !n);
+    [
+        &b"d1:ad2:id20:"[..],
+        &id,
+        b"9:info_hash20:",
+        &ih,
+        b"e1:q9:get_peers1:t2:",
+        &n.to_be_bytes()[6..],
+        b"1:y1:qe",
+    ]
+    .concat()
+}
+
+pub fn garbage(n: u64) -> Vec<u8> {
+    pseudo_random(16, n)
+}
+
+/// A BEP 15 connect request.
+pub fn udp_connect(n: u64) -> Vec<u8> {
+    [
+        &0x41727101980u64.to_be_bytes()[..],
+        &0u32.to_be_bytes(),
+        &(n as u32).to_be_bytes(),
+    ]
+    .concat()
+}
+
+pub fn http_healthz(_: u64) -> Vec<u8> {
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()
+}
+
+/// What anyone who can reach the endpoint may send without the token: the page, the API (401),
+/// a qBittorrent login with a wrong password, a page with a wrong token.
+pub fn http_unauthenticated(n: u64) -> Vec<u8> {
+    match n % 4 {
+        0 => b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        1 => b"GET /api/v1/torrents HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        2 => b"POST /api/v2/auth/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+               Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 31\r\n\r\n\
+               username=admin&password=wrong00"
+            .to_vec(),
+        _ => b"GET /?token=wrong HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+    }
 }

@@ -388,8 +388,8 @@ pub fn serve(
     serve_args(name, &args, wrapper, log_dir)
 }
 
-/// `uringseed serve ARGS... --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --log-level debug`, as
-/// [`serve`] does.
+/// `uringseed serve ARGS... --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --log-level debug` (no
+/// `--log-level` added when ARGS has one), as [`serve`] does.
 pub fn serve_args(name: &str, args: &[&str], wrapper: &[&str], log_dir: &Path) -> Serve {
     let base = uringseed();
     let mut cmd = match wrapper.split_first() {
@@ -406,14 +406,13 @@ pub fn serve_args(name: &str, args: &[&str], wrapper: &[&str], log_dir: &Path) -
             c
         }
     };
-    cmd.arg("serve").args(args).args([
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics",
-        "127.0.0.1:0",
-        "--log-level",
-        "debug",
-    ]);
+    cmd.arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
+    // Debug unless the caller chose a level (a long run would log a line per dropped peer).
+    if !args.contains(&"--log-level") {
+        cmd.args(["--log-level", "debug"]);
+    }
     let mut proc = Proc::spawn(name, &mut cmd, log_dir);
     let addr = proc
         .wait_line("listening: ", Duration::from_secs(30))
