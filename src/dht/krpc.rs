@@ -170,7 +170,10 @@ fn id20(b: &[u8]) -> Result<NodeId, KrpcError> {
         .map_err(|_| KrpcError::BadId)
 }
 
-/// A compact address: 4+2 or 16+2 bytes.
+/// A compact address: 4+2 or 16+2 bytes. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) in the
+/// 18-byte form is refused (None): IPv4 nodes and peers are sent in the 6-byte form, and taking
+/// one from an IPv6 list would put an IPv4 node in the IPv6 table (and would not encode back
+/// to what was received). Found by the `krpc` fuzz target.
 pub fn compact_addr(b: &[u8]) -> Option<SocketAddr> {
     match b.len() {
         6 => {
@@ -181,7 +184,11 @@ pub fn compact_addr(b: &[u8]) -> Option<SocketAddr> {
             let mut o = [0u8; 16];
             o.copy_from_slice(&b[..16]);
             let port = u16::from_be_bytes([b[16], b[17]]);
-            Some(SocketAddr::new(Ipv6Addr::from(o).into(), port))
+            let ip = Ipv6Addr::from(o);
+            if ip.to_ipv4_mapped().is_some() {
+                return None;
+            }
+            Some(SocketAddr::new(ip.into(), port))
         }
         _ => None,
     }
@@ -204,10 +211,11 @@ fn nodes(b: &[u8], v6: bool, key: &'static str) -> Result<Vec<(NodeId, SocketAdd
     if b.len() / each > MAX_NODES {
         return Err(KrpcError::TooMany(key));
     }
+    // An IPv4-mapped entry in `nodes6` is left out (see `compact_addr`).
     Ok(b.chunks(each)
-        .map(|c| {
+        .filter_map(|c| {
             let id = NodeId(c[..20].try_into().expect("20 bytes"));
-            (id, compact_addr(&c[20..]).expect("6 or 18 bytes"))
+            Some((id, compact_addr(&c[20..])?))
         })
         .collect())
 }
@@ -293,8 +301,11 @@ fn response(r: &N<'_>) -> Result<Response, KrpcError> {
                 let Value::Bytes(b) = it.value else {
                     return Err(KrpcError::BadType("values"));
                 };
-                out.values
-                    .push(compact_addr(b).ok_or(KrpcError::BadCompact("values"))?);
+                if b.len() != 6 && b.len() != 18 {
+                    return Err(KrpcError::BadCompact("values"));
+                }
+                // An IPv4-mapped peer is left out (see `compact_addr`).
+                out.values.extend(compact_addr(b));
             }
         }
         Some(_) => return Err(KrpcError::BadType("values")),
@@ -320,7 +331,9 @@ pub fn decode(packet: &[u8]) -> Result<Message, KrpcError> {
     }
     let ip = match bytes(&root, "ip")? {
         None => None,
-        Some(b) => Some(compact_addr(b).ok_or(KrpcError::BadCompact("ip"))?),
+        Some(b) if b.len() != 6 && b.len() != 18 => return Err(KrpcError::BadCompact("ip")),
+        // An IPv4-mapped `ip` says nothing we can use: as if absent.
+        Some(b) => compact_addr(b),
     };
     let body = match need(&root, "y")? {
         b"q" => {

@@ -184,3 +184,35 @@ fn truncations_of_a_valid_packet_never_decode() {
         assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
     }
 }
+
+#[test]
+fn ipv4_mapped_addresses_in_the_18_byte_form_are_left_out() {
+    // nodes6: one IPv4-mapped entry, one real IPv6 one; values: a mapped peer and a real one;
+    // ip: mapped. (The krpc fuzz target found that such entries did not encode back.)
+    let mapped = [&[0u8; 10][..], &[0xff, 0xff, 1, 2, 3, 4], &[0x1a, 0xe1]].concat();
+    let real = [&[0x20, 0x01, 0x0d, 0xb8][..], &[0u8; 11], &[1, 0x1a, 0xe1]].concat();
+    let mut nodes6 = Vec::new();
+    for a in [&mapped, &real] {
+        nodes6.extend_from_slice(&[7u8; 20]);
+        nodes6.extend_from_slice(a);
+    }
+    let mut p = b"d2:ip18:".to_vec();
+    p.extend_from_slice(&mapped);
+    p.extend_from_slice(b"1:rd2:id20:abcdefghij01234567896:nodes676:");
+    p.extend_from_slice(&nodes6);
+    p.extend_from_slice(b"6:valuesl18:");
+    p.extend_from_slice(&mapped);
+    p.extend_from_slice(b"18:");
+    p.extend_from_slice(&real);
+    p.extend_from_slice(b"ee1:t2:aa1:y1:re");
+    let m = decode(&p).unwrap();
+    assert_eq!(m.ip, None);
+    let Body::Response(r) = &m.body else {
+        panic!("{m:?}")
+    };
+    let want: SocketAddr = "[2001:db8::1]:6881".parse().unwrap();
+    assert_eq!(r.nodes6, vec![(NodeId([7; 20]), want)]);
+    assert_eq!(r.values, vec![want]);
+    // What is left encodes back to itself.
+    assert_eq!(decode(&encode(&m)).unwrap(), m);
+}

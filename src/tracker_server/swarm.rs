@@ -205,6 +205,8 @@ pub struct Swarm {
     cfg: SwarmConfig,
     torrents: HashMap<InfoHash, Torrent>,
     allowed: HashSet<InfoHash>,
+    /// Torrents in `torrents` that are in `allowed`: the others share `max_torrents`.
+    registered_in: usize,
     peers: usize,
     rng: u64,
 }
@@ -216,6 +218,7 @@ impl Swarm {
             cfg,
             torrents: HashMap::new(),
             allowed: HashSet::new(),
+            registered_in: 0,
             peers: 0,
             rng: seed | 1,
         }
@@ -227,12 +230,16 @@ impl Swarm {
 
     /// Registers a torrent this server seeds: tracked in closed mode, never evicted.
     pub fn allow(&mut self, ih: InfoHash) {
-        self.allowed.insert(ih);
+        if self.allowed.insert(ih) && self.torrents.contains_key(&ih) {
+            self.registered_in += 1;
+        }
     }
 
     /// Unregisters a torrent; in closed mode its peers are dropped.
     pub fn disallow(&mut self, ih: InfoHash) {
-        self.allowed.remove(&ih);
+        if self.allowed.remove(&ih) && self.torrents.contains_key(&ih) {
+            self.registered_in -= 1;
+        }
         if !self.cfg.open {
             if let Some(t) = self.torrents.remove(&ih) {
                 self.peers -= t.peers.len();
@@ -283,11 +290,15 @@ impl Swarm {
             if a.event == Event::Stopped {
                 return Ok(self.reply(Counts::default(), Vec::new(), Vec::new()));
             }
-            // Registered torrents always get in; the others share `max_torrents`.
-            let cap = self.cfg.max_torrents.saturating_add(self.allowed.len());
-            if !self.allowed.contains(&a.info_hash) && self.torrents.len() >= cap {
+            // Registered torrents always get in; the others share `max_torrents` (counted
+            // apart: they may not take the room of registered ones not announced yet, which
+            // the `tracker_server` fuzz target found they did).
+            let registered = self.allowed.contains(&a.info_hash);
+            let unregistered = self.torrents.len() - self.registered_in;
+            if !registered && unregistered >= self.cfg.max_torrents {
                 return Err(SwarmError::TooManyTorrents);
             }
+            self.registered_in += usize::from(registered);
             self.torrents.insert(a.info_hash, Torrent::default());
         }
         let max_peers = self.cfg.max_peers_per_torrent.max(1);

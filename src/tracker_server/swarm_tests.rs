@@ -174,6 +174,39 @@ fn open_mode_caps_torrents_but_lets_registered_ones_in() {
 }
 
 #[test]
+fn unregistered_torrents_never_take_the_room_of_registered_ones() {
+    let mut s = Swarm::new(
+        SwarmConfig {
+            open: true,
+            max_torrents: 2,
+            ..SwarmConfig::default()
+        },
+        1,
+    );
+    let t = Instant::now();
+    // Registered, not announced yet: its room is its own (the fuzz target's finding).
+    s.allow(InfoHash([9; 20]));
+    let announce = |s: &mut Swarm, b: u8| {
+        let mut a = ann(v4(1, 1), 5, Event::Started);
+        a.info_hash = InfoHash([b; 20]);
+        s.announce(&a, t)
+    };
+    assert!(announce(&mut s, 1).is_ok());
+    assert!(announce(&mut s, 2).is_ok());
+    assert_eq!(announce(&mut s, 3), Err(SwarmError::TooManyTorrents));
+    // Registering one already tracked frees a share for the others; unregistering takes it.
+    s.allow(InfoHash([2; 20]));
+    assert!(announce(&mut s, 3).is_ok());
+    assert_eq!(announce(&mut s, 4), Err(SwarmError::TooManyTorrents));
+    s.disallow(InfoHash([2; 20]));
+    s.allow(InfoHash([5; 20]));
+    assert_eq!(announce(&mut s, 4), Err(SwarmError::TooManyTorrents));
+    assert!(announce(&mut s, 9).is_ok());
+    assert!(announce(&mut s, 5).is_ok());
+    assert_eq!(s.torrent_count(), 5);
+}
+
+#[test]
 fn closed_mode_refuses_unknown_torrents() {
     let mut s = Swarm::new(SwarmConfig::default(), 1);
     let t = Instant::now();
