@@ -143,13 +143,18 @@ fn main() {
     // Two honest leechers, each downloading the whole torrent again and again.
     let stop = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
     let leechers: Vec<_> = (0..2)
         .map(|_| {
-            let (stop, received) = (stop.clone(), received.clone());
+            let (stop, received, failed) = (stop.clone(), received.clone(), failed.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    download(peer, ih, SIZE, PIECE);
-                    received.fetch_add(SIZE as u64, Ordering::Relaxed);
+                    // A download that fails (the seed closed it, or a minute without a
+                    // block) is counted and started again.
+                    match std::panic::catch_unwind(|| download(peer, ih, SIZE, PIECE)) {
+                        Ok(_) => received.fetch_add(SIZE as u64, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
                 }
             })
         })
@@ -267,9 +272,10 @@ fn main() {
     let log = s.proc.stderr_text();
     let panics = log.lines().filter(|l| l.contains("panicked")).count();
     println!(
-        "server panics: {panics}; log {} lines, {} bytes",
+        "server panics: {panics}; log {} lines, {} bytes; failed downloads {}",
         log.lines().count(),
-        log.len()
+        log.len(),
+        failed.load(Ordering::Relaxed)
     );
     assert_eq!(panics, 0, "the server panicked");
     s.stop();

@@ -24,27 +24,48 @@ pub fn connect_from(ip: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
 }
 
 /// Downloads the whole torrent (`len` bytes, pieces of `piece_len`) with 64 requests in
-/// flight over a plain connection; MB/s from the first request to the last block.
+/// flight over a plain connection, as a client does: when choked it waits to be unchoked (up to
+/// a minute) and asks again for what was rejected. MB/s from the first request to the last
+/// block.
 pub fn download(addr: SocketAddr, ih: InfoHash, len: usize, piece_len: u32) -> f64 {
     let (mut p, _) = RawPeer::handshake(addr, ih, true);
+    p.s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     p.send(&[Message::HaveNone, Message::Interested]);
     while p.recv().map(|(id, _)| id) != Some(1) {}
-    let blocks: Vec<Block> = (0..(len / 16384) as u32)
+    let mut queue: std::collections::VecDeque<Block> = (0..(len / 16384) as u32)
         .map(|i| Block {
             index: i * 16384 / piece_len,
             begin: i * 16384 % piece_len,
             length: 16384,
         })
         .collect();
+    let total = queue.len();
     let t = Instant::now();
-    let (mut sent, mut got) = (0, 0);
-    while got < blocks.len() {
-        while sent < blocks.len() && sent - got < 64 {
-            p.send(&[Message::Request(blocks[sent])]);
-            sent += 1;
+    let (mut in_flight, mut got, mut choked) = (0, 0, false);
+    while got < total {
+        while !choked && in_flight < 64 {
+            let Some(b) = queue.pop_front() else { break };
+            p.send(&[Message::Request(b)]);
+            in_flight += 1;
         }
-        if let Some((7, _)) = p.recv() {
-            got += 1;
+        match p.recv().expect("the seed closed the connection") {
+            (7, _) => {
+                got += 1;
+                in_flight -= 1;
+            }
+            // Reject (BEP 6): every request pending at a choke comes back this way.
+            (16, r) if r.len() == 12 => {
+                let field = |k: usize| u32::from_be_bytes(r[k..k + 4].try_into().unwrap());
+                queue.push_front(Block {
+                    index: field(0),
+                    begin: field(4),
+                    length: field(8),
+                });
+                in_flight -= 1;
+            }
+            (0, _) => choked = true,
+            (1, _) => choked = false,
+            _ => {}
         }
     }
     len as f64 / t.elapsed().as_secs_f64() / 1e6
