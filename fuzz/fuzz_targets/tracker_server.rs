@@ -57,14 +57,9 @@ fn udp_req(core: &mut TrackerCore, pkt: &[u8], from: SocketAddr, now: Instant) {
 
 fn check_bounds(core: &TrackerCore) {
     let s = core.stats;
-    // The documented cap: unregistered torrents share `max_torrents`, plus the one registered.
-    // `swarm::announce` lets unregistered torrents take the slots of registered ones not yet in
-    // the table (2026-12-03 finding, fuzz/findings/tracker_server-torrent-cap);
-    // FUZZ_KNOWN_TORRENT_CAP=1 checks only the bound the code keeps today (one more per
-    // registered torrent), so a campaign can go on past it until it is fixed.
-    static KNOWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let known = *KNOWN.get_or_init(|| std::env::var_os("FUZZ_KNOWN_TORRENT_CAP").is_some());
-    let cap = if known { MAX_TORRENTS + 2 } else { MAX_TORRENTS + 1 };
+    // Unregistered torrents share `max_torrents`; the one registered torrent always gets in
+    // (seeds/tracker_server/torrent_cap: the 2026-12-03 finding, fixed in 9523ee7).
+    let cap = MAX_TORRENTS + 1;
     assert!(s.torrents <= cap, "{} torrents", s.torrents);
     assert!(
         s.peers <= MAX_PEERS * s.torrents,
