@@ -196,7 +196,8 @@ impl Schedule {
     }
 
     /// Tracker `url` of tier `i` answered. The next announce is due after the tracker's
-    /// interval plus `spread / u32::MAX` of a tenth of it (pass a random number).
+    /// interval plus `spread / u32::MAX` of a tenth of it (pass a random number). Returns the
+    /// wait until then, floor and spread included (what the log must report).
     pub fn succeeded(
         &mut self,
         i: usize,
@@ -204,7 +205,7 @@ impl Schedule {
         resp: &AnnounceResponse,
         spread: u32,
         now: Instant,
-    ) {
+    ) -> Duration {
         let t = &mut self.tiers[i];
         t.in_flight = false;
         t.started = true;
@@ -223,7 +224,9 @@ impl Schedule {
         // Spread: up to a tenth of the interval later, so torrents started together do not
         // announce together for ever.
         let extra = wait.as_nanos() * u128::from(spread) / u128::from(u32::MAX) / 10;
-        t.next = now + wait + Duration::from_nanos(extra as u64);
+        let wait = wait + Duration::from_nanos(extra as u64);
+        t.next = now + wait;
+        wait
     }
 
     /// Every tracker of tier `i` failed: back off.
@@ -395,10 +398,19 @@ mod tests {
         // At the default floor, `interval 1` waits libtorrent's 300 s.
         let mut d = Schedule::new(&tiers, t0, |_| {});
         d.begin(0);
-        d.succeeded(0, "b", &reply(1, None), 0, t0);
+        let wait = d.succeeded(0, "b", &reply(1, None), 0, t0);
         assert_eq!(d.tiers[0].next, t0 + DEFAULT_MIN_INTERVAL);
+        assert_eq!(
+            wait, DEFAULT_MIN_INTERVAL,
+            "the wait reported is the floored one"
+        );
         s.begin(0);
-        s.succeeded(0, "b", &reply(1000, None), u32::MAX, t0);
+        let wait = s.succeeded(0, "b", &reply(1000, None), u32::MAX, t0);
+        assert_eq!(
+            wait,
+            Duration::from_secs(1100),
+            "the wait reported includes the spread"
+        );
         assert_eq!(
             s.tiers[0].next,
             t0 + Duration::from_secs(1100),

@@ -394,7 +394,7 @@ fn handle_announce(
     let stats = &shared.stats;
     match done.result {
         Ok((url, resp, latency)) => {
-            s.succeeded(done.tier, &url, &resp, random_u32(), now);
+            let wait = s.succeeded(done.tier, &url, &resp, random_u32(), now);
             scrapes.announced(&url, done.info_hash, now);
             stats.count_announce(AnnounceResult::Ok, latency);
             if let Some(w) = &resp.warning {
@@ -403,7 +403,7 @@ fn handle_announce(
             tracing::info!(
                 torrent = %ctx.name, tracker = %redact(&url), peers = resp.peers.len(),
                 seeders = ?resp.complete, leechers = ?resp.incomplete,
-                "announced; next in {} s", resp.interval.max(resp.min_interval.unwrap_or_default()).as_secs()
+                "announced; next in {} s", wait.as_secs()
             );
             ctx.super_seed_tracker_seeds(resp.complete);
             shared.update_tracker(done.info_hash, &url, |st| {
