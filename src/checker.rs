@@ -289,7 +289,13 @@ fn check(
     // A recheck hashes everything; its result replaces the record.
     let previous =
         resume_dir.as_deref().filter(|_| !force).and_then(|dir| {
-            match ResumeRecord::load(dir, &t.info_hash, layout.files().len(), t.num_pieces()) {
+            match ResumeRecord::load(
+                dir,
+                &t.info_hash,
+                t.hash_kind(),
+                layout.files().len(),
+                t.num_pieces(),
+            ) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(torrent = %t.name, "ignoring resume record: {e}");

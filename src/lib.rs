@@ -99,6 +99,7 @@ pub mod keeper;
 pub mod lifecycle;
 pub mod lograte;
 pub mod make;
+pub mod merkle;
 pub mod metainfo;
 pub mod metrics;
 pub mod notify;

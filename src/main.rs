@@ -69,6 +69,13 @@ enum Command {
         /// No progress display.
         #[arg(short, long)]
         quiet: bool,
+        /// A BitTorrent v2 torrent (BEP 52: SHA-256 merkle trees), for v2 clients only.
+        #[arg(long, conflicts_with = "hybrid")]
+        v2: bool,
+        /// A hybrid torrent: v1 and v2 hashes of the same files, one swarm for both kinds of
+        /// client (what libtorrent 2 makes by default).
+        #[arg(long)]
+        hybrid: bool,
     },
     /// Seed: a file or directory (a torrent is made for it), one --torrent with --data, or the
     /// torrents of a --config file.
@@ -221,6 +228,8 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             date,
             threads,
             quiet,
+            v2,
+            hybrid,
         } => {
             let tiers = tiers(&trackers);
             let creation_date = date.then(|| {
@@ -240,6 +249,11 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 quiet,
                 name,
                 web_seeds,
+                format: match (v2, hybrid) {
+                    (true, _) => make::Format::V2,
+                    (_, true) => make::Format::Hybrid,
+                    _ => make::Format::V1,
+                },
             };
             // Like mktorrent: the default output never replaces a file, and that is known
             // before any hashing.
@@ -270,6 +284,9 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 _ => format!("{}: cannot write: {e}", output.display()),
             })?;
             println!("{}", torrent.info_hash);
+            if let (Some(v2), false) = (&torrent.v2, quiet) {
+                eprintln!("v2 info-hash: {}", uringseed::metainfo::hex(&v2.info_hash));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(*args),

@@ -1,16 +1,22 @@
-//! `uringseed make`: build a v1 .torrent from a file or directory.
+//! `uringseed make`: build a v1, v2 (BEP 52) or hybrid .torrent from a file or directory.
 //!
-//! Files are collected in sorted path order and hashed in parallel by
-//! [`crate::storage::hasher`]; the output is canonical bencode (serde_bencode sorts keys) with no
-//! timestamp unless one is asked for, so the same input always gives the same bytes.
+//! Files are collected in sorted path order (the order of a v2 `file tree`) and hashed in
+//! parallel by [`crate::storage::hasher`]; the output is canonical bencode (serde_bencode sorts
+//! keys) with no timestamp unless one is asked for, so the same input always gives the same
+//! bytes. v2 and hybrid torrents are laid out as libtorrent 2.0's `create_torrent` lays them out,
+//! so both give the same info-hashes: every non-empty file starts on a piece boundary, and a
+//! multi-file hybrid's v1 list has a BEP 47 pad file (`.pad/<bytes>`, attr `p`) after each file
+//! whose end is not on one, the last file included.
 //!
 //! It writes only the .torrent it is asked for (through [`crate::storage::atomic`]) and knows
 //! nothing of serving.
 
+use crate::merkle;
 use crate::metainfo::{self, FileEntry, Torrent};
 use crate::progress::Progress;
 use crate::storage::{hasher, Layout};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +48,20 @@ pub struct MakeOptions {
     /// Web seed URLs (BEP 19 `url-list`, outside the info dictionary: the info-hash is the same
     /// with or without them).
     pub web_seeds: Vec<String>,
+    /// Which hashes the torrent carries.
+    pub format: Format,
+}
+
+/// The kind of torrent `make` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// SHA-1 `pieces` only (every client reads it).
+    #[default]
+    V1,
+    /// BEP 52 merkle trees only (libtorrent 2 only).
+    V2,
+    /// Both, describing the same files: v1 clients and v2 clients join the same swarm.
+    Hybrid,
 }
 
 /// A failure to build a torrent, naming the path involved.
@@ -156,7 +176,6 @@ pub fn make(opts: &MakeOptions) -> Result<(Vec<u8>, Torrent), MakeError> {
         .unwrap_or_else(|| auto_piece_length(total));
 
     // Lay the files out as a torrent with placeholder hashes, then hash from disk.
-    let num_pieces = total.div_ceil(piece_length) as usize;
     let entries: Vec<FileEntry> = if single {
         vec![FileEntry {
             path: vec![name.clone()],
@@ -164,21 +183,17 @@ pub fn make(opts: &MakeOptions) -> Result<(Vec<u8>, Torrent), MakeError> {
             pad: false,
         }]
     } else {
-        files
-            .iter()
-            .map(|(p, len)| FileEntry {
-                path: p.clone(),
-                length: *len,
-                pad: false,
-            })
-            .collect()
+        let aligned = opts.format != Format::V1;
+        padded(&files, aligned.then_some(piece_length))
     };
+    let total: u64 = entries.iter().map(|e| e.length).sum();
+    let num_pieces = total.div_ceil(piece_length) as usize;
     let draft = Torrent {
         info_hash: metainfo::InfoHash([0; 20]),
         name: name.clone(),
         piece_length,
         piece_hashes: vec![[0; 20]; num_pieces],
-        files: entries,
+        files: entries.clone(),
         single_file: single,
         total_length: total,
         private: opts.private,
@@ -189,40 +204,53 @@ pub fn make(opts: &MakeOptions) -> Result<(Vec<u8>, Torrent), MakeError> {
         created_by: None,
         creation_date: None,
         info_bytes: Vec::new(),
+        v2: None,
     };
     let layout = Layout::new(&draft);
     // Hash under PATH's real name from the directory that holds it.
     let data_dir = root.parent().unwrap_or(Path::new("/"));
 
     let progress = Progress::start("hashing", total, opts.quiet);
-    let digests = hasher::hash_pieces(
+    let want = hasher::Want {
+        sha1: opts.format != Format::V2,
+        v2: opts.format != Format::V1,
+    };
+    let all: Vec<usize> = (0..num_pieces).collect();
+    let digests = hasher::hash_kinds(
         &layout,
-        data_dir,
+        &crate::storage::files::DataFiles::open(&layout, data_dir),
         hasher::Access::Mmap,
         opts.threads,
         &progress.done,
+        &all,
+        &std::sync::atomic::AtomicBool::new(false),
+        want,
     );
     progress.finish();
-    let mut pieces = Vec::with_capacity(num_pieces * 20);
-    for d in digests {
-        pieces.extend_from_slice(&d.map_err(|e| MakeError(format!("hashing failed: {e}")))?);
-    }
+    let digests = digests
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| MakeError(format!("hashing failed: {e}")))?;
+    let pieces: Vec<u8> = digests.iter().filter_map(|d| d.sha1).flatten().collect();
+    let (file_tree, piece_layers) = match want.v2 {
+        false => (None, BTreeMap::new()),
+        true => {
+            let key = single.then(|| vec![info_name.clone()]);
+            let (tree, layers) = v2_tree(&layout, &digests, key);
+            (Some(tree), layers)
+        }
+    };
 
+    let v1 = opts.format != Format::V2;
     let info = InfoOut {
-        files: (!single).then(|| {
-            files
-                .iter()
-                .map(|(p, len)| FileOut {
-                    length: *len,
-                    path: p.clone(),
-                })
-                .collect()
-        }),
-        length: single.then_some(total),
+        file_tree,
+        files: (v1 && !single).then(|| entries.iter().map(FileOut::of).collect()),
+        length: (v1 && single).then_some(total),
+        meta_version: want.v2.then_some(2),
         // Hashed above under the name on disk; the torrent may call it otherwise (--name).
         name: info_name,
         piece_length,
-        pieces: serde_bytes::ByteBuf::from(pieces),
+        pieces: v1.then(|| serde_bytes::ByteBuf::from(pieces)),
         private: opts.private.then_some(1),
         source: opts.source.clone(),
     };
@@ -234,6 +262,7 @@ pub fn make(opts: &MakeOptions) -> Result<(Vec<u8>, Torrent), MakeError> {
         created_by: format!("uringseed/{}", env!("CARGO_PKG_VERSION")),
         creation_date: opts.creation_date,
         info,
+        piece_layers,
         url_list: opts.web_seeds.clone(),
     };
     let bytes = serde_bencode::to_bytes(&out).map_err(|e| MakeError(format!("encoding: {e}")))?;
@@ -287,20 +316,27 @@ struct TorrentOut {
     #[serde(rename = "creation date", skip_serializing_if = "Option::is_none")]
     creation_date: Option<i64>,
     info: InfoOut,
+    #[serde(rename = "piece layers", skip_serializing_if = "BTreeMap::is_empty")]
+    piece_layers: BTreeMap<serde_bytes::ByteBuf, serde_bytes::ByteBuf>,
     #[serde(rename = "url-list", skip_serializing_if = "Vec::is_empty")]
     url_list: Vec<String>,
 }
 
 #[derive(Serialize)]
 struct InfoOut {
+    #[serde(rename = "file tree", skip_serializing_if = "Option::is_none")]
+    file_tree: Option<TreeOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     files: Option<Vec<FileOut>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     length: Option<u64>,
+    #[serde(rename = "meta version", skip_serializing_if = "Option::is_none")]
+    meta_version: Option<u8>,
     name: String,
     #[serde(rename = "piece length")]
     piece_length: u64,
-    pieces: serde_bytes::ByteBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pieces: Option<serde_bytes::ByteBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     private: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -309,6 +345,121 @@ struct InfoOut {
 
 #[derive(Serialize)]
 struct FileOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attr: Option<&'static str>,
     length: u64,
     path: Vec<String>,
+}
+
+impl FileOut {
+    fn of(e: &FileEntry) -> FileOut {
+        FileOut {
+            attr: e.pad.then_some("p"),
+            length: e.length,
+            path: e.path.clone(),
+        }
+    }
+}
+
+/// A `file tree` node: a directory of names, or a file (its one key is the empty string).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TreeOut {
+    Dir(BTreeMap<String, TreeOut>),
+    File(BTreeMap<&'static str, LeafOut>),
+}
+
+#[derive(Serialize)]
+struct LeafOut {
+    length: u64,
+    #[serde(rename = "pieces root", skip_serializing_if = "Option::is_none")]
+    pieces_root: Option<serde_bytes::ByteBuf>,
+}
+
+/// The files of a multi-file torrent in order; with `align`, a pad entry after each non-empty
+/// file whose end is not on a multiple of it.
+fn padded(files: &[(Vec<String>, u64)], align: Option<u64>) -> Vec<FileEntry> {
+    let mut out = Vec::with_capacity(files.len());
+    for (path, len) in files {
+        out.push(FileEntry {
+            path: path.clone(),
+            length: *len,
+            pad: false,
+        });
+        let gap = align.map_or(0, |a| len.next_multiple_of(a) - len);
+        if *len > 0 && gap > 0 {
+            out.push(FileEntry {
+                path: vec![".pad".into(), gap.to_string()],
+                length: gap,
+                pad: true,
+            });
+        }
+    }
+    out
+}
+
+/// The `file tree` and `piece layers` of the hashed pieces: each non-pad file's root from the
+/// merkle nodes of its pieces (its layer, when it has more than one piece). `single` is the
+/// tree's one name for a single-file torrent.
+fn v2_tree(
+    layout: &Layout,
+    digests: &[hasher::Digests],
+    single: Option<Vec<String>>,
+) -> (
+    TreeOut,
+    BTreeMap<serde_bytes::ByteBuf, serde_bytes::ByteBuf>,
+) {
+    let mut root = BTreeMap::new();
+    let mut layers = BTreeMap::new();
+    for (i, f) in layout.files().iter().enumerate() {
+        if f.pad {
+            continue;
+        }
+        let nodes: Vec<merkle::Hash> = layout
+            .file_pieces(i)
+            .map(|p| digests[p].v2.expect("asked for"))
+            .collect();
+        let pieces_root = match nodes.len() {
+            0 => None,
+            1 => Some(nodes[0]),
+            _ => {
+                let r = merkle::root_from_layer(&nodes, layout.piece_length());
+                layers.insert(
+                    serde_bytes::ByteBuf::from(r.to_vec()),
+                    serde_bytes::ByteBuf::from(nodes.concat()),
+                );
+                Some(r)
+            }
+        };
+        let leaf = LeafOut {
+            length: f.length,
+            pieces_root: pieces_root.map(|r| serde_bytes::ByteBuf::from(r.to_vec())),
+        };
+        // Path below the torrent's directory (rel_path starts with the torrent's name).
+        let path: Vec<String> = match &single {
+            Some(name) => name.clone(),
+            None => f
+                .rel_path
+                .iter()
+                .skip(1)
+                .map(|c| c.to_string_lossy().into_owned())
+                .collect(),
+        };
+        insert(&mut root, &path, leaf);
+    }
+    (TreeOut::Dir(root), layers)
+}
+
+fn insert(dir: &mut BTreeMap<String, TreeOut>, path: &[String], leaf: LeafOut) {
+    let (first, rest) = path.split_first().expect("a file has a name");
+    if rest.is_empty() {
+        dir.insert(first.clone(), TreeOut::File(BTreeMap::from([("", leaf)])));
+        return;
+    }
+    let sub = dir
+        .entry(first.clone())
+        .or_insert_with(|| TreeOut::Dir(BTreeMap::new()));
+    if let TreeOut::Dir(sub) = sub {
+        insert(sub, rest, leaf);
+    }
 }

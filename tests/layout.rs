@@ -35,6 +35,7 @@ fn torrent(files: &[(u64, bool)], piece_length: u64) -> Torrent {
         created_by: None,
         creation_date: None,
         info_bytes: Vec::new(),
+        v2: None,
     }
 }
 

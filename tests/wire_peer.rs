@@ -35,6 +35,7 @@ fn view(have_all: bool) -> Arc<TorrentView> {
         created_by: None,
         creation_date: None,
         info_bytes: Vec::new(),
+        v2: None,
     };
     let mut have = full_bitfield(6);
     if !have_all {

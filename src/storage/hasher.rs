@@ -1,7 +1,9 @@
-//! Parallel, batched SHA-1 hashing of a torrent's pieces from the data directory.
+//! Parallel, batched hashing of a torrent's pieces from the data directory: SHA-1 (v1), the
+//! piece's SHA-256 merkle node (v2, [`crate::merkle`]), or both from the same reads (hybrids).
 //!
 //! Worker threads take batches of consecutive pieces (at least [`BATCH_BYTES`] each) from a shared
-//! counter and hash each piece with the `sha1` crate (SHA-NI where the CPU has it), reading either
+//! counter and hash each piece with the `sha1` and `sha2` crates (SHA-NI where the CPU has it,
+//! detected at run time), reading either
 //! straight from a guarded read-only mapping or with sequential 256 KiB `pread`s. Pad files are
 //! hashed as zeros without touching the disk. An unreadable file only costs the pieces that touch
 //! it. Used by `make`, `verify` and the server's startup check.
@@ -13,6 +15,7 @@ use super::files::DataFiles;
 use super::layout::Layout;
 use super::mapped::{self, GuardedMap};
 use super::pool::OpenFile;
+use crate::merkle::{self, PieceHasher};
 use sha1::{Digest, Sha1};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -80,6 +83,22 @@ impl Cursor<'_> {
 /// Result of hashing one piece: its SHA-1, or why its bytes could not be read.
 pub type PieceDigest = Result<[u8; 20], String>;
 
+/// Which digests to compute per piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    pub sha1: bool,
+    pub v2: bool,
+}
+
+/// The digests of one piece, as asked for in [`Want`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Digests {
+    pub sha1: Option<[u8; 20]>,
+    /// The merkle node over the piece's blocks (width as [`merkle::piece_width`] says for the
+    /// one file the piece holds).
+    pub v2: Option<merkle::Hash>,
+}
+
 /// Number of hashing threads to use for `requested` (0 means one per available core).
 pub fn thread_count(requested: usize) -> usize {
     if requested > 0 {
@@ -122,6 +141,30 @@ pub fn hash_files(
     pieces: &[usize],
     cancel: &AtomicBool,
 ) -> Vec<PieceDigest> {
+    let want = Want {
+        sha1: true,
+        v2: false,
+    };
+    hash_kinds(
+        layout, files, access, threads, progress, pieces, cancel, want,
+    )
+    .into_iter()
+    .map(|d| d.map(|d| d.sha1.expect("asked for")))
+    .collect()
+}
+
+/// As [`hash_files`], computing the digests `want` names.
+#[allow(clippy::too_many_arguments)]
+pub fn hash_kinds(
+    layout: &Layout,
+    files: &DataFiles,
+    access: Access,
+    threads: usize,
+    progress: &AtomicU64,
+    pieces: &[usize],
+    cancel: &AtomicBool,
+    want: Want,
+) -> Vec<Result<Digests, String>> {
     let n = pieces.len();
     if n == 0 {
         // A fast-resume check that trusts every piece: no thread to start and join.
@@ -160,6 +203,7 @@ pub fn hash_files(
                             r.start,
                             r.end - r.start,
                             &mut buf,
+                            want,
                         ));
                     }
                     let mut all = results.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,19 +219,29 @@ pub fn hash_files(
     results.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
-/// SHA-1 of `len` torrent bytes from `start`, read in chunks of `buf`'s size. Chunks small enough
-/// to stay in the CPU cache between the read and the hash are markedly faster than reading a whole
-/// batch first and hashing it from memory.
+/// Digests of `len` torrent bytes from `start`, read in chunks of `buf`'s size. Chunks small
+/// enough to stay in the CPU cache between the read and the hash are markedly faster than reading
+/// a whole batch first and hashing it from memory. The v2 node covers only the bytes of the one
+/// file the piece holds (pad bytes are not part of any merkle tree).
 fn hash_range(
     layout: &Layout,
     files: &mut Cursor<'_>,
     start: u64,
     len: u64,
     buf: &mut [u8],
-) -> PieceDigest {
+    want: Want,
+) -> Result<Digests, String> {
     let faults = mapped::faults();
-    let mut sha = Sha1::new();
+    let mut sha = want.sha1.then(Sha1::new);
+    let mut tree = want.v2.then(PieceHasher::new);
+    let mut tree_file = None;
     for span in layout.spans(start, len) {
+        if want.v2 && !span.pad && span.len > 0 {
+            if tree_file.is_some_and(|f| f != span.file) {
+                return Err("a v2 piece holds bytes of two files".into());
+            }
+            tree_file = Some(span.file);
+        }
         let mut done = 0u64;
         while done < span.len {
             let n = (span.len - done).min(buf.len() as u64) as usize;
@@ -206,7 +260,7 @@ fn hash_range(
                                     let path = layout.files()[span.file].rel_path.display();
                                     format!("{path}: shorter than the torrent says")
                                 })?;
-                        sha.update(bytes);
+                        feed(&mut sha, &mut tree, bytes, span.pad);
                         done += n as u64;
                         continue;
                     }
@@ -216,7 +270,7 @@ fn hash_range(
                     })?,
                 }
             }
-            sha.update(&*chunk);
+            feed(&mut sha, &mut tree, chunk, span.pad);
             done += n as u64;
         }
     }
@@ -225,5 +279,21 @@ fn hash_range(
         // threads overlap: reporting the piece unreadable errs on the safe side).
         return Err("a data file shrank while it was being hashed".into());
     }
-    Ok(sha.finalize().into())
+    let v2 = tree.map(|t| {
+        let file_len = tree_file.map_or(0, |f| layout.files()[f].length);
+        t.finish(merkle::piece_width(file_len, layout.piece_length()))
+    });
+    Ok(Digests {
+        sha1: sha.map(|s| s.finalize().into()),
+        v2,
+    })
+}
+
+fn feed(sha: &mut Option<Sha1>, tree: &mut Option<PieceHasher>, bytes: &[u8], pad: bool) {
+    if let Some(s) = sha {
+        s.update(bytes);
+    }
+    if let (Some(t), false) = (tree, pad) {
+        t.update(bytes);
+    }
 }

@@ -10,7 +10,7 @@
 //! It owns the record format and its file; it decides nothing about trusting pieces beyond matching
 //! stamps.
 
-use crate::metainfo::InfoHash;
+use crate::metainfo::{HashKind, InfoHash};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use std::os::unix::fs::MetadataExt;
@@ -61,6 +61,9 @@ pub struct ResumeRecord {
     pub files: Vec<Option<FileStamp>>,
     /// Pieces that passed, BEP 3 layout.
     pub have: Vec<u8>,
+    /// The hashes they passed (a record of a hybrid's SHA-1 check, written before v2 was
+    /// checked, does not vouch for its merkle trees).
+    pub hash: HashKind,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -72,6 +75,9 @@ struct Encoded {
     files: Vec<OptStamp>,
     #[serde(with = "serde_bytes")]
     have: Vec<u8>,
+    /// `v1`, `v2` or `hybrid`; records written before v2 support have none and mean `v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hash: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -134,6 +140,7 @@ impl ResumeRecord {
             info_hash: self.info_hash.0.to_vec(),
             files: self.files.iter().map(OptStamp::from).collect(),
             have: self.have.clone(),
+            hash: Some(self.hash.as_str().to_string()),
         };
         let mut bytes = serde_bencode::to_bytes(&e).expect("bencode of plain data");
         let sum: [u8; 20] = Sha1::digest(&bytes).into();
@@ -158,18 +165,27 @@ impl ResumeRecord {
             .info_hash
             .try_into()
             .map_err(|_| "bad info hash".to_string())?;
+        let hash = match e.hash.as_deref() {
+            None | Some("v1") => HashKind::V1,
+            Some("v2") => HashKind::V2,
+            Some("hybrid") => HashKind::Hybrid,
+            Some(other) => return Err(format!("unknown hash kind {other:?}")),
+        };
         Ok(ResumeRecord {
             info_hash: InfoHash(info_hash),
             files: e.files.into_iter().map(OptStamp::into_stamp).collect(),
             have: e.have,
+            hash,
         })
     }
 
-    /// Loads the record for `info_hash` with `num_files` files and `num_pieces` pieces.
-    /// `Ok(None)`: there is none. `Err`: there is one but it cannot be trusted (say why).
+    /// Loads the record for `info_hash` checked with `hash`, with `num_files` files and
+    /// `num_pieces` pieces. `Ok(None)`: there is none. `Err`: there is one but it cannot be
+    /// trusted (say why).
     pub fn load(
         dir: &Path,
         info_hash: &InfoHash,
+        hash: HashKind,
         num_files: usize,
         num_pieces: usize,
     ) -> Result<Option<ResumeRecord>, String> {
@@ -185,6 +201,14 @@ impl ResumeRecord {
             || !crate::bitfield::valid(&r.have, num_pieces)
         {
             return Err(format!("{}: belongs to another torrent", path.display()));
+        }
+        if r.hash != hash {
+            return Err(format!(
+                "{}: checked with {} hashes, the torrent has {}",
+                path.display(),
+                r.hash.as_str(),
+                hash.as_str()
+            ));
         }
         Ok(Some(r))
     }
@@ -240,7 +264,42 @@ mod tests {
             info_hash: InfoHash([9; 20]),
             files: vec![Some(stamp), None],
             have: vec![0xa0],
+            hash: HashKind::V1,
         }
+    }
+
+    #[test]
+    fn a_record_vouches_only_for_the_hashes_it_was_checked_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = record();
+        r.save(dir.path()).unwrap();
+        // A hybrid served as v1 before v2 support: its SHA-1 record says nothing of the trees.
+        let e = ResumeRecord::load(dir.path(), &r.info_hash, HashKind::Hybrid, 2, 3).unwrap_err();
+        assert!(
+            e.contains("checked with v1 hashes, the torrent has hybrid"),
+            "{e}"
+        );
+        let v2 = ResumeRecord {
+            hash: HashKind::V2,
+            ..r.clone()
+        };
+        v2.save(dir.path()).unwrap();
+        assert_eq!(
+            ResumeRecord::load(dir.path(), &r.info_hash, HashKind::V2, 2, 3),
+            Ok(Some(v2))
+        );
+        // A record from before the field existed reads as v1.
+        let old = Encoded {
+            version: VERSION,
+            info_hash: r.info_hash.0.to_vec(),
+            files: r.files.iter().map(OptStamp::from).collect(),
+            have: r.have.clone(),
+            hash: None,
+        };
+        let mut bytes = serde_bencode::to_bytes(&old).unwrap();
+        let sum: [u8; 20] = Sha1::digest(&bytes).into();
+        bytes.extend_from_slice(&sum);
+        assert_eq!(ResumeRecord::decode(&bytes), Ok(r));
     }
 
     #[test]
@@ -261,7 +320,10 @@ mod tests {
     fn load_distinguishes_absent_foreign_and_good_records() {
         let dir = tempfile::tempdir().unwrap();
         let r = record();
-        assert_eq!(ResumeRecord::load(dir.path(), &r.info_hash, 2, 3), Ok(None));
+        assert_eq!(
+            ResumeRecord::load(dir.path(), &r.info_hash, HashKind::V1, 2, 3),
+            Ok(None)
+        );
         let stale = dir
             .path()
             .join(format!("{}.resume.tmp12345", r.info_hash.to_hex()));
@@ -271,18 +333,20 @@ mod tests {
         assert!(!stale.exists(), "a crash's temporary file is cleaned up");
         assert!(record_path(dir.path(), &r.info_hash).exists());
         assert_eq!(
-            ResumeRecord::load(dir.path(), &r.info_hash, 2, 3),
+            ResumeRecord::load(dir.path(), &r.info_hash, HashKind::V1, 2, 3),
             Ok(Some(r.clone()))
         );
-        assert!(ResumeRecord::load(dir.path(), &r.info_hash, 3, 3)
-            .unwrap_err()
-            .contains("another torrent"));
+        assert!(
+            ResumeRecord::load(dir.path(), &r.info_hash, HashKind::V1, 3, 3)
+                .unwrap_err()
+                .contains("another torrent")
+        );
         // A foreign record copied under this torrent's name.
         let other = ResumeRecord {
             info_hash: InfoHash([1; 20]),
             ..r.clone()
         };
         std::fs::write(record_path(dir.path(), &r.info_hash), other.encode()).unwrap();
-        assert!(ResumeRecord::load(dir.path(), &r.info_hash, 2, 3).is_err());
+        assert!(ResumeRecord::load(dir.path(), &r.info_hash, HashKind::V1, 2, 3).is_err());
     }
 }

@@ -99,7 +99,12 @@ pub fn check(
             to_hash.push(p);
         }
     }
-    let digests = hasher::hash_files(
+    let kind = torrent.hash_kind();
+    let want = hasher::Want {
+        sha1: kind.sha1(),
+        v2: kind.sha256(),
+    };
+    let digests = hasher::hash_kinds(
         layout,
         data,
         Access::Mmap,
@@ -107,11 +112,14 @@ pub fn check(
         progress,
         &to_hash,
         cancel,
+        want,
     );
     let mut hashed_bytes = 0;
     for (&p, d) in to_hash.iter().zip(&digests) {
         hashed_bytes += layout.piece_size(p).unwrap_or(0);
-        if d.as_ref().is_ok_and(|h| *h == torrent.piece_hashes[p]) {
+        if d.as_ref()
+            .is_ok_and(|d| torrent.piece_matches(p, d.sha1.as_ref(), d.v2.as_ref()))
+        {
             bitfield::set(&mut have, p);
         } else {
             bad.push(p);
@@ -122,6 +130,7 @@ pub fn check(
         info_hash: torrent.info_hash,
         files: stamps,
         have: have.clone(),
+        hash: kind,
     };
     CheckReport {
         have,

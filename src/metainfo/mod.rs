@@ -1,15 +1,21 @@
-//! BitTorrent v1 metainfo (.torrent) parsing and validation.
+//! BitTorrent metainfo (.torrent) parsing and validation: v1, and with [`v2`] BEP 52's v2-only
+//! and hybrid torrents.
 //!
-//! The info-hash is the SHA-1 of the `info` value's bytes exactly as they appear in the file
-//! (found by [`crate::bencode`]'s spans), never of a re-encoding, so unknown keys, odd key order
-//! or `private=0` keep the hash other clients compute. Everything that would make the torrent
+//! The info-hash is the SHA-1 (v1) or SHA-256 (v2) of the `info` value's bytes exactly as they
+//! appear in the file (found by [`crate::bencode`]'s spans), never of a re-encoding, so unknown
+//! keys, odd key order or `private=0` keep the hash other clients compute. Everything that would make the torrent
 //! unsafe to serve (path traversal, inconsistent piece counts, absurd sizes) is rejected with an
 //! error naming the file, the field and the reason.
 //!
 //! It owns parsing and validation; the only I/O is reading the .torrent file in [`load`].
 
+mod v2;
+
+pub use v2::{FileHashes, HashKind, V2Info};
+
 use crate::bencode::{self, Node, Value};
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 use std::fmt;
 use std::path::Path;
 
@@ -87,13 +93,18 @@ pub struct FileEntry {
     pub pad: bool,
 }
 
-/// A parsed and validated v1 torrent.
+/// A parsed and validated torrent.
 #[derive(Debug, Clone)]
 pub struct Torrent {
+    /// The v1 info-hash, or for a v2-only torrent the truncated v2 one: the key it is served,
+    /// announced and stored under.
     pub info_hash: InfoHash,
     pub name: String,
     pub piece_length: u64,
+    /// SHA-1 per piece; empty for a v2-only torrent.
     pub piece_hashes: Vec<[u8; 20]>,
+    /// The byte stream's files, pad files included (for a v2-only torrent, the pads that put
+    /// each file on a piece boundary).
     pub files: Vec<FileEntry>,
     /// True for a single-file torrent (`length` in info), whose data lives at DIR/NAME.
     pub single_file: bool,
@@ -108,11 +119,37 @@ pub struct Torrent {
     pub creation_date: Option<i64>,
     /// The `info` dictionary exactly as written (its SHA-1 is the info-hash): what BEP 9 serves.
     pub info_bytes: Vec<u8>,
+    /// The v2 half (v2-only and hybrid torrents).
+    pub v2: Option<V2Info>,
 }
 
 impl Torrent {
     pub fn num_pieces(&self) -> usize {
-        self.piece_hashes.len()
+        if self.piece_hashes.is_empty() {
+            self.total_length.div_ceil(self.piece_length) as usize
+        } else {
+            self.piece_hashes.len()
+        }
+    }
+
+    /// Which hashes its pieces are checked with.
+    pub fn hash_kind(&self) -> HashKind {
+        match (&self.v2, self.piece_hashes.is_empty()) {
+            (None, _) => HashKind::V1,
+            (Some(_), true) => HashKind::V2,
+            (Some(_), false) => HashKind::Hybrid,
+        }
+    }
+
+    /// Whether piece `p` hashed to these digests: the SHA-1 against `pieces` when the torrent
+    /// has a v1 half, the merkle node against the v2 half when it has one (both for a hybrid).
+    pub fn piece_matches(&self, p: usize, sha1: Option<&[u8; 20]>, v2: Option<&[u8; 32]>) -> bool {
+        let v1_ok = self.piece_hashes.is_empty() || sha1 == self.piece_hashes.get(p);
+        let v2_ok = match &self.v2 {
+            None => true,
+            Some(info) => v2.is_some() && info.expected(p).as_ref() == v2,
+        };
+        v1_ok && v2_ok
     }
 
     /// Length of piece `index` (the last one may be short; 0 past the end).
@@ -127,13 +164,17 @@ impl Torrent {
     /// every tracker of every tier, in tier order, each URL once (a magnet link has no tiers).
     /// Values are percent-encoded as RFC 3986 says for a query component: every byte but the
     /// unreserved characters (`A-Z a-z 0-9 - . _ ~`), UTF-8 included, becomes `%XX`.
+    /// A v2 torrent's carries `xt=urn:btmh:` with the multihash (`1220`, SHA-256 of 32 bytes)
+    /// of its v2 info-hash instead, and a hybrid's both `xt`s, v1 first.
     pub fn magnet(&self) -> String {
-        let mut m = format!(
-            "magnet:?xt=urn:btih:{}&dn={}&xl={}",
-            self.info_hash,
-            pct(&self.name),
-            self.total_length
-        );
+        let mut m = String::from("magnet:?");
+        if self.hash_kind().sha1() {
+            m.push_str(&format!("xt=urn:btih:{}&", self.info_hash));
+        }
+        if let Some(v2) = &self.v2 {
+            m.push_str(&format!("xt=urn:btmh:1220{}&", hex(&v2.info_hash)));
+        }
+        m.push_str(&format!("dn={}&xl={}", pct(&self.name), self.total_length));
         let mut seen = std::collections::HashSet::new();
         for url in self.trackers.iter().flatten() {
             if seen.insert(url.as_str()) {
@@ -223,8 +264,8 @@ impl Ctx<'_> {
                 format!("expected a dictionary, found {}", info.kind()),
             ));
         }
-        let info_hash = InfoHash(Sha1::digest(&bytes[info.span.clone()]).into());
         let info_bytes = bytes[info.span.clone()].to_vec();
+        let version = self.meta_version(info)?;
 
         let name = self.string(self.required(info, "name", "info.name")?, "info.name")?;
         self.check_component(&name, "info.name")?;
@@ -240,6 +281,28 @@ impl Ctx<'_> {
                 "info.piece length",
                 format!("{piece_length} is larger than the supported {MAX_PIECE_LENGTH}"),
             ));
+        }
+        if version == 2 && (piece_length < crate::merkle::BLOCK || !piece_length.is_power_of_two())
+        {
+            return Err(self.err(
+                "info.piece length",
+                format!("{piece_length} is not a power of two of at least 16 KiB (meta version 2)"),
+            ));
+        }
+        let tree = match version {
+            2 => Some(self.file_tree(info)?),
+            _ => None,
+        };
+        let has_v1 = version == 1 || info.get("pieces").is_some();
+        if !has_v1 {
+            return self.v2_only(
+                &root,
+                info,
+                info_bytes,
+                name,
+                piece_length,
+                tree.expect("v2"),
+            );
         }
         let pieces = self.bytes(self.required(info, "pieces", "info.pieces")?, "info.pieces")?;
         if pieces.len() % 20 != 0 {
@@ -271,15 +334,16 @@ impl Ctx<'_> {
             (None, Some(list)) => (self.files(list)?, false),
         };
 
-        let mut total_length: u64 = 0;
-        for f in &files {
-            total_length = total_length
-                .checked_add(f.length)
-                .ok_or_else(|| self.err("info.files", "total length overflows"))?;
-        }
-        if total_length == 0 {
-            return Err(self.err("info", "torrent holds no data (total length is zero)"));
-        }
+        let total_length = self.total(&files)?;
+        let v2 = match tree {
+            None => None,
+            Some(tree) => {
+                self.match_halves(&files, &tree, single_file, piece_length)?;
+                let layers = self.piece_layers(&root, &tree, piece_length)?;
+                let h = Sha256::digest(&info_bytes).into();
+                Some(v2::v2_info(h, &files, tree, layers, piece_length))
+            }
+        };
         let expected = total_length.div_ceil(piece_length);
         if expected != piece_hashes.len() as u64 {
             return Err(self.err(
@@ -291,12 +355,109 @@ impl Ctx<'_> {
             ));
         }
 
+        let info_hash = InfoHash(Sha1::digest(&info_bytes).into());
+        self.finish(
+            &root,
+            info,
+            info_bytes,
+            info_hash,
+            name,
+            piece_length,
+            piece_hashes,
+            files,
+            single_file,
+            total_length,
+            v2,
+        )
+    }
+
+    fn total(&self, files: &[FileEntry]) -> Result<u64, MetainfoError> {
+        let mut total_length: u64 = 0;
+        for f in files {
+            total_length = total_length
+                .checked_add(f.length)
+                .ok_or_else(|| self.err("info.files", "total length overflows"))?;
+        }
+        if total_length == 0 {
+            return Err(self.err("info", "torrent holds no data (total length is zero)"));
+        }
+        Ok(total_length)
+    }
+
+    /// A torrent with only the v2 half: its byte stream is the file tree's files, each on a
+    /// piece boundary.
+    fn v2_only(
+        &self,
+        root: &Node<'_>,
+        info: &Node<'_>,
+        info_bytes: Vec<u8>,
+        name: String,
+        piece_length: u64,
+        tree: Vec<v2::TreeFile>,
+    ) -> Result<Torrent, MetainfoError> {
+        for key in ["length", "files"] {
+            if info.get(key).is_some() {
+                return Err(self.err(&format!("info.{key}"), "v1 file list without `pieces`"));
+            }
+        }
+        let single_file = tree.len() == 1 && tree[0].path.len() == 1;
+        if single_file && tree[0].path[0] != name {
+            return Err(self.err(
+                "info.file tree",
+                format!(
+                    "single file {:?} is not named as `name` {name:?}",
+                    tree[0].path[0]
+                ),
+            ));
+        }
+        let files = v2::layout_files(&tree, piece_length);
+        let total_length = self.total(&files)?;
+        let layers = self.piece_layers(root, &tree, piece_length)?;
+        let v2 = v2::v2_info(
+            Sha256::digest(&info_bytes).into(),
+            &files,
+            tree,
+            layers,
+            piece_length,
+        );
+        let info_hash = v2.truncated();
+        self.finish(
+            root,
+            info,
+            info_bytes,
+            info_hash,
+            name,
+            piece_length,
+            Vec::new(),
+            files,
+            single_file,
+            total_length,
+            Some(v2),
+        )
+    }
+
+    /// The fields both versions share, and the torrent.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        root: &Node<'_>,
+        info: &Node<'_>,
+        info_bytes: Vec<u8>,
+        info_hash: InfoHash,
+        name: String,
+        piece_length: u64,
+        piece_hashes: Vec<[u8; 20]>,
+        files: Vec<FileEntry>,
+        single_file: bool,
+        total_length: u64,
+        v2: Option<V2Info>,
+    ) -> Result<Torrent, MetainfoError> {
         let private = match info.get("private") {
             None => false,
             Some(n) => self.int(n, "info.private")? == 1,
         };
         let source = self.opt_string(info, "source", "info.source")?;
-        let announce = self.opt_string(&root, "announce", "announce")?;
+        let announce = self.opt_string(root, "announce", "announce")?;
         let mut trackers = match root.get("announce-list") {
             Some(list) => self.tiers(list)?,
             None => Vec::new(),
@@ -318,13 +479,14 @@ impl Ctx<'_> {
             source,
             announce,
             trackers,
-            comment: self.opt_string(&root, "comment", "comment")?,
-            created_by: self.opt_string(&root, "created by", "created by")?,
+            comment: self.opt_string(root, "comment", "comment")?,
+            created_by: self.opt_string(root, "created by", "created by")?,
             creation_date: match root.get("creation date") {
                 Some(n) => Some(self.int(n, "creation date")?),
                 None => None,
             },
             info_bytes,
+            v2,
         })
     }
 
@@ -499,6 +661,7 @@ mod tests {
             created_by: None,
             creation_date: None,
             info_bytes: Vec::new(),
+            v2: None,
         }
     }
 
