@@ -92,6 +92,7 @@ fuzz_target!(|data: &[u8]| {
         created_by: None,
         creation_date: None,
         info_bytes: Vec::new(),
+        v2: None,
     };
     let layout = Layout::new(&torrent);
     assert_eq!(layout.num_pieces(), pieces as usize);
