@@ -9,8 +9,10 @@
 //!
 //! It owns parsing and validation; the only I/O is reading the .torrent file in [`load`].
 
+mod hash;
 mod v2;
 
+pub use hash::{hex, hex_digit, InfoHash};
 pub use v2::{FileHashes, HashKind, V2Info};
 
 use crate::bencode::{self, Node, Value};
@@ -26,62 +28,6 @@ pub const MAX_PIECE_LENGTH: u64 = 256 << 20;
 /// Most files in one torrent. Each costs about 1 KiB while served (paths, descriptors' slots,
 /// stamps); libtorrent's default decode limits refuse torrents of this size too.
 pub const MAX_TORRENT_FILES: usize = 500_000;
-
-/// A 20-byte SHA-1 info-hash.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InfoHash(pub [u8; 20]);
-
-impl InfoHash {
-    /// Parses 40 hex digits (either case).
-    pub fn from_hex(s: &str) -> Option<InfoHash> {
-        if s.len() != 40 || !s.is_ascii() {
-            return None;
-        }
-        let mut out = [0u8; 20];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(InfoHash(out))
-    }
-
-    /// Lower-case 40-character hex form, as clients and trackers display it.
-    pub fn to_hex(&self) -> String {
-        hex(&self.0)
-    }
-}
-
-impl fmt::Display for InfoHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for InfoHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "InfoHash({})", self.to_hex())
-    }
-}
-
-/// The value of one hex digit (either case), as percent-escapes and info-hashes write them.
-pub fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Lower-case hex encoding of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
 
 /// One file of a torrent, in torrent order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -638,72 +584,4 @@ impl Ctx<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn torrent(name: &str, trackers: Vec<Vec<&str>>) -> Torrent {
-        Torrent {
-            info_hash: InfoHash([0xab; 20]),
-            name: name.to_string(),
-            piece_length: 16384,
-            piece_hashes: vec![[0; 20]; 2],
-            files: Vec::new(),
-            single_file: true,
-            total_length: 20_000,
-            private: false,
-            source: None,
-            announce: None,
-            trackers: trackers
-                .into_iter()
-                .map(|t| t.into_iter().map(String::from).collect())
-                .collect(),
-            comment: None,
-            created_by: None,
-            creation_date: None,
-            info_bytes: Vec::new(),
-            v2: None,
-        }
-    }
-
-    #[test]
-    fn magnet_carries_hash_name_length_and_every_tier() {
-        let t = torrent(
-            "a b&c=d+é~x.y-z_",
-            vec![
-                vec!["http://t.example/announce?passkey=1&x=2", "udp://u:80"],
-                vec!["http://second/announce"],
-                vec!["udp://u:80"],
-            ],
-        );
-        assert_eq!(
-            t.magnet(),
-            format!(
-                "magnet:?xt=urn:btih:{}&dn=a%20b%26c%3Dd%2B%C3%A9~x.y-z_&xl=20000\
-                 &tr=http%3A%2F%2Ft.example%2Fannounce%3Fpasskey%3D1%26x%3D2\
-                 &tr=udp%3A%2F%2Fu%3A80&tr=http%3A%2F%2Fsecond%2Fannounce",
-                "ab".repeat(20)
-            )
-        );
-    }
-
-    #[test]
-    fn magnet_without_trackers_has_no_tr() {
-        let m = torrent("n", Vec::new()).magnet();
-        assert_eq!(
-            m,
-            format!("magnet:?xt=urn:btih:{}&dn=n&xl=20000", "ab".repeat(20))
-        );
-    }
-
-    #[test]
-    fn percent_encoding_keeps_only_unreserved_characters() {
-        let all: String = (1u8..128).map(char::from).collect();
-        let enc = pct(&all);
-        let kept: String = enc.split('%').map(|p| p.get(2..).unwrap_or("")).collect();
-        assert!(kept
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)));
-        assert_eq!(kept.len(), 26 * 2 + 10 + 4);
-        assert_eq!(pct("\u{7f}/%"), "%7F%2F%25");
-    }
-}
+mod tests;
