@@ -356,7 +356,8 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let files = v2::layout_files(&tree, piece_length);
+        let files = v2::layout_files(&tree, piece_length)
+            .ok_or_else(|| self.err("info.file tree", "total length overflows"))?;
         let total_length = self.total(&files)?;
         let layers = self.piece_layers(root, &tree, piece_length)?;
         let v2 = v2::v2_info(

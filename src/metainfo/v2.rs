@@ -339,28 +339,38 @@ fn tree_field(path: &[String]) -> String {
 }
 
 /// The byte stream of a v2-only torrent: the tree's files in order, a pad entry before each
-/// non-empty file that would not start on a piece boundary.
-pub(super) fn layout_files(tree: &[TreeFile], piece_length: u64) -> Vec<FileEntry> {
-    let mut out = Vec::with_capacity(tree.len());
+/// non-empty file that would not start on a piece boundary, and one after the last if it ends
+/// inside a piece. libtorrent 2.0 pads the end too (a single file of 1,000,000 bytes in 32 KiB
+/// pieces is 1,015,808 bytes to it) and asks for the last piece whole, pad bytes included.
+/// None if the total would overflow.
+pub(super) fn layout_files(tree: &[TreeFile], piece_length: u64) -> Option<Vec<FileEntry>> {
+    let mut out = Vec::with_capacity(tree.len() + 1);
     let mut offset = 0u64;
-    for f in tree {
-        let gap = offset.next_multiple_of(piece_length) - offset;
-        if f.length > 0 && gap > 0 {
+    let pad = |out: &mut Vec<FileEntry>, offset: &mut u64| -> Option<()> {
+        let gap = offset.checked_next_multiple_of(piece_length)? - *offset;
+        if gap > 0 {
             out.push(FileEntry {
                 path: vec![".pad".into(), gap.to_string()],
                 length: gap,
                 pad: true,
             });
-            offset += gap;
+            *offset += gap;
+        }
+        Some(())
+    };
+    for f in tree {
+        if f.length > 0 {
+            pad(&mut out, &mut offset)?;
         }
         out.push(FileEntry {
             path: f.path.clone(),
             length: f.length,
             pad: false,
         });
-        offset += f.length;
+        offset = offset.checked_add(f.length)?;
     }
-    out
+    pad(&mut out, &mut offset)?;
+    Some(out)
 }
 
 /// Builds the v2 half once the byte stream (`entries`) is known: the tree's hashes attached to
