@@ -1,5 +1,5 @@
-//! Peer wire messages (BEP 3 ids 0–8, BEP 6 ids 13–17, BEP 10 id 20): framing, decoding with a
-//! bound on message size, and encoding.
+//! Peer wire messages (BEP 3 ids 0–8, BEP 6 ids 13–17, BEP 10 id 20, BEP 52 ids 21–23):
+//! framing, decoding with a bound on message size, and encoding.
 //!
 //! [`decode`] is check-then-parse: it looks at the 4-byte length prefix first, refuses anything
 //! over the caller's cap before buffering it, and otherwise says how many more bytes it needs.
@@ -24,6 +24,12 @@ pub const HAVE_NONE: u8 = 15;
 pub const REJECT: u8 = 16;
 pub const ALLOWED_FAST: u8 = 17;
 pub const EXTENDED: u8 = 20;
+pub const HASH_REQUEST: u8 = 21;
+pub const HASHES: u8 = 22;
+pub const HASH_REJECT: u8 = 23;
+
+/// Length of the fields BEP 52's hash request, hashes and hash reject share.
+pub const HASH_RANGE_LEN: usize = 48;
 
 /// Length of a piece message's header: length prefix, id, index, begin.
 pub const PIECE_HEADER_LEN: usize = 13;
@@ -34,6 +40,36 @@ pub struct Block {
     pub index: u32,
     pub begin: u32,
     pub length: u32,
+}
+
+/// What a BEP 52 hash request names: a file's merkle root, the layer (0: 16 KiB blocks), the
+/// first node and the number of nodes in it, and how many layers of proof to add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HashRange {
+    pub root: [u8; 32],
+    pub base: u32,
+    pub index: u32,
+    pub length: u32,
+    pub proof_layers: u32,
+}
+
+impl HashRange {
+    fn decode(p: &[u8]) -> HashRange {
+        HashRange {
+            root: p[..32].try_into().expect("48-byte payload"),
+            base: be32(&p[32..]),
+            index: be32(&p[36..]),
+            length: be32(&p[40..]),
+            proof_layers: be32(&p[44..]),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.root);
+        for v in [self.base, self.index, self.length, self.proof_layers] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
 }
 
 /// A decoded message; payloads borrow from the input.
@@ -64,6 +100,15 @@ pub enum Message<'a> {
         id: u8,
         payload: &'a [u8],
     },
+    /// BEP 52: a request for merkle nodes.
+    HashRequest(HashRange),
+    /// BEP 52: the nodes asked for (32 bytes each), then the proof.
+    Hashes {
+        range: HashRange,
+        hashes: &'a [u8],
+    },
+    /// BEP 52: a hash request that will not be answered.
+    HashReject(HashRange),
     /// A message id this server does not know; skipped.
     Unknown {
         id: u8,
@@ -154,6 +199,17 @@ pub fn decode(buf: &[u8], cap: u32) -> Result<Decoded<'_>, WireError> {
             payload: &p[1..],
         },
         EXTENDED => return Err(bad()),
+        HASH_REQUEST => {
+            fixed(HASH_RANGE_LEN).map(|_| Message::HashRequest(HashRange::decode(p)))?
+        }
+        HASH_REJECT => fixed(HASH_RANGE_LEN).map(|_| Message::HashReject(HashRange::decode(p)))?,
+        HASHES if p.len() >= HASH_RANGE_LEN && (p.len() - HASH_RANGE_LEN) % 32 == 0 => {
+            Message::Hashes {
+                range: HashRange::decode(p),
+                hashes: &p[HASH_RANGE_LEN..],
+            }
+        }
+        HASHES => return Err(bad()),
         other => Message::Unknown { id: other },
     };
     Ok(Decoded::Message(msg, total))
@@ -210,6 +266,19 @@ pub fn encode(msg: &Message<'_>, out: &mut Vec<u8>) {
             out.push(*id);
             out.extend_from_slice(payload);
         }
+        Message::HashRequest(r) | Message::HashReject(r) => {
+            let id = match msg {
+                Message::HashRequest(_) => HASH_REQUEST,
+                _ => HASH_REJECT,
+            };
+            head(id, HASH_RANGE_LEN);
+            r.encode(out);
+        }
+        Message::Hashes { range, hashes } => {
+            head(HASHES, HASH_RANGE_LEN + hashes.len());
+            range.encode(out);
+            out.extend_from_slice(hashes);
+        }
         Message::Unknown { id } => head(*id, 0),
     }
 }
@@ -233,6 +302,13 @@ mod tests {
             index: 7,
             begin: 16384,
             length: 16384,
+        };
+        let range = HashRange {
+            root: [3; 32],
+            base: 2,
+            index: 512,
+            length: 512,
+            proof_layers: 9,
         };
         vec![
             Message::KeepAlive,
@@ -259,6 +335,12 @@ mod tests {
                 id: 0,
                 payload: b"de",
             },
+            Message::HashRequest(range),
+            Message::Hashes {
+                range,
+                hashes: &[7; 64],
+            },
+            Message::HashReject(range),
             Message::Unknown { id: 99 },
         ]
     }
@@ -337,6 +419,10 @@ mod tests {
             (PIECE, 5),
             (EXTENDED, 0),
             (PORT, 3),
+            (HASH_REQUEST, 47),
+            (HASH_REJECT, 49),
+            (HASHES, 47),
+            (HASHES, 48 + 31),
         ] {
             let mut v = (1 + len as u32).to_be_bytes().to_vec();
             v.push(id);
