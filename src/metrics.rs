@@ -180,6 +180,12 @@ pub fn render_with(shared: &Shared, backend: &str, udp: &UdpStatus) -> String {
     );
     labelled(
         &reg,
+        "uringseed_peer_hash_requests_total",
+        "BEP 52 hash requests from peers, by result: served, or why a hash reject was sent.",
+        &s.hash_requests,
+    );
+    labelled(
+        &reg,
         "uringseed_peers_dropped_total",
         "Connections closed by the server, by reason.",
         &s.dropped,
@@ -244,6 +250,25 @@ pub fn render_with(shared: &Shared, backend: &str, udp: &UdpStatus) -> String {
             sample(&["error"], counts.error as i64),
             sample(&["paused"], counts.paused as i64),
         ],
+    );
+    let mut kinds = [0i64; 3];
+    for t in shared.live_torrents() {
+        kinds[match &t.view.v2 {
+            None => 0,
+            Some(v2) if v2.info_hash == t.view.info_hash => 1,
+            Some(_) => 2,
+        }] += 1;
+    }
+    gauge_vec(
+        &reg,
+        "uringseed_live_torrents_by_hash_kind",
+        "Torrents being served, by the hashes they carry (BEP 52): v1, v2 or hybrid (both).",
+        &["kind"],
+        ["v1", "v2", "hybrid"]
+            .iter()
+            .zip(kinds)
+            .map(|(k, n)| sample(&[k], n))
+            .collect(),
     );
     let trackers = shared.tracker_status();
     let working = trackers.iter().filter(|t| t.2.ok).count() as i64;
@@ -441,7 +466,9 @@ pub fn routes(shared: Arc<Shared>, backend: &'static str, udp: UdpStatus) -> cra
 mod tests {
     use super::*;
     use crate::lifecycle::Shutdown;
-    use crate::reasons::{AnnounceResult, DropReason, HandshakeKind, RejectReason, ThrottleScope};
+    use crate::reasons::{
+        AnnounceResult, DropReason, HandshakeKind, HashReply, RejectReason, ThrottleScope,
+    };
 
     fn every_value<L: Label>(body: &str, metric: &str) {
         for l in L::ALL {
@@ -473,6 +500,7 @@ mod tests {
         let body = render(&shared, "io_uring");
         every_value::<DropReason>(&body, "uringseed_peers_dropped_total");
         every_value::<RejectReason>(&body, "uringseed_requests_rejected_total");
+        every_value::<HashReply>(&body, "uringseed_peer_hash_requests_total");
         every_value::<HandshakeKind>(&body, "uringseed_peer_handshakes_total");
         every_value::<AnnounceResult>(&body, "uringseed_tracker_announces_total");
         every_value::<AnnounceResult>(&body, "uringseed_tracker_scrapes_total");
@@ -497,6 +525,7 @@ mod tests {
             ("uringseed_upload_throttled_seconds_total", "scope"),
             ("uringseed_peers_dropped_total", "reason"),
             ("uringseed_requests_rejected_total", "reason"),
+            ("uringseed_peer_hash_requests_total", "result"),
             ("uringseed_peer_handshakes_total", "kind"),
             ("uringseed_tracker_announces_total", "result"),
             ("uringseed_tracker_scrapes_total", "result"),

@@ -141,6 +141,27 @@ labels! {
 }
 
 labels! {
+    /// What became of a BEP 52 hash request (`uringseed_peer_hash_requests_total{result}`).
+    pub enum HashReply("result") {
+        /// Answered with the nodes and their proof.
+        Served = "served",
+        /// Not a v2 torrent, or no file of it has that root.
+        UnknownRoot = "unknown_root",
+        /// A file of one piece or less: its root is its only node above the blocks.
+        NoPieceLayer = "no_piece_layer",
+        /// Below the piece layer (block hashes would mean reading and hashing the data).
+        BlockLayer = "block_layer",
+        /// Length not a power of two in 2..=512, index not a multiple of it, the range past the
+        /// layer's end, or more proof layers than the tree has.
+        BadRange = "bad_range",
+        /// Over the per-peer rate of hash requests.
+        Rate = "rate",
+        /// The reply would not fit in the peer's unsent control bytes.
+        Backlog = "backlog",
+    }
+}
+
+labels! {
     /// How a peer completed its handshake (`uringseed_peer_handshakes_total{kind}`).
     pub enum HandshakeKind("kind") {
         Plaintext = "plaintext",
@@ -299,6 +320,7 @@ mod tests {
     fn labels_are_distinct_snake_case_and_indexed_in_order() {
         distinct::<DropReason>();
         distinct::<RejectReason>();
+        distinct::<HashReply>();
         distinct::<HandshakeKind>();
         distinct::<AnnounceResult>();
         distinct::<PeerSourceKind>();

@@ -5,7 +5,7 @@
 //! [`crate::reasons`].
 
 use crate::reasons::{
-    AnnounceResult, CandidateResult, DropReason, HandshakeKind, Label, LabelCounters,
+    AnnounceResult, CandidateResult, DropReason, HandshakeKind, HashReply, Label, LabelCounters,
     PeerSourceKind, RejectReason, ThrottleScope,
 };
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -99,6 +99,8 @@ pub struct Stats {
     /// Pieces offered to leechers (a `have`) by super-seeding (BEP 16).
     pub superseed_offers: AtomicU64,
     pub rejected: LabelCounters<RejectReason>,
+    /// BEP 52 hash requests, by what became of them.
+    pub hash_requests: LabelCounters<HashReply>,
     pub announces: LabelCounters<AnnounceResult>,
     /// Scrape requests (one per batch of torrents), by result.
     pub scrapes: LabelCounters<AnnounceResult>,

@@ -44,7 +44,8 @@ lt.set_piece_hashes(ct, os.path.dirname(path))
 open(out, "wb").write(lt.bencode(ct.generate()))
 ti = lt.torrent_info(out)
 ih = ti.info_hashes()
-print(ih.v1 if ih.has_v1() else "-", ih.v2 if ih.has_v2() else "-", ti.num_pieces())
+print(ih.v1 if ih.has_v1() else "-", ih.v2 if ih.has_v2() else "-", ti.num_pieces(),
+      ti.total_size())
 "#;
 
 #[test]
@@ -72,6 +73,7 @@ fn made_torrents_have_libtorrents_info_hashes_and_its_torrents_parse_to_them() {
         let line = String::from_utf8(o.stdout).unwrap();
         let f: Vec<&str> = line.split_whitespace().collect();
         let (lt_v1, lt_v2, lt_pieces) = (f[0], f[1], f[2].parse::<usize>().unwrap());
+        let lt_total: u64 = f[3].parse().unwrap();
         let what = format!("{flag} of {}", path.display());
 
         let (_, mine) = ours(&path, format);
@@ -89,6 +91,8 @@ fn made_torrents_have_libtorrents_info_hashes_and_its_torrents_parse_to_them() {
             }
         }
         assert_eq!(mine.num_pieces(), lt_pieces, "{what}: pieces");
+        // The byte stream, pads included (libtorrent asks for pad bytes of a partial block).
+        assert_eq!(mine.total_length, lt_total, "{what}: total length");
 
         // libtorrent's file parses to the same hashes and, checked against the data, passes.
         let theirs = metainfo::load(&out).unwrap();

@@ -47,6 +47,7 @@ fn view(have_all: bool) -> Arc<TorrentView> {
         pex: false,
         layout: Layout::new(&t),
         have: SharedBitfield::from_bytes(&have, 6),
+        v2: None,
     })
 }
 

@@ -35,7 +35,12 @@ pub struct Tracker {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Torrent {
+    /// The hash it is known by: v1 (a hybrid's too), or a v2 torrent's truncated v2 one.
     pub info_hash: String,
+    /// "v1", "v2" or "hybrid" (BEP 52).
+    pub hash_kind: &'static str,
+    /// The full 64-digit v2 info-hash (v2 and hybrid torrents).
+    pub info_hash_v2: Option<String>,
     pub name: String,
     /// "checking", "seeding", "paused" or "error".
     pub state: &'static str,
@@ -135,6 +140,8 @@ pub fn torrent(control: &Control, entry: &Entry, all_time_before: u64) -> Torren
     let session = control.uploaded_session(&ih);
     Torrent {
         info_hash: ih.to_string(),
+        hash_kind: t.hash_kind().as_str(),
+        info_hash_v2: t.v2.as_ref().map(|v2| crate::metainfo::hex(&v2.info_hash)),
         name: t.name.clone(),
         state: name,
         progress,

@@ -450,7 +450,7 @@ fn schedule(
         .iter()
         // Private torrents (BEP 27) never touch the DHT.
         .filter(|t| t.view.pex)
-        .map(|t| t.view.info_hash)
+        .flat_map(|t| t.swarms())
         .collect();
     let port = shared.listen_port.load(Ordering::Relaxed);
     start_due(node, due, &live, port, interval, now);

@@ -250,6 +250,7 @@ impl Inbound<'_> {
                     self.ctx.set_interested(self.key, false, now)
                 }
                 Event::Rejected(reason) => self.shared.stats.count_rejected(reason),
+                Event::HashRequest(result) => self.shared.stats.hash_requests.inc(result),
                 Event::PeerBitfield(bits) => {
                     self.count_pieces(bits.iter().map(|b| b.count_ones()).sum());
                     self.ctx

@@ -130,11 +130,18 @@ impl<S: Stream> Opening<'_, S> {
                 prefer_rc4: false,
             },
         );
+        // Either of a hybrid's info-hashes may be the SKEY.
         let find = |req2: &[u8; 20]| {
             shared
                 .live_torrents()
                 .iter()
-                .map(|t| t.view.info_hash)
+                .flat_map(|t| {
+                    [
+                        Some(t.view.info_hash),
+                        t.view.v2.as_ref().map(|v| v.info_hash),
+                    ]
+                })
+                .flatten()
                 .find(|ih| mse::req2_hash(ih) == *req2)
         };
         let mut input = std::mem::take(&mut self.buf);

@@ -78,6 +78,9 @@ pub struct StateCounts {
 /// has no state); see `STATE.md`.
 pub struct TorrentTable {
     map: RwLock<HashMap<InfoHash, TorrentState>>,
+    /// A hybrid's second info-hash (the truncated v2 one) to its key in `map`. Taken after
+    /// `map` when both are held (add and remove), alone otherwise.
+    aliases: RwLock<HashMap<InfoHash, InfoHash>>,
     next_id: AtomicU64,
     /// Torrents in `Live`, kept beside the map (changed only under its write lock).
     live: std::sync::atomic::AtomicUsize,
@@ -89,6 +92,7 @@ impl Default for TorrentTable {
     fn default() -> Self {
         TorrentTable {
             map: RwLock::new(HashMap::new()),
+            aliases: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             live: Default::default(),
             changed: tokio::sync::watch::channel(0).0,
@@ -115,11 +119,24 @@ impl TorrentTable {
     }
 
     /// Adds a torrent in `Checking`; None if its info-hash is already in the table.
+    /// A hybrid is also found by its truncated v2 info-hash; a torrent either of whose hashes
+    /// is already known is refused.
     pub fn begin_check(&self, torrent: &Torrent) -> Option<Arc<Checking>> {
         let mut map = self.write();
-        if map.contains_key(&torrent.info_hash) {
+        let mut aliases = self.aliases.write().unwrap_or_else(|e| e.into_inner());
+        let alias = torrent
+            .v2
+            .as_ref()
+            .map(|v2| v2.truncated())
+            .filter(|a| *a != torrent.info_hash);
+        let known = |ih: &InfoHash| map.contains_key(ih) || aliases.contains_key(ih);
+        if known(&torrent.info_hash) || alias.as_ref().is_some_and(known) {
             return None;
         }
+        if let Some(alias) = alias {
+            aliases.insert(alias, torrent.info_hash);
+        }
+        drop(aliases);
         let c = Arc::new(Checking {
             name: torrent.name.clone(),
             total_bytes: torrent.total_length,
@@ -169,6 +186,10 @@ impl TorrentTable {
         let removed = {
             let mut map = self.write();
             let removed = map.remove(info_hash);
+            if removed.is_some() {
+                let mut aliases = self.aliases.write().unwrap_or_else(|e| e.into_inner());
+                aliases.retain(|_, key| key != info_hash);
+            }
             if matches!(removed, Some(TorrentState::Live(_))) {
                 self.live.fetch_sub(1, Ordering::Relaxed);
             }
@@ -226,6 +247,8 @@ impl TorrentTable {
             return false;
         }
         map.remove(info_hash);
+        let mut aliases = self.aliases.write().unwrap_or_else(|e| e.into_inner());
+        aliases.retain(|_, key| key != info_hash);
         true
     }
 
@@ -251,10 +274,20 @@ impl TorrentTable {
         self.read().get(info_hash).cloned()
     }
 
-    /// The torrent with this info-hash, if it is live.
+    /// The torrent with this info-hash (either of a hybrid's), if it is live.
     pub fn live(&self, info_hash: &InfoHash) -> Option<Arc<TorrentCtx>> {
-        match self.read().get(info_hash)? {
-            TorrentState::Live(t) => Some(t.clone()),
+        let found = self.read().get(info_hash).cloned();
+        let state = match found {
+            Some(s) => s,
+            None => {
+                let aliases = self.aliases.read().unwrap_or_else(|e| e.into_inner());
+                let key = *aliases.get(info_hash)?;
+                drop(aliases);
+                self.read().get(&key)?.clone()
+            }
+        };
+        match state {
+            TorrentState::Live(t) => Some(t),
             _ => None,
         }
     }

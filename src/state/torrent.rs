@@ -184,6 +184,14 @@ pub struct TorrentCtx {
 }
 
 impl TorrentCtx {
+    /// The swarms this torrent is in: its info-hash, and a hybrid's truncated v2 one too.
+    pub fn swarms(&self) -> Vec<metainfo::InfoHash> {
+        let v2 = self.view.v2.as_ref().map(|t| t.info_hash);
+        std::iter::once(self.view.info_hash)
+            .chain(v2.filter(|h| *h != self.view.info_hash))
+            .collect()
+    }
+
     /// A live torrent over checked data: `have` holds the pieces that passed (BEP 3 layout).
     pub fn new(
         config: &Config,
@@ -203,6 +211,10 @@ impl TorrentCtx {
                 pex: !torrent.private,
                 have: crate::bitfield::SharedBitfield::from_bytes(have, torrent.num_pieces()),
                 layout,
+                v2: torrent
+                    .v2
+                    .as_ref()
+                    .map(|v2| crate::wire::hashes::Trees::new(v2, torrent.piece_length)),
             }),
             name: torrent.name.clone(),
             data_dir,

@@ -140,14 +140,16 @@ pub fn spawn(shared: Arc<Shared>, services: &mut Services) -> std::io::Result<()
     services.spawn_async("tracker", move |shutdown| run(shared, shutdown))
 }
 
+/// An announce of `ctx` in the swarm of `info_hash` (one of [`TorrentCtx::swarms`]).
 fn request(
     shared: &Shared,
+    info_hash: InfoHash,
     ctx: &TorrentCtx,
     event: Event,
     tracker_id: Option<String>,
 ) -> AnnounceRequest {
     AnnounceRequest {
-        info_hash: ctx.view.info_hash,
+        info_hash,
         peer_id: shared.peer_id,
         port: shared.listen_port.load(Ordering::Relaxed),
         uploaded: ctx.uploaded.load(Ordering::Relaxed),
@@ -161,10 +163,14 @@ fn request(
 }
 
 /// The `stopped` announces for one torrent: (URL, request) for each tier that heard `started`.
-fn stop_requests(shared: &Shared, (s, ctx): &Known) -> Vec<(String, AnnounceRequest)> {
+fn stop_requests(
+    shared: &Shared,
+    ih: InfoHash,
+    (s, ctx): &Known,
+) -> Vec<(String, AnnounceRequest)> {
     s.stop_targets()
         .into_iter()
-        .map(|(url, tid)| (url, request(shared, ctx, Event::Stopped, tid)))
+        .map(|(url, tid)| (url, request(shared, ih, ctx, Event::Stopped, tid)))
         .collect()
 }
 
@@ -215,7 +221,8 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
                     break;
                 }
                 let (urls, event) = s.begin(tier);
-                let req = request(&shared, ctx, event, s.tiers[tier].tracker_id.clone());
+                let tid = s.tiers[tier].tracker_id.clone();
+                let req = request(&shared, ih, ctx, event, tid);
                 let (tx, clients) = (tx.clone(), clients.clone());
                 in_flight += 1;
                 tokio::spawn(async move {
@@ -269,8 +276,8 @@ async fn run(shared: Arc<Shared>, shutdown: Shutdown) {
         }
     }
     let stops: Vec<(String, AnnounceRequest)> = schedules
-        .values()
-        .flat_map(|k| stop_requests(&shared, k))
+        .iter()
+        .flat_map(|(ih, k)| stop_requests(&shared, *ih, k))
         .collect();
     drop(schedules);
     announce_stopped(shared, clients, stops).await;
@@ -287,7 +294,8 @@ fn track_table(
     now: Instant,
 ) {
     let torrents = shared.live_torrents();
-    let live: HashSet<InfoHash> = torrents.iter().map(|t| t.view.info_hash).collect();
+    // A hybrid is announced in both of its swarms (v1, and v2 by its truncated info-hash).
+    let live: HashSet<InfoHash> = torrents.iter().flat_map(|t| t.swarms()).collect();
     let gone: Vec<InfoHash> = schedules
         .keys()
         .filter(|ih| !live.contains(ih))
@@ -295,7 +303,7 @@ fn track_table(
         .collect();
     for ih in gone {
         if let Some(known) = schedules.remove(&ih) {
-            let stops = stop_requests(shared, &known);
+            let stops = stop_requests(shared, ih, &known);
             drop(known);
             due.set(ih, None);
             shared.forget_trackers_of(&ih);
@@ -305,13 +313,14 @@ fn track_table(
         }
     }
     for ctx in torrents {
-        let ih = ctx.view.info_hash;
-        if let Entry::Vacant(slot) = schedules.entry(ih) {
-            let s = Schedule::new(&ctx.trackers, now, |u| shuffle(u)).with_floor(
-                Duration::from_secs(shared.config.tracker.min_announce_interval_secs),
-            );
-            due.set(ih, s.next_due());
-            slot.insert((s, ctx));
+        for ih in ctx.swarms() {
+            if let Entry::Vacant(slot) = schedules.entry(ih) {
+                let s = Schedule::new(&ctx.trackers, now, |u| shuffle(u)).with_floor(
+                    Duration::from_secs(shared.config.tracker.min_announce_interval_secs),
+                );
+                due.set(ih, s.next_due());
+                slot.insert((s, ctx.clone()));
+            }
         }
     }
 }

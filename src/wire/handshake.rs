@@ -13,6 +13,8 @@ pub mod reserved {
     pub const EXTENSION: (usize, u8) = (5, 0x10);
     /// BEP 6 fast extension: byte 7, bit 0x04.
     pub const FAST: (usize, u8) = (7, 0x04);
+    /// BEP 52 v2 support: byte 7, bit 0x10 (the 4th most significant bit of the last byte).
+    pub const V2: (usize, u8) = (7, 0x10);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

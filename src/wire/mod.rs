@@ -3,6 +3,7 @@
 
 pub mod extension;
 pub mod handshake;
+pub mod hashes;
 pub mod message;
 pub mod metadata;
 pub mod mse;

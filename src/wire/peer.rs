@@ -10,12 +10,13 @@
 
 use super::extension::{self, ExtEvent, Extensions};
 use super::handshake::{reserved, Handshake};
-use super::message::{self, Block, Decoded, Message, WireError};
+use super::hashes::{self, HashBudget, Trees};
+use super::message::{self, Block, Decoded, HashRange, Message, WireError};
 use super::pex::PexPeer;
 use crate::bitfield::{self, SharedBitfield};
 use crate::metainfo::InfoHash;
 pub use crate::reasons::DropReason;
-use crate::reasons::RejectReason;
+use crate::reasons::{HashReply, RejectReason};
 use crate::storage::Layout;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -39,6 +40,8 @@ pub struct TorrentView {
     pub layout: Layout,
     /// Verified pieces; a piece whose data can no longer be read is cleared at runtime.
     pub have: SharedBitfield,
+    /// The v2 merkle rows hash requests are answered from (v2 and hybrid torrents).
+    pub v2: Option<Trees>,
 }
 
 impl TorrentView {
@@ -92,6 +95,8 @@ pub enum Event {
     /// A metadata piece served, or a request for one refused (BEP 9).
     MetadataServed,
     MetadataRejected,
+    /// A BEP 52 hash request answered (or refused, with why).
+    HashRequest(HashReply),
 }
 
 /// A contiguous stretch of the torrent to read and send as piece messages.
@@ -126,6 +131,7 @@ pub struct Peer {
     /// Super-seeding: the pieces offered to this peer (the only ones it may request); None
     /// when every verified piece is advertised.
     offered: Option<Vec<u8>>,
+    hash_budget: HashBudget,
 }
 
 impl Peer {
@@ -140,7 +146,11 @@ impl Peer {
         send_handshake: bool,
         now: Instant,
     ) -> Peer {
-        let ours = Handshake::ours(torrent.info_hash, our_id);
+        // The info-hash the peer used (a hybrid's v1 or v2 one), and the v2 bit (BEP 52).
+        let mut ours = Handshake::ours(theirs.info_hash, our_id);
+        if torrent.v2.is_some() {
+            ours.reserved[reserved::V2.0] |= reserved::V2.1;
+        }
         let have = torrent.have.to_bytes();
         let mut out = Vec::with_capacity(256 + have.len());
         if send_handshake {
@@ -196,6 +206,7 @@ impl Peer {
             events: Vec::new(),
             last_recv: now,
             last_send: now,
+            hash_budget: HashBudget::default(),
         }
     }
 
@@ -273,6 +284,12 @@ impl Peer {
                         message::encode(&Message::Reject(b), &mut self.out);
                     }
                 }
+            }
+            Owned::HashRequest(r) => {
+                let room = self.limits.max_control_bytes.saturating_sub(self.out.len());
+                let (v2, budget) = (self.torrent.v2.as_ref(), &mut self.hash_budget);
+                let result = hashes::answer(v2, budget, now, &r, room, &mut self.out);
+                self.events.push(Event::HashRequest(result));
             }
             Owned::Have(i) => self.events.push(Event::PeerHave(i)),
             Owned::Bitfield(Shape::Partial(bits)) => self.events.push(Event::PeerBitfield(bits)),
@@ -537,6 +554,7 @@ enum Owned {
     Cancel(Block),
     /// An extended message: our id and a copy of its payload (at most the message cap).
     Extended(u8, Vec<u8>),
+    HashRequest(HashRange),
     Other,
 }
 
@@ -566,6 +584,7 @@ impl Owned {
             Message::Bitfield(bits) => Owned::Bitfield(Shape::Partial(bits.to_vec())),
             Message::HaveAll => Owned::HaveAll,
             Message::Extended { id, payload } => Owned::Extended(*id, payload.to_vec()),
+            Message::HashRequest(r) => Owned::HashRequest(*r),
             _ => Owned::Other,
         }
     }

@@ -1,0 +1,211 @@
+//! Tests of BEP 52 hash serving against trees built leaf by leaf.
+
+use super::*;
+
+/// Every layer of a file's padded tree, leaves first, from `blocks` made-up leaf hashes.
+fn full_tree(blocks: usize, seed: u8) -> Vec<Vec<Hash>> {
+    let mut leaves: Vec<Hash> = (0..blocks)
+        .map(|i| merkle::leaf(&[seed, (i % 251) as u8, (i / 251) as u8]))
+        .collect();
+    leaves.resize(blocks.next_power_of_two(), [0; 32]);
+    let mut layers = vec![leaves];
+    while layers[layers.len() - 1].len() > 1 {
+        let below = &layers[layers.len() - 1];
+        let up = below
+            .chunks(2)
+            .map(|c| merkle::parent(&c[0], &c[1]))
+            .collect();
+        layers.push(up);
+    }
+    layers
+}
+
+/// The file's hashes as a torrent carries them: its root and its (unpadded) piece layer.
+fn file(layers: &[Vec<Hash>], blocks: usize, piece_height: u32) -> FileHashes {
+    let per_piece = 1usize << piece_height;
+    let pieces = blocks.div_ceil(per_piece);
+    let layer = if pieces > 1 {
+        layers[piece_height as usize][..pieces].to_vec()
+    } else {
+        Vec::new()
+    };
+    FileHashes {
+        root: layers[layers.len() - 1][0],
+        layer,
+        length: blocks as u64 * merkle::BLOCK,
+    }
+}
+
+fn range(root: Hash, base: u32, index: u32, length: u32, proof_layers: u32) -> HashRange {
+    HashRange {
+        root,
+        base,
+        index,
+        length,
+        proof_layers,
+    }
+}
+
+/// Folds a reply back up: the run's subtree root, then each uncle; returns the node reached
+/// and its layer.
+fn fold(r: &HashRange, reply: &[u8]) -> (Hash, u32) {
+    let hashes: Vec<Hash> = reply.chunks(32).map(|c| c.try_into().unwrap()).collect();
+    let n = r.length as usize;
+    let mut row = hashes[..n].to_vec();
+    let mut layer = r.base;
+    while row.len() > 1 {
+        row = row
+            .chunks(2)
+            .map(|c| merkle::parent(&c[0], &c[1]))
+            .collect();
+        layer += 1;
+    }
+    let mut node = row[0];
+    let mut at = r.index >> r.length.trailing_zeros();
+    for uncle in &hashes[n..] {
+        node = if at % 2 == 0 {
+            merkle::parent(&node, uncle)
+        } else {
+            merkle::parent(uncle, &node)
+        };
+        at /= 2;
+        layer += 1;
+    }
+    (node, layer)
+}
+
+#[test]
+fn every_request_above_the_piece_layer_is_answered_from_the_full_tree_and_proves_the_root() {
+    // 32 KiB pieces (two blocks each); files of 3 (two pieces), 13 and 64 blocks.
+    let h = 1;
+    for (blocks, seed) in [(3usize, 1u8), (13, 2), (64, 3)] {
+        let layers = full_tree(blocks, seed);
+        let f = file(&layers, blocks, h);
+        let root = f.root;
+        let trees = Trees::build(InfoHash([9; 20]), 32 << 10, [f].iter());
+        let top = (layers.len() - 1) as u32;
+        let mut checked = 0;
+        for base in h..top {
+            let width = layers[base as usize].len() as u32;
+            let mut length = 2;
+            while length <= width.min(MAX_LENGTH) {
+                for index in (0..width).step_by(length as usize) {
+                    for proof in 0..top - base {
+                        let r = range(root, base, index, length, proof);
+                        let got = trees.nodes(&r).expect("a valid request");
+                        let run: Vec<u8> = layers[base as usize]
+                            [index as usize..(index + length) as usize]
+                            .concat();
+                        assert_eq!(&got[..run.len()], &run[..], "{r:?}");
+                        // The proof: one uncle per layer from the run's subtree root up to
+                        // the requested depth.
+                        let uncles = proof.saturating_sub(length.trailing_zeros() - 1);
+                        assert_eq!(got.len(), run.len() + 32 * uncles as usize, "{r:?}");
+                        let (node, layer) = fold(&r, &got);
+                        let (want_layer, want_at) = (layer, index >> (layer - base));
+                        assert_eq!(node, layers[want_layer as usize][want_at as usize], "{r:?}");
+                        if proof == top - base - 1 {
+                            assert_eq!((node, layer), (root, top), "{r:?}");
+                        }
+                        checked += 1;
+                    }
+                }
+                length *= 2;
+            }
+        }
+        assert!(checked > 0, "{blocks} blocks: nothing checked");
+    }
+}
+
+#[test]
+fn requests_outside_the_tree_are_refused_with_their_reason() {
+    let h = 1;
+    let layers = full_tree(13, 4);
+    let f = file(&layers, 13, h);
+    let root = f.root;
+    // A file of one piece: it has a root but no piece layer.
+    let small_layers = full_tree(2, 5);
+    let small = file(&small_layers, 2, h);
+    assert!(small.layer.is_empty());
+    let small_root = small.root;
+    let trees = Trees::build(InfoHash([9; 20]), 32 << 10, [f, small].iter());
+    // 13 blocks: 16 leaves, root at layer 4, piece layer (layer 1) 8 wide.
+    assert!(trees.nodes(&range(root, 1, 0, 8, 2)).is_ok());
+    for (r, why) in [
+        (range([0; 32], 1, 0, 2, 0), HashReply::UnknownRoot),
+        (range(small_root, 1, 0, 2, 0), HashReply::NoPieceLayer),
+        (range(root, 0, 0, 2, 0), HashReply::BlockLayer),
+        (range(root, 1, 0, 1, 0), HashReply::BadRange),
+        (range(root, 1, 0, 3, 0), HashReply::BadRange),
+        (range(root, 1, 0, 1024, 0), HashReply::BadRange),
+        (range(root, 1, 2, 4, 0), HashReply::BadRange),
+        (range(root, 1, 8, 2, 0), HashReply::BadRange),
+        (range(root, 1, u32::MAX - 1, 2, 0), HashReply::BadRange),
+        (range(root, 1, 0, 16, 0), HashReply::BadRange),
+        (range(root, 1, 0, 2, 3), HashReply::BadRange),
+        (range(root, 1, 0, 2, u32::MAX), HashReply::BadRange),
+        (range(root, 4, 0, 2, 0), HashReply::BadRange),
+        (range(root, u32::MAX, 0, 2, 0), HashReply::BadRange),
+    ] {
+        assert_eq!(trees.nodes(&r), Err(why), "{r:?}");
+    }
+}
+
+#[test]
+fn a_peer_gets_its_burst_then_its_rate_and_rejects_past_them() {
+    let layers = full_tree(13, 6);
+    let f = file(&layers, 13, 1);
+    let r = range(f.root, 1, 0, 2, 0);
+    let trees = Trees::build(InfoHash([9; 20]), 32 << 10, [f].iter());
+    let t0 = Instant::now();
+    let mut budget = HashBudget::default();
+    let mut served = 0;
+    let mut out = Vec::new();
+    for _ in 0..BURST + 10 {
+        if answer(Some(&trees), &mut budget, t0, &r, 1 << 20, &mut out) == HashReply::Served {
+            served += 1;
+        }
+    }
+    assert_eq!(served, BURST);
+    let t1 = t0 + std::time::Duration::from_secs(1);
+    let mut later = 0;
+    for _ in 0..PER_SEC + 10 {
+        if answer(Some(&trees), &mut budget, t1, &r, 1 << 20, &mut out) == HashReply::Served {
+            later += 1;
+        }
+    }
+    assert_eq!(later, PER_SEC);
+}
+
+#[test]
+fn replies_are_well_formed_messages_and_a_reply_too_big_for_the_room_is_a_reject() {
+    let layers = full_tree(64, 7);
+    let f = file(&layers, 64, 1);
+    let r = range(f.root, 1, 0, 32, 4);
+    let trees = Trees::build(InfoHash([9; 20]), 32 << 10, [f].iter());
+    let now = Instant::now();
+    let mut budget = HashBudget::default();
+    let mut out = Vec::new();
+    assert_eq!(
+        answer(Some(&trees), &mut budget, now, &r, 1 << 20, &mut out),
+        HashReply::Served
+    );
+    match message::decode(&out, 1 << 20).unwrap() {
+        message::Decoded::Message(Message::Hashes { range, hashes }, used) => {
+            assert_eq!((range, used), (r, out.len()));
+            assert_eq!(hashes, &trees.nodes(&r).unwrap()[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+    for (trees, room, why) in [
+        (Some(&trees), 100, HashReply::Backlog),
+        (None, 1 << 20, HashReply::UnknownRoot),
+    ] {
+        let mut out = Vec::new();
+        assert_eq!(answer(trees, &mut budget, now, &r, room, &mut out), why);
+        assert_eq!(
+            message::decode(&out, 1 << 20).unwrap(),
+            message::Decoded::Message(Message::HashReject(r), out.len())
+        );
+    }
+}
