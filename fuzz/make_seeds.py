@@ -68,6 +68,10 @@ def piece(i, b, data):
     return msg(7, struct.pack(">II", i, b) + data)
 
 
+def hash_request(root, base, index, length, proof):
+    return msg(21, root + struct.pack(">IIII", base, index, length, proof))
+
+
 HAVE_ALL, HAVE_NONE = msg(14), msg(15)
 PORT = msg(9, struct.pack(">H", 6881))
 SUGGEST = msg(13, struct.pack(">I", 1))
@@ -101,15 +105,19 @@ def wire_seeds():
 
 
 def peer_header(pl_idx=5, pieces=6, short=1000, files=(), have_all=True, mask=b"",
-                fast=True, ext=True, send_hs=True, max_req=1, max_q=3, ctrl=4000, idle=6000):
+                fast=True, ext=True, send_hs=True, max_req=1, max_q=3, ctrl=4000, idle=6000,
+                metadata=True, v2=False):
     """The header peer_state_machine.rs reads before its operations."""
     h = bytes([pl_idx, pieces - 1]) + struct.pack("<H", short)
     h += bytes([len(files)])  # nfiles - 1
     for length, pad in files:
         h += struct.pack("<H", length) + bytes([1 if pad else 0])
     h += bytes([0 if have_all else 1]) + mask
-    h += bytes([(1 if fast else 0) | (2 if ext else 0) | (4 if send_hs else 0)])
+    h += bytes([0 if metadata else 1])
+    h += bytes([(1 if fast else 0) | (2 if ext else 0) | (4 if send_hs else 0)
+                | (0x10 if v2 else 0)])
     h += bytes([max_req, max_q - 1]) + struct.pack("<H", ctrl) + struct.pack("<H", idle)
+    h += struct.pack("<H", 6881)  # listen port
     return h
 
 
@@ -161,6 +169,15 @@ def peer_seeds():
         + run(65535) + POLL)
     put("peer_state_machine", "idle_timeout",
         peer_header(idle=1) + POLL + timeout(True) + timeout(True))
+    # v2: one file of 6 pieces of 64 KiB (piece layer at height 2, root at 5).
+    root = bytes([0x40]) * 32
+    put("peer_state_machine", "v2_hash_requests",
+        peer_header(v2=True, ctrl=4000) + POLL
+        + feed(hash_request(root, 2, 0, 4, 2) + hash_request(root, 2, 4, 4, 2)
+               + hash_request(root, 3, 0, 2, 1) + hash_request(root, 0, 0, 2, 0)
+               + hash_request(bytes(32), 2, 0, 2, 0) + hash_request(root, 2, 0, 1024, 0)
+               + hash_request(root, 2, 2, 4, 0) + hash_request(root, 2, 0, 2, 9))
+        + POLL + feed(hash_request(root, 2, 0, 8, 2) * 70) + POLL)
 
 
 def tracker_seeds():

@@ -1,8 +1,12 @@
-//! `metainfo::parse` never panics; accepted torrents give a usable layout and magnet link.
+//! `metainfo::parse` never panics; accepted torrents give a usable layout and magnet link
+//! (`btih` for v1 and hybrids, `btmh` for v2-only); a v2 half gives merkle rows that answer a
+//! piece-layer hash request for every file longer than one piece.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use uringseed::metainfo;
+use uringseed::metainfo::{self, HashKind};
+use uringseed::wire::hashes::Trees;
+use uringseed::wire::message::HashRange;
 use uringseed::storage::Layout;
 
 fn u64_at(data: &[u8], at: usize) -> u64 {
@@ -27,7 +31,26 @@ fuzz_target!(|data: &[u8]| {
         t.num_pieces() as u64
     );
     let magnet = t.magnet();
-    assert!(magnet.starts_with("magnet:?xt=urn:btih:"));
+    let scheme = match t.hash_kind() {
+        HashKind::V2 => "magnet:?xt=urn:btmh:1220",
+        HashKind::V1 | HashKind::Hybrid => "magnet:?xt=urn:btih:",
+    };
+    assert!(magnet.starts_with(scheme), "{magnet}");
+    if let Some(v2) = &t.v2 {
+        let trees = Trees::new(v2, t.piece_length);
+        let height = (t.piece_length / 16384).trailing_zeros();
+        for f in v2.files.iter().flatten().filter(|f| !f.layer.is_empty()).take(64) {
+            let r = HashRange {
+                root: f.root,
+                base: height,
+                index: 0,
+                length: 2,
+                proof_layers: 0,
+            };
+            let nodes = trees.nodes(&r).expect("a piece-layer request");
+            assert_eq!(&nodes[..32], &f.layer[0][..]);
+        }
+    }
     let layout = Layout::new(&t);
     assert_eq!(layout.num_pieces(), t.num_pieces());
     assert_eq!(layout.total_length(), t.total_length);

@@ -7,15 +7,19 @@
 //! Invariants: the request queue never exceeds `max_queued`; every run is non-empty,
 //! contiguous, inside the torrent, for pieces we have, and within `max_bytes` unless it is a
 //! single block; everything we send parses with our own decoder; rejects only go to fast peers.
+//! With flag 0x10 (and a piece length of 16 KiB or more) the torrent has v2 merkle rows, roots
+//! `[0x40 + file; 32]`, so that BEP 52 hash requests are answered: a `hashes` reply holds the
+//! run and exactly one uncle per proof layer above the run's own subtree.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uringseed::bitfield::SharedBitfield;
-use uringseed::metainfo::{FileEntry, InfoHash, Torrent};
+use uringseed::metainfo::{FileEntry, FileHashes, InfoHash, Torrent};
 use uringseed::storage::Layout;
 use uringseed::wire::handshake::{self, Handshake};
+use uringseed::wire::hashes::Trees;
 use uringseed::wire::message::{self, Decoded, Message};
 use uringseed::wire::{Limits, Peer, TorrentView};
 
@@ -51,6 +55,31 @@ fn trace() -> bool {
 }
 
 const PIECE_LENGTHS: [u64; 8] = [1, 7, 16384, 16385, 32768, 65536, 1 << 20, 4 << 20];
+
+/// Made-up merkle rows for every non-empty, non-pad file: root `[0x40 + i; 32]`, one node per
+/// piece the file touches (none for a file within one piece).
+fn v2_trees(t: &Torrent) -> Trees {
+    let mut offset = 0u64;
+    let mut files = Vec::new();
+    for (i, f) in t.files.iter().enumerate() {
+        if f.length > 0 && !f.pad {
+            let first = offset / t.piece_length;
+            let last = (offset + f.length - 1) / t.piece_length;
+            let n = (last - first + 1) as usize;
+            files.push(FileHashes {
+                root: [0x40 + i as u8; 32],
+                layer: if n > 1 {
+                    (0..n).map(|k| [k as u8; 32]).collect()
+                } else {
+                    Vec::new()
+                },
+                length: f.length,
+            });
+        }
+        offset += f.length;
+    }
+    Trees::build(InfoHash([3; 20]), t.piece_length, files.iter())
+}
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input { data };
@@ -105,16 +134,17 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let metadata = (input.byte() & 1 == 0).then(|| bytes::Bytes::from(vec![0x64u8; 40_000]));
+
+    // The peer and the limits.
+    let flags = input.byte();
     let view = Arc::new(TorrentView {
         info_hash: torrent.info_hash,
         pex: metadata.is_some(),
         metadata,
         layout,
         have: SharedBitfield::from_bytes(&have, pieces as usize),
+        v2: (flags & 0x10 != 0 && piece_length >= 16384).then(|| v2_trees(&torrent)),
     });
-
-    // The peer and the limits.
-    let flags = input.byte();
     let mut theirs = Handshake::ours(InfoHash([1; 20]), [9; 20]);
     theirs.reserved = [0; 8];
     if flags & 1 != 0 {
@@ -176,6 +206,14 @@ fuzz_target!(|data: &[u8]| {
                                     Message::Reject(_) | Message::HaveAll | Message::HaveNone
                                 ) {
                                     assert!(fast, "BEP 6 message {m:?} sent to a peer without it");
+                                }
+                                if let Message::Hashes { range, hashes } = m {
+                                    assert!(view.v2.is_some(), "hashes for a v1 torrent");
+                                    let run = range.length;
+                                    assert!(run.is_power_of_two() && (2..=512).contains(&run));
+                                    let uncles =
+                                        range.proof_layers.saturating_sub(run.trailing_zeros() - 1);
+                                    assert_eq!(hashes.len(), 32 * (run + uncles) as usize);
                                 }
                                 at += used;
                             }
