@@ -11,6 +11,8 @@
 //! - Restart: stopped with SIGTERM and started again with the same state dir and only an
 //!   unreachable bootstrap node, the server rejoins the DHT from its saved routing table and a
 //!   fresh magnet-only leecher finds it at its new peer port.
+//! - BEP 52: a hybrid torrent is announced under its v1 and its truncated v2 info-hash, and a
+//!   leecher holding only `xt=urn:btmh:` finds the server through the DHT and downloads.
 //! - BEP 32: an IPv6 peer listener gets an IPv6 node on the same port number beside the IPv4
 //!   one; each answers a ping in its family with the asker's address in `ip` (BEP 42).
 //!
@@ -284,6 +286,35 @@ fn magnet_only_leecher_finds_the_server_through_the_dht() {
         &mut leech,
         &d.tree,
         &got.join("pub"),
+        &[&server, &swarm.proc],
+    );
+    expect_found(&leech, &addr, &[&server, &swarm.proc]);
+}
+
+#[test]
+fn a_hybrid_is_announced_under_both_info_hashes_and_a_btmh_leecher_finds_it() {
+    let Some((_tmp, dir)) = setup() else { return };
+    let swarm = Swarm::start(&dir);
+    let d = data(&dir, "hyb", &["--hybrid", "--piece-length", "32768"]);
+    let t = uringseed::metainfo::load(&d.torrent).unwrap();
+    let v2 = t.v2.as_ref().expect("a hybrid");
+    let peer = free_port();
+    let config = write_config(&dir, "seed", peer, free_port(), &swarm.toml_list(), &[&d]);
+    let server = serve("uringseed", &config, 1, &dir);
+    let addr = format!("127.0.0.1:{peer}");
+    swarm.expect_announce(&d.hash, &addr, &[&server]);
+    swarm.expect_announce(&v2.truncated().to_string(), &addr, &[&server]);
+
+    let magnet = format!(
+        "magnet:?xt=urn:btmh:1220{}",
+        uringseed::metainfo::hex(&v2.info_hash)
+    );
+    let got = dir.join("got");
+    let mut leech = dht_leech("dht-leech-btmh", &magnet, &got, &swarm, &dir);
+    expect_complete(
+        &mut leech,
+        &d.tree,
+        &got.join("hyb"),
         &[&server, &swarm.proc],
     );
     expect_found(&leech, &addr, &[&server, &swarm.proc]);

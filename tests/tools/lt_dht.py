@@ -289,7 +289,8 @@ def dht_leech(magnet, save_dir, timeout, nodes):
     params.trackers = []  # the DHT only
     params.peers = []
     params.flags |= lt.torrent_flags.disable_pex | lt.torrent_flags.disable_dht
-    ih = params.info_hashes.v1
+    # The v1 info-hash, or for a magnet with only `xt=urn:btmh:` the truncated v2 one (BEP 52).
+    ih = params.info_hashes.get_best()
     added = time.time()
     h = ses.add_torrent(params)
     log(t0, "added %s (DHT lookups only)" % ih)
