@@ -156,6 +156,9 @@ struct ServeArgs {
     /// With PATH: where to write the .torrent.
     #[arg(long)]
     torrent_out: Option<PathBuf>,
+    /// With PATH: the torrent's hashes: v1 (default), v2 or hybrid (BEP 52, as `make --v2`).
+    #[arg(long, value_parser = ["v1", "v2", "hybrid"], requires = "path")]
+    format: Option<String>,
     /// With PATH: tracker URLs for the made torrent (repeatable).
     #[arg(short = 't', long = "tracker")]
     trackers: Vec<String>,
@@ -428,6 +431,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             path: path.clone(),
             trackers: tiers(&args.trackers),
             threads: config.hashing.threads,
+            format: match args.format.as_deref() {
+                Some("v2") => make::Format::V2,
+                Some("hybrid") => make::Format::Hybrid,
+                _ => make::Format::V1,
+            },
             ..Default::default()
         };
         // A path that cannot be read fails now; the hashing waits until the listeners are up.

@@ -7,7 +7,8 @@
 //! oversized range and a flood past its budget, while it stays connected; the metrics count
 //! exactly what it received. A hybrid is announced to a real tracker (npm `bittorrent-tracker`)
 //! in both of its swarms, and a libtorrent leecher holding only the `btmh` magnet with that
-//! tracker finds the seed there and downloads.
+//! tracker finds the seed there and downloads. `serve PATH --format hybrid` prints a magnet
+//! with both `xt`s, and its v2 half alone brings libtorrent the data.
 //!
 //! Tools: Debian python3-libtorrent (2.0.8) and node with tests/tools/node_modules; without them
 //! (and CI unset) the tests that need them skip.
@@ -348,6 +349,56 @@ fn a_hybrid_is_announced_in_both_swarms_and_a_btmh_leecher_finds_it_through_the_
         &out.join("v2data"),
         &seed,
         "btmh through the tracker",
+    );
+    assert!(hash_replies(&seed, "served") >= 2.0);
+    seed.stop();
+}
+
+#[test]
+fn serve_path_makes_a_hybrid_whose_v2_half_alone_brings_the_data() {
+    if !have_libtorrent() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = write_data(dir.path());
+    let out = dir.path().join("made.torrent");
+    let args = [
+        root.to_str().unwrap(),
+        "--format",
+        "hybrid",
+        "--torrent-out",
+        out.to_str().unwrap(),
+    ];
+    let mut seed = serve_args("uringseed", &args, &[], dir.path());
+    seed.ready();
+    let printed = seed.proc.stdout_text();
+    let t = metainfo::load(&out).unwrap();
+    assert_eq!(t.hash_kind(), metainfo::HashKind::Hybrid);
+    let v2 = metainfo::hex(&t.v2.as_ref().unwrap().info_hash);
+    assert!(
+        printed.contains(&format!("xt=urn:btih:{}", t.info_hash))
+            && printed.contains(&format!("xt=urn:btmh:1220{v2}")),
+        "{printed}"
+    );
+    let got = dir.path().join("got");
+    let lt = spawn_lt(
+        "libtorrent-btmh-made",
+        &[
+            "magnet-download",
+            &btmh(&t),
+            got.to_str().unwrap(),
+            &seed.addr.to_string(),
+            "120",
+        ],
+        &[],
+        dir.path(),
+    );
+    finish(
+        lt,
+        &root,
+        &got.join("v2data"),
+        &seed,
+        "serve PATH --format hybrid",
     );
     assert!(hash_replies(&seed, "served") >= 2.0);
     seed.stop();
