@@ -149,13 +149,14 @@ labels! {
         UnknownRoot = "unknown_root",
         /// A file of one piece or less: its root is its only node above the blocks.
         NoPieceLayer = "no_piece_layer",
-        /// Below the piece layer (block hashes would mean reading and hashing the data).
-        BlockLayer = "block_layer",
         /// Length not a power of two in 2..=512, index not a multiple of it, the range past the
-        /// layer's end, or more proof layers than the tree has.
+        /// layer's end, more proof layers than the tree has, or (below the piece layer) more
+        /// data to read than 8 MiB or one piece.
         BadRange = "bad_range",
-        /// Over the per-peer rate of hash requests.
+        /// Over the per-peer rate of hash requests (or of those that read data).
         Rate = "rate",
+        /// Block hashes of data that could not be read or no longer matches its piece layer.
+        Unavailable = "unavailable",
         /// The reply would not fit in the peer's unsent control bytes.
         Backlog = "backlog",
     }

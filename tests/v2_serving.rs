@@ -2,9 +2,10 @@
 //! byte, from the .torrent (piece layers in hand) and from a magnet link holding only the v2
 //! info-hash (`xt=urn:btmh:`: the info dictionary by BEP 9, then the piece layers by hash
 //! requests, which the seed's metrics must show it answered). A raw peer sees the seed answer
-//! with the info-hash it used (either of a hybrid's) and the v2 bit, gets a `hashes` reply whose
-//! proof folds up to the file's root, and `hash reject`s for an absent root, the block layer, an
-//! oversized range and a flood past its budget, while it stays connected; the metrics count
+//! with the info-hash it used (either of a hybrid's) and the v2 bit, gets `hashes` replies whose
+//! proofs fold up to the file's root (piece layer, above it, and block hashes computed from the
+//! data), and `hash reject`s for an absent root, an oversized range, a flood past its budget and
+//! block hashes of data changed under the seed, while it stays connected; the metrics count
 //! exactly what it received. A hybrid is announced to a real tracker (npm `bittorrent-tracker`)
 //! in both of its swarms, and a libtorrent leecher holding only the `btmh` magnet with that
 //! tracker finds the seed there and downloads. `serve PATH --format hybrid` prints a magnet
@@ -136,7 +137,7 @@ fn libtorrent_downloads_v2_and_hybrid_torrents_from_the_file_and_from_a_btmh_mag
         // The piece layers of big.iso and mid.bin came by hash request (small.txt has none).
         let served = hash_replies(&seed, "served") - before;
         assert!(served >= 2.0, "{flag}: {served} hash requests served");
-        for result in ["unknown_root", "block_layer", "bad_range", "backlog"] {
+        for result in ["unknown_root", "unavailable", "bad_range", "backlog"] {
             assert_eq!(hash_replies(&seed, result), 0.0, "{flag}: {result}");
         }
         eprintln!("{flag}: {served} hash requests served to the btmh leecher");
@@ -245,10 +246,13 @@ fn hash_requests_are_answered_with_proofs_refused_with_reasons_and_counted() {
         reply(&mut p, &upper, top),
         "a request above the piece layer was refused"
     );
+    // Block hashes (layer 0) are computed from the data; the last piece is short.
+    let blocks = range(big.root, 0, 60, 4, 5);
+    p.send(&[Message::HashRequest(blocks)]);
+    assert!(reply(&mut p, &blocks, top), "block hashes were refused");
     for (r, why) in [
         (range([7; 32], 1, 0, 2, 0), "unknown_root"),
         (range(small.root, 1, 0, 2, 0), "no_piece_layer"),
-        (range(big.root, 0, 0, 2, 0), "block_layer"),
         (range(big.root, 1, 0, 1 << 20, 0), "bad_range"),
         (range(big.root, 1, 32, 2, 0), "bad_range"),
         (range(big.root, 1, 0, 2, 5), "bad_range"),
@@ -268,14 +272,27 @@ fn hash_requests_are_answered_with_proofs_refused_with_reasons_and_counted() {
     // Still connected and served.
     p.send(&[Message::Interested]);
     assert_eq!(p.expect(msg::UNCHOKE), Vec::<u8>::new());
+    // Data changed under the seed: its block hashes no longer match the piece layer, so they
+    // are refused rather than sent (after the budget for reads has refilled).
+    let path = root.join("big.iso");
+    let byte = std::fs::read(&path).unwrap()[10] ^ 0xff;
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[byte], 10).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let changed = range(big.root, 0, 0, 2, 5);
+    p.send(&[Message::HashRequest(changed)]);
+    assert!(
+        !reply(&mut p, &changed, top),
+        "hashes of changed data were sent"
+    );
 
     // The metrics count what the peer received.
     let count = |result: &str| hash_replies(&seed, result);
-    assert_eq!(count("served"), (2 + served) as f64);
+    assert_eq!(count("served"), (3 + served) as f64);
     assert_eq!(count("rate"), (n - served) as f64);
     assert_eq!(count("unknown_root"), 1.0);
     assert_eq!(count("no_piece_layer"), 1.0);
-    assert_eq!(count("block_layer"), 1.0);
+    assert_eq!(count("unavailable"), 1.0);
     assert_eq!(count("bad_range"), 3.0);
     assert_eq!(count("backlog"), 0.0);
 

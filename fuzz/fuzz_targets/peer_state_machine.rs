@@ -9,7 +9,8 @@
 //! single block; everything we send parses with our own decoder; rejects only go to fast peers.
 //! With flag 0x10 (and a piece length of 16 KiB or more) the torrent has v2 merkle rows, roots
 //! `[0x40 + file; 32]`, so that BEP 52 hash requests are answered: a `hashes` reply holds the
-//! run and exactly one uncle per proof layer above the run's own subtree.
+//! run and exactly one uncle per proof layer above the run's own subtree; a request below the
+//! piece layer waits for a read (answered here with made-up bytes or a failed read: a reject).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -66,7 +67,7 @@ fn v2_trees(t: &Torrent) -> Trees {
             let first = offset / t.piece_length;
             let last = (offset + f.length - 1) / t.piece_length;
             let n = (last - first + 1) as usize;
-            files.push(FileHashes {
+            files.push((first * t.piece_length, FileHashes {
                 root: [0x40 + i as u8; 32],
                 layer: if n > 1 {
                     (0..n).map(|k| [k as u8; 32]).collect()
@@ -74,11 +75,15 @@ fn v2_trees(t: &Torrent) -> Trees {
                     Vec::new()
                 },
                 length: f.length,
-            });
+            }));
         }
         offset += f.length;
     }
-    Trees::build(InfoHash([3; 20]), t.piece_length, files.iter())
+    Trees::build(
+        InfoHash([3; 20]),
+        t.piece_length,
+        files.iter().map(|(at, f)| (*at, f)),
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -191,6 +196,14 @@ fuzz_target!(|data: &[u8]| {
                 peer.handle_bytes(now, chunk)
             }
             3 => {
+                // A hash request below the piece layer waits for data: made-up bytes (they
+                // match no piece layer, so the answer is a reject) or a failed read.
+                if let Some(job) = peer.take_leaf_job() {
+                    assert!(view.v2.is_some() && job.len as u64 <= (8 << 20).max(pl));
+                    let data = (job.len <= 1 << 20).then(|| vec![0u8; job.len]);
+                    let got = peer.answer_leaf_job(&job, data.as_deref());
+                    assert_ne!(got, uringseed::reasons::HashReply::Served);
+                }
                 if let Some(out) = peer.poll_transmit() {
                     let mut at = 0;
                     if first_output {

@@ -402,6 +402,15 @@ async fn writer<S: Stream, D: Disk>(
                 shared.stats.pex_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let job = peer.borrow_mut().take_leaf_job();
+        if let Some(job) = job {
+            // A hash request below the piece layer: its pieces are read, then hashed.
+            let data = disk.read_run(ctx, job.start, job.len).await;
+            let result = peer
+                .borrow_mut()
+                .answer_leaf_job(&job, data.as_deref().ok());
+            shared.stats.hash_requests.inc(result);
+        }
         let control = peer.borrow_mut().poll_transmit();
         if control.is_none() && !ready {
             if shutdown.is_triggered() {

@@ -84,6 +84,13 @@ impl V2Info {
         (k < pieces).then_some((file, k))
     }
 
+    /// Every file with hashes and its first piece, in stream order.
+    pub fn files_at(&self) -> impl Iterator<Item = (usize, &FileHashes)> {
+        self.first_pieces
+            .iter()
+            .filter_map(|&(first, i)| Some((first, self.files[i].as_ref()?)))
+    }
+
     /// What the merkle node of piece `p`'s data must equal (see [`merkle::piece_width`]).
     pub fn expected(&self, p: usize) -> Option<Hash> {
         let (file, k) = self.piece_file(p)?;

@@ -7,6 +7,7 @@ pub mod hashes;
 pub mod message;
 pub mod metadata;
 pub mod mse;
+mod owned;
 pub mod peer;
 pub mod pex;
 

@@ -10,8 +10,9 @@
 
 use super::extension::{self, ExtEvent, Extensions};
 use super::handshake::{reserved, Handshake};
-use super::hashes::{self, HashBudget, Trees};
-use super::message::{self, Block, Decoded, HashRange, Message, WireError};
+use super::hashes::{HashServer, LeafJob, Trees};
+use super::message::{self, Block, Decoded, Message, WireError};
+use super::owned::{Owned, Shape};
 use super::pex::PexPeer;
 use crate::bitfield::{self, SharedBitfield};
 use crate::metainfo::InfoHash;
@@ -131,7 +132,7 @@ pub struct Peer {
     /// Super-seeding: the pieces offered to this peer (the only ones it may request); None
     /// when every verified piece is advertised.
     offered: Option<Vec<u8>>,
-    hash_budget: HashBudget,
+    hashes: HashServer,
 }
 
 impl Peer {
@@ -206,7 +207,7 @@ impl Peer {
             events: Vec::new(),
             last_recv: now,
             last_send: now,
-            hash_budget: HashBudget::default(),
+            hashes: HashServer::default(),
         }
     }
 
@@ -287,9 +288,10 @@ impl Peer {
             }
             Owned::HashRequest(r) => {
                 let room = self.limits.max_control_bytes.saturating_sub(self.out.len());
-                let (v2, budget) = (self.torrent.v2.as_ref(), &mut self.hash_budget);
-                let result = hashes::answer(v2, budget, now, &r, room, &mut self.out);
-                self.events.push(Event::HashRequest(result));
+                let v2 = self.torrent.v2.as_ref();
+                if let Some(result) = self.hashes.handle(v2, now, &r, room, &mut self.out) {
+                    self.events.push(Event::HashRequest(result));
+                }
             }
             Owned::Have(i) => self.events.push(Event::PeerHave(i)),
             Owned::Bitfield(Shape::Partial(bits)) => self.events.push(Event::PeerBitfield(bits)),
@@ -534,6 +536,18 @@ impl Peer {
         Some(run)
     }
 
+    /// A hash request below the piece layer that waits for the torrent's bytes `job.start..`
+    /// (`job.len` of them); answer it with [`Peer::answer_leaf_job`].
+    pub fn take_leaf_job(&mut self) -> Option<LeafJob> {
+        self.hashes.take_job()
+    }
+
+    /// Answers a taken job from its bytes (None: the read failed); returns what became of it.
+    pub fn answer_leaf_job(&mut self, job: &LeafJob, data: Option<&[u8]>) -> HashReply {
+        let room = self.limits.max_control_bytes.saturating_sub(self.out.len());
+        HashServer::finish(self.torrent.v2.as_ref(), job, data, room, &mut self.out)
+    }
+
     /// Takes the events raised since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
@@ -542,50 +556,3 @@ impl Peer {
 
 /// Version string sent in the extension handshake.
 pub const VERSION: &str = concat!("uringseed ", env!("CARGO_PKG_VERSION"));
-
-/// The parts of a message the state machine acts on, detached from the input buffer.
-enum Owned {
-    Interested,
-    NotInterested,
-    Have(u32),
-    Bitfield(Shape),
-    HaveAll,
-    Request(Block),
-    Cancel(Block),
-    /// An extended message: our id and a copy of its payload (at most the message cap).
-    Extended(u8, Vec<u8>),
-    HashRequest(HashRange),
-    Other,
-}
-
-/// What a peer's bitfield says.
-enum Shape {
-    /// Wrong length or spare bits set.
-    Invalid,
-    Full,
-    /// Its bits (copied: kept only while super-seeding).
-    Partial(Vec<u8>),
-}
-
-impl Owned {
-    fn from(msg: &Message<'_>, pieces: usize) -> Owned {
-        match msg {
-            Message::Interested => Owned::Interested,
-            Message::NotInterested => Owned::NotInterested,
-            Message::Have(i) => Owned::Have(*i),
-            Message::Request(b) => Owned::Request(*b),
-            Message::Cancel(b) => Owned::Cancel(*b),
-            Message::Bitfield(bits) if !bitfield::valid(bits, pieces) => {
-                Owned::Bitfield(Shape::Invalid)
-            }
-            Message::Bitfield(bits) if bits[..] == bitfield::full(pieces)[..] => {
-                Owned::Bitfield(Shape::Full)
-            }
-            Message::Bitfield(bits) => Owned::Bitfield(Shape::Partial(bits.to_vec())),
-            Message::HaveAll => Owned::HaveAll,
-            Message::Extended { id, payload } => Owned::Extended(*id, payload.to_vec()),
-            Message::HashRequest(r) => Owned::HashRequest(*r),
-            _ => Owned::Other,
-        }
-    }
-}
