@@ -79,6 +79,21 @@ fn finish(mut lt: Proc, root: &Path, got: &Path, seed: &Serve, what: &str) -> f6
     value(&lt, "downloaded").unwrap().parse().unwrap()
 }
 
+/// libtorrent given only `magnet` (and `peer` to dial, or "-" for its trackers) downloads into
+/// DIR/`name`; the files must equal `root`'s.
+fn magnet_download(magnet: &str, peer: &str, name: &str, root: &Path, seed: &Serve, dir: &Path) {
+    let out = dir.join(name);
+    let args = [
+        "magnet-download",
+        magnet,
+        out.to_str().unwrap(),
+        peer,
+        "120",
+    ];
+    let lt = spawn_lt(&format!("libtorrent-{name}"), &args, &[], dir);
+    finish(lt, root, &out.join("v2data"), seed, name);
+}
+
 fn hash_replies(seed: &Serve, result: &str) -> f64 {
     seed.metric(&format!(
         "uringseed_peer_hash_requests_total{{result=\"{result}\"}}"
@@ -113,26 +128,13 @@ fn libtorrent_downloads_v2_and_hybrid_torrents_from_the_file_and_from_a_btmh_mag
         assert!(got >= data_len as f64, "{flag}: libtorrent got {got} B");
 
         let before = hash_replies(&seed, "served");
-        let out = dir.path().join(format!("magnet{flag}"));
-        let magnet = btmh(&t);
-        let lt = spawn_lt(
-            &format!("libtorrent-btmh{flag}"),
-            &[
-                "magnet-download",
-                &magnet,
-                out.to_str().unwrap(),
-                &peer,
-                "120",
-            ],
-            &[],
-            dir.path(),
-        );
-        finish(
-            lt,
+        magnet_download(
+            &btmh(&t),
+            &peer,
+            &format!("btmh{flag}"),
             &root,
-            &out.join("v2data"),
             &seed,
-            &format!("{flag} by btmh"),
+            dir.path(),
         );
         // The piece layers of big.iso and mid.bin came by hash request (small.txt has none).
         let served = hash_replies(&seed, "served") - before;
@@ -347,26 +349,7 @@ fn a_hybrid_is_announced_in_both_swarms_and_a_btmh_leecher_finds_it_through_the_
         );
     }
     let magnet = format!("{}&tr={url}", btmh(&t));
-    let out = dir.path().join("by_tracker");
-    let lt = spawn_lt(
-        "libtorrent-tracker-btmh",
-        &[
-            "magnet-download",
-            &magnet,
-            out.to_str().unwrap(),
-            "-",
-            "120",
-        ],
-        &[],
-        dir.path(),
-    );
-    finish(
-        lt,
-        &root,
-        &out.join("v2data"),
-        &seed,
-        "btmh through the tracker",
-    );
+    magnet_download(&magnet, "-", "by_tracker", &root, &seed, dir.path());
     assert!(hash_replies(&seed, "served") >= 2.0);
     seed.stop();
 }
@@ -397,26 +380,8 @@ fn serve_path_makes_a_hybrid_whose_v2_half_alone_brings_the_data() {
             && printed.contains(&format!("xt=urn:btmh:1220{v2}")),
         "{printed}"
     );
-    let got = dir.path().join("got");
-    let lt = spawn_lt(
-        "libtorrent-btmh-made",
-        &[
-            "magnet-download",
-            &btmh(&t),
-            got.to_str().unwrap(),
-            &seed.addr.to_string(),
-            "120",
-        ],
-        &[],
-        dir.path(),
-    );
-    finish(
-        lt,
-        &root,
-        &got.join("v2data"),
-        &seed,
-        "serve PATH --format hybrid",
-    );
+    let peer = seed.addr.to_string();
+    magnet_download(&btmh(&t), &peer, "made", &root, &seed, dir.path());
     assert!(hash_replies(&seed, "served") >= 2.0);
     seed.stop();
 }

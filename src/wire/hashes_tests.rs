@@ -4,10 +4,17 @@ use super::*;
 
 /// Every layer of a file's padded tree, leaves first, from `blocks` made-up leaf hashes.
 fn full_tree(blocks: usize, seed: u8) -> Vec<Vec<Hash>> {
-    let mut leaves: Vec<Hash> = (0..blocks)
-        .map(|i| merkle::leaf(&[seed, (i % 251) as u8, (i / 251) as u8]))
-        .collect();
-    leaves.resize(blocks.next_power_of_two(), [0; 32]);
+    layers_over(
+        (0..blocks)
+            .map(|i| merkle::leaf(&[seed, (i % 251) as u8, (i / 251) as u8]))
+            .collect(),
+    )
+}
+
+/// The leaves padded with zero leaves to a power of two, then every layer above them (an
+/// oracle of its own: the code under test builds its rows differently, from the piece layer).
+fn layers_over(mut leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
+    leaves.resize(leaves.len().next_power_of_two(), [0; 32]);
     let mut layers = vec![leaves];
     while layers[layers.len() - 1].len() > 1 {
         let below = &layers[layers.len() - 1];
@@ -162,12 +169,17 @@ fn requests_outside_the_tree_are_refused_with_their_reason() {
     }
 }
 
+/// One file of `blocks` made-up leaves in 32 KiB pieces: its root and its trees.
+fn one_file(blocks: usize, seed: u8) -> (Hash, Trees) {
+    let f = file(&full_tree(blocks, seed), blocks, 1);
+    let trees = Trees::build(InfoHash([9; 20]), 32 << 10, [(0, &f)].into_iter());
+    (f.root, trees)
+}
+
 #[test]
 fn a_peer_gets_its_burst_then_its_rate_and_rejects_past_them() {
-    let layers = full_tree(13, 6);
-    let f = file(&layers, 13, 1);
-    let r = range(f.root, 1, 0, 2, 0);
-    let trees = Trees::build(InfoHash([9; 20]), 32 << 10, [(0, &f)].into_iter());
+    let (root, trees) = one_file(13, 6);
+    let r = range(root, 1, 0, 2, 0);
     let t0 = Instant::now();
     let mut server = HashServer::default();
     let mut out = Vec::new();
@@ -187,10 +199,8 @@ fn a_peer_gets_its_burst_then_its_rate_and_rejects_past_them() {
 
 #[test]
 fn replies_are_well_formed_messages_and_a_reply_too_big_for_the_room_is_a_reject() {
-    let layers = full_tree(64, 7);
-    let f = file(&layers, 64, 1);
-    let r = range(f.root, 1, 0, 32, 4);
-    let trees = Trees::build(InfoHash([9; 20]), 32 << 10, [(0, &f)].into_iter());
+    let (root, trees) = one_file(64, 7);
+    let r = range(root, 1, 0, 32, 4);
     let now = Instant::now();
     let mut server = HashServer::default();
     let mut out = Vec::new();
@@ -220,22 +230,11 @@ fn replies_are_well_formed_messages_and_a_reply_too_big_for_the_room_is_a_reject
 
 /// Every layer of the padded tree over `data`'s real 16 KiB leaves.
 fn data_tree(data: &[u8]) -> Vec<Vec<Hash>> {
-    let mut leaves: Vec<Hash> = data
-        .chunks(merkle::BLOCK as usize)
-        .map(merkle::leaf)
-        .collect();
-    leaves.resize(leaves.len().next_power_of_two(), [0; 32]);
-    let mut layers = vec![leaves];
-    while layers[layers.len() - 1].len() > 1 {
-        let below = &layers[layers.len() - 1];
-        layers.push(
-            below
-                .chunks(2)
-                .map(|c| merkle::parent(&c[0], &c[1]))
-                .collect(),
-        );
-    }
-    layers
+    layers_over(
+        data.chunks(merkle::BLOCK as usize)
+            .map(merkle::leaf)
+            .collect(),
+    )
 }
 
 #[test]
