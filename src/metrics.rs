@@ -526,6 +526,7 @@ mod tests {
             ("uringseed_peers_dropped_total", "reason"),
             ("uringseed_requests_rejected_total", "reason"),
             ("uringseed_peer_hash_requests_total", "result"),
+            ("uringseed_live_torrents_by_hash_kind", "kind"),
             ("uringseed_peer_handshakes_total", "kind"),
             ("uringseed_tracker_announces_total", "result"),
             ("uringseed_tracker_scrapes_total", "result"),
