@@ -3,7 +3,8 @@
 //! connections that never handshake and reconnect the moment they are closed. In each, an
 //! honest peer arriving later still gets in and downloads a block byte for byte, by evicting the
 //! peer uninterested the longest or the oldest half-open connection; interested peers are never
-//! evicted; every eviction is counted.
+//! evicted; every eviction is counted. A hybrid torrent's slots are one pool: a peer joining by
+//! its v2 info-hash evicts an idle one that joined by the v1 hash.
 
 mod common;
 
@@ -27,6 +28,11 @@ struct Setup {
 }
 
 fn start(config: &str) -> Setup {
+    start_made(config, &[])
+}
+
+/// [`start`] with extra `make` flags (`--hybrid`).
+fn start_made(config: &str, make_flags: &[&str]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
@@ -34,7 +40,9 @@ fn start(config: &str) -> Setup {
     let file = data_dir.join("f.bin");
     std::fs::write(&file, &data).unwrap();
     let torrent = dir.path().join("t.torrent");
-    let ih = hex_hash(&make_torrent(&file, &torrent, &["--piece-length", "65536"]));
+    let mut flags = vec!["--piece-length", "65536"];
+    flags.extend_from_slice(make_flags);
+    let ih = hex_hash(&make_torrent(&file, &torrent, &flags));
     let c = dir.path().join("c.toml");
     std::fs::write(&c, format!("[hashing]\nresume = false\n[server]\n{config}")).unwrap();
     let mut s = serve(
@@ -207,6 +215,26 @@ fn a_full_torrent_makes_room_too() {
         "the oldest idle peer was not the one evicted"
     );
     assert!(!closed(&idle[1].s, Duration::ZERO));
+    st.s.stop();
+}
+
+#[test]
+fn a_full_hybrid_makes_room_for_a_peer_joining_by_its_v2_info_hash() {
+    let st = start_made(
+        "max_connections_per_torrent = 20\nupload_slots = 0\n",
+        &["--hybrid"],
+    );
+    let (addr, v1) = (st.s.addr, st.ih);
+    let torrent = uringseed::metainfo::load(&st._dir.path().join("t.torrent")).unwrap();
+    let v2 = torrent.v2.as_ref().expect("a hybrid").truncated();
+    let idle: Vec<RawPeer> = (0..20).map(|_| idle_peer(addr, v1)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (took, _honest) =
+        honest_block(addr, v2, &st.data).unwrap_or_else(|e| panic!("{e}\n{}", st.s.proc.report()));
+    eprintln!("v2 peer at a hybrid full of v1 peers: block after {took:?}");
+    assert_eq!(dropped(&st.s, "evicted"), 1.0);
+    assert_eq!(dropped(&st.s, "torrent_connection_cap"), 0.0);
+    assert!(closed(&idle[0].s, Duration::from_secs(2)));
     st.s.stop();
 }
 

@@ -85,7 +85,10 @@ pub async fn serve<S: Stream, D: Disk>(
     };
     let end = match opened {
         Ok(opened) => {
-            shared.evictor.handshaken(key, opened.hs.info_hash, now());
+            // The torrent's own key: a hybrid's v1 and v2 peers compete for its slots alike.
+            shared
+                .evictor
+                .handshaken(key, opened.ctx.view.info_hash, now());
             let outgoing = dialed.is_some();
             connected(&shared, &stream, disk, opened, addr, outgoing, (key, &slot)).await
         }

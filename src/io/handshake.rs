@@ -274,7 +274,7 @@ pub async fn open<S: Stream>(
         && (dialed.is_some()
             || !shared
                 .evictor
-                .evict_for(Some(&hs.info_hash), super::stream::now()))
+                .evict_for(Some(&ctx.view.info_hash), super::stream::now()))
     {
         return Err(DropReason::TorrentConnectionCap);
     }
